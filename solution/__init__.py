@@ -1,0 +1,1 @@
+"""ABAW multimodal affect harness: EMI (Hume-Vidmimic2) and VA (Aff-Wild2) tracks."""

@@ -1,0 +1,381 @@
+"""Readers for the official release layouts (Hume-Vidmimic2 for EMI, Aff-Wild2 for VA).
+
+The synthetic generator writes these same layouts, so one set of readers serves both the
+demo data and a user's real release. Every malformed input raises DataError with the file
+and the problem. Accepted variants (the real layouts are only partly documented):
+ids zero-padded or not, `.mp3` or `.wav` audio, organizer pickles holding numpy arrays,
+lists, or a dict with one array.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from solution.tracks import EMI_TARGETS, VA_TARGETS, VA_UNANNOTATED
+
+
+class DataError(ValueError):
+    """An input file is missing or malformed; the message names the file and the problem."""
+
+
+# ---------------------------------------------------------------- shared helpers
+
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot parse {what} as CSV ({exc})") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _rows(indices, limit: int = 5) -> str:
+    # CSV line numbers as a user sees them in an editor (header is line 1).
+    shown = ", ".join(str(i + 2) for i in list(indices)[:limit])
+    more = len(indices) - limit
+    return shown + (f" (+{more} more)" if more > 0 else "")
+
+
+_ID_PATTERN = re.compile(r"^\s*0*(\d+)(\.\w+)?\s*$")
+
+
+def parse_video_id(raw: str) -> int | None:
+    """'00042', '42', '42.mp4' -> 42; anything else -> None."""
+    match = _ID_PATTERN.match(str(raw))
+    return int(match.group(1)) if match else None
+
+
+def _parse_ids(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    ids = frame[column].map(parse_video_id)
+    bad = np.flatnonzero(ids.isna().to_numpy())
+    if bad.size:
+        raise DataError(f"{path}: column {column!r} has values that are not video ids "
+                        f"on line(s) {_rows(bad)}: {frame[column].iloc[bad[0]]!r}")
+    ids = ids.astype(np.int64).to_numpy()
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1]
+        raise DataError(f"{path}: duplicate video id(s) {dup[:10].tolist()}"
+                        f"{' ...' if dup.size > 10 else ''} in column {column!r}")
+    return ids
+
+
+def _numeric_block(frame: pd.DataFrame, columns, path: Path) -> np.ndarray:
+    block = frame[list(columns)].apply(lambda c: pd.to_numeric(c.str.strip(), errors="coerce"))
+    values = block.to_numpy(np.float64)
+    bad = np.flatnonzero(~np.isfinite(values).all(1))
+    if bad.size:
+        col = columns[int(np.flatnonzero(~np.isfinite(values[bad[0]]))[0])]
+        raise DataError(f"{path}: missing, NaN or non-numeric value(s) on line(s) {_rows(bad)} "
+                        f"(first in column {col!r}: {frame[col].iloc[bad[0]]!r})")
+    return values
+
+
+def _require_columns(frame: pd.DataFrame, required, path: Path, what: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: {what} is missing column(s) {missing}; found {list(frame.columns)}; "
+                        f"expected header {','.join(required)}")
+
+
+# ---------------------------------------------------------------- EMI (Hume-Vidmimic2)
+
+def read_emi_labels(path, what: str = "EMI label", check_range: bool = True) -> pd.DataFrame:
+    """A split CSV (`Filename` + the six targets) -> float frame indexed by int video id.
+    Predictions use the same reader with check_range=False (they are clipped later)."""
+    path = Path(path)
+    frame = _read_csv(path, what)
+    _require_columns(frame, ("Filename", *EMI_TARGETS), path, f"{what} file")
+    ids = _parse_ids(frame, "Filename", path)
+    values = _numeric_block(frame, EMI_TARGETS, path)
+    out = np.flatnonzero(((values < 0) | (values > 1)).any(1))
+    if check_range and out.size:
+        raise DataError(f"{path}: label(s) outside [0, 1] on line(s) {_rows(out)}")
+    return pd.DataFrame(values, index=pd.Index(ids, name="Filename"), columns=list(EMI_TARGETS))
+
+
+def read_id_list(path) -> list[int]:
+    """A test listing: a CSV with a `Filename` column, or one id per line with no header."""
+    path = Path(path)
+    frame = _read_csv(path, "id list")
+    if "Filename" not in frame.columns:
+        if len(frame.columns) == 1 and parse_video_id(frame.columns[0]) is not None:
+            frame = pd.read_csv(path, dtype=str, header=None, names=["Filename"])
+        else:
+            raise DataError(f"{path}: id list needs a 'Filename' column; found {list(frame.columns)}")
+    return sorted(_parse_ids(frame, "Filename", path).tolist())
+
+
+def coerce_feature_array(obj, source) -> np.ndarray:
+    """An organizer pickle's payload -> float32 (frames, dim), or DataError naming `source`."""
+    if isinstance(obj, dict):
+        arrays = [v for v in obj.values() if isinstance(v, (np.ndarray, list))]
+        if len(arrays) != 1:
+            raise DataError(f"{source}: pickle holds a dict with keys {list(obj)[:8]}; "
+                            "expected an array (frames x dim)")
+        obj = arrays[0]
+    try:
+        array = np.asarray(obj, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{source}: pickle does not hold a numeric array ({exc})") from exc
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 1 and array.size:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise DataError(f"{source}: expected a (frames x dim) array, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        rows = np.flatnonzero(~np.isfinite(array).all(1))
+        raise DataError(f"{source}: NaN or inf in {rows.size} of {array.shape[0]} frame(s) "
+                        f"(first at frame {rows[0]})")
+    return array
+
+
+def load_feature_pickle(path) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: feature file not found")
+    try:
+        with open(path, "rb") as handle:
+            obj = pickle.load(handle)
+    except Exception as exc:  # a truncated or foreign pickle can raise almost anything
+        raise DataError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from exc
+    return coerce_feature_array(obj, path)
+
+
+# Folder and accepted extensions of each per-video file kind in the EMI release.
+EMI_KINDS = {
+    "video": ("raw", (".mp4", ".avi", ".webm", ".mov")),
+    "audio": ("audio", (".mp3", ".wav", ".flac", ".m4a")),
+    "transcript": ("transcripts", (".txt",)),
+    "vit": ("vit", (".pkl",)),
+    "wav2vec2": ("wav2vec2", (".pkl",)),
+}
+
+
+@dataclass
+class EmiRelease:
+    """A Hume-Vidmimic2 release folder. File names for splits can be overridden."""
+
+    root: Path
+    train_csv: str = "train_split.csv"
+    valid_csv: str = "valid_split.csv"
+    test_csv: str = "test_split.csv"
+    kinds: dict = field(default_factory=lambda: dict(EMI_KINDS))
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: data folder not found")
+
+    def labels(self, split: str) -> pd.DataFrame:
+        name = {"train": self.train_csv, "valid": self.valid_csv}.get(split)
+        if name is None:
+            raise ValueError(f"split must be 'train' or 'valid', got {split!r}")
+        return read_emi_labels(self.root / name)
+
+    def labelled(self) -> pd.DataFrame:
+        """train and valid merged, with a `split` column; an id in both is an error."""
+        train, valid = self.labels("train"), self.labels("valid")
+        both = train.index.intersection(valid.index)
+        if len(both):
+            raise DataError(f"{self.root}: video id(s) {both[:10].tolist()} are in both "
+                            f"{self.train_csv} and {self.valid_csv}")
+        return pd.concat([train.assign(split="train"), valid.assign(split="valid")]).sort_index()
+
+    @cached_property
+    def files(self) -> dict[str, dict[int, Path]]:
+        """kind -> {video id -> path}, found by listing each folder once."""
+        found = {}
+        for kind, (folder, exts) in self.kinds.items():
+            table: dict[int, Path] = {}
+            directory = self.root / folder
+            if directory.is_dir():
+                for path in sorted(directory.iterdir()):
+                    vid = parse_video_id(path.stem) if path.suffix.lower() in exts else None
+                    if vid is None:
+                        continue
+                    if vid in table:
+                        raise DataError(f"{directory}: two files for video id {vid}: "
+                                        f"{table[vid].name} and {path.name}")
+                    table[vid] = path
+            found[kind] = table
+        return found
+
+    def path(self, kind: str, vid: int) -> Path | None:
+        """The file of `kind` for video `vid`, or None when the release has none."""
+        return self.files[kind].get(int(vid))
+
+    def test_ids(self) -> list[int]:
+        """The test listing when present, else ids with media or features but no label."""
+        listing = self.root / self.test_csv
+        if listing.is_file():
+            return read_id_list(listing)
+        labelled = set(self.labelled().index)
+        seen = set().union(*(set(t) for t in self.files.values()))
+        return sorted(seen - labelled)
+
+    def load_feature(self, kind: str, vid: int) -> np.ndarray:
+        path = self.path(kind, vid)
+        if path is None:
+            folder = self.kinds[kind][0]
+            raise DataError(f"{self.root / folder}: no {kind} file for video id {vid}")
+        return load_feature_pickle(path)
+
+    def transcript(self, vid: int) -> str | None:
+        path = self.path("transcript", vid)
+        return None if path is None else path.read_text(encoding="utf-8", errors="replace").strip()
+
+    def metadata(self) -> pd.DataFrame | None:
+        """The synthetic release's metadata.csv (subject ids, corruption flags), if present."""
+        path = self.root / "metadata.csv"
+        if not path.is_file():
+            return None
+        frame = _read_csv(path, "metadata")
+        _require_columns(frame, ("Filename", "subject"), path, "metadata")
+        return frame.set_index(pd.Index(_parse_ids(frame, "Filename", path), name="Filename"))
+
+
+# ---------------------------------------------------------------- VA (Aff-Wild2)
+
+def read_va_annotation(path) -> np.ndarray:
+    """One Aff-Wild2 annotation file -> float32 (frames, 2); unannotated rows stay -5."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file not found")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    header = lines[0].replace(" ", "").lower() if lines else ""
+    if header != "valence,arousal":
+        raise DataError(f"{path}: first line must be 'valence,arousal', got {header!r}")
+    rows = [line for line in lines[1:] if line.strip()]
+    if not rows:
+        raise DataError(f"{path}: annotation file has no frames")
+    try:
+        values = np.array([[float(x) for x in line.split(",")] for line in rows], np.float64)
+    except ValueError as exc:
+        raise DataError(f"{path}: non-numeric annotation ({exc})") from exc
+    if values.ndim != 2 or values.shape[1] != 2:
+        raise DataError(f"{path}: every line must hold two values, valence,arousal")
+    if not np.isfinite(values).all():
+        raise DataError(f"{path}: NaN or inf on frame(s) {np.flatnonzero(~np.isfinite(values).all(1))[:5] + 1}")
+    sentinel = values == VA_UNANNOTATED
+    out = np.flatnonzero(((np.abs(values) > 1) & ~sentinel).any(1))
+    if out.size:
+        raise DataError(f"{path}: value(s) outside [-1, 1] that are not the -5 marker, "
+                        f"on frame(s) {(out[:5] + 1).tolist()}")
+    half = np.flatnonzero(sentinel.any(1) & ~sentinel.all(1))
+    if half.size:
+        raise DataError(f"{path}: frame(s) {(half[:5] + 1).tolist()} mark only one of valence/arousal as -5")
+    return values.astype(np.float32)
+
+
+def annotated_mask(values: np.ndarray) -> np.ndarray:
+    return ~(values == VA_UNANNOTATED).any(1)
+
+
+VA_SPLIT_FOLDERS = {"train": "Train_Set", "valid": "Validation_Set"}
+VA_VIDEO_EXTS = (".mp4", ".avi")
+_SIDE_SUFFIX = re.compile(r"_(left|right)$")
+
+
+def read_va_test_listing(path) -> dict[str, int | None]:
+    """Test listing -> {video: frame count or None}. Accepted: a CSV `video,frames`, or one
+    video name per line (frame counts then come from the videos)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: VA test listing not found")
+    lines = [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    listing: dict[str, int | None] = {}
+    if lines and lines[0].replace(" ", "").lower() == "video,frames":
+        for number, line in enumerate(lines[1:], start=2):
+            name, _, count = line.partition(",")
+            if not count.strip().isdigit() or int(count) <= 0:
+                raise DataError(f"{path}: line {number}: frame count must be a positive integer, got {count!r}")
+            listing.setdefault(name.strip(), int(count))
+            if listing[name.strip()] != int(count):
+                raise DataError(f"{path}: video {name!r} listed twice with different frame counts")
+    else:
+        for line in lines:
+            if line in listing:
+                raise DataError(f"{path}: video {line!r} listed twice")
+            listing[line] = None
+    if not listing:
+        raise DataError(f"{path}: VA test listing is empty")
+    return listing
+
+
+@dataclass
+class VaRelease:
+    """An Aff-Wild2 release: videos in batch*/, crops in cropped_aligned/, annotations in a
+    `*/VA_Estimation_Challenge/{Train_Set,Validation_Set}` folder."""
+
+    root: Path
+    annotations: Path | None = None  # the VA_Estimation_Challenge folder; found when None
+    test_listing: Path | None = None
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: data folder not found")
+        if self.annotations is None:
+            found = sorted(p for p in self.root.glob("**/VA_Estimation_Challenge")
+                           if p.is_dir() and "private" not in p.relative_to(self.root).parts)
+            if not found:
+                raise DataError(f"{self.root}: no VA_Estimation_Challenge annotation folder found "
+                                "(pass its path explicitly)")
+            self.annotations = found[0]
+        self.annotations = Path(self.annotations)
+        if self.test_listing is None:
+            self.test_listing = self.annotations / "test_set.csv"
+
+    def split_dir(self, split: str) -> Path:
+        return self.annotations / VA_SPLIT_FOLDERS[split]
+
+    def videos(self, split: str) -> list[str]:
+        if split == "test":
+            return sorted(read_va_test_listing(self.test_listing))
+        directory = self.split_dir(split)
+        if not directory.is_dir():
+            raise DataError(f"{directory}: annotation folder for split {split!r} not found")
+        return sorted(p.stem for p in directory.glob("*.txt"))
+
+    def labels(self, split: str, video: str) -> np.ndarray:
+        return read_va_annotation(self.split_dir(split) / f"{video}.txt")
+
+    @cached_property
+    def _video_files(self) -> dict[str, Path]:
+        table = {}
+        for path in sorted(self.root.glob("batch*/*")):
+            if path.suffix.lower() in VA_VIDEO_EXTS:
+                table.setdefault(path.stem, path)
+        return table
+
+    def video_path(self, video: str) -> Path | None:
+        """`name_left`/`name_right` annotation files share the video `name`."""
+        return self._video_files.get(video) or self._video_files.get(_SIDE_SUFFIX.sub("", video))
+
+    def frames_dir(self, video: str) -> Path:
+        return self.root / "cropped_aligned" / video
+
+    def test_frame_counts(self) -> dict[str, int]:
+        """{test video: frame count}, from the listing or, where it has none, the video file."""
+        from solution.media import video_info
+
+        counts = {}
+        for video, count in read_va_test_listing(self.test_listing).items():
+            if count is None:
+                path = self.video_path(video)
+                if path is None:
+                    raise DataError(f"{self.test_listing}: test video {video!r} has no frame count "
+                                    f"and no video file under {self.root}/batch*/")
+                count = video_info(path)["frames"]
+            counts[video] = count
+        return counts

@@ -1,0 +1,171 @@
+"""Reading and writing video and audio with PyAV; the one place that touches codecs.
+
+Readers raise MediaError naming the file and what is wrong, so a corrupt upload never
+surfaces as a bare FFmpeg traceback.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+from solution.fileio import atomic_path
+
+SAMPLE_RATE = 16000
+
+
+class MediaError(RuntimeError):
+    """A media file is missing, unreadable, or has no stream of the needed kind."""
+
+
+def _open(path):
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: file not found")
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"{path}: unreadable media file ({exc})") from exc
+
+
+def video_info(path) -> dict:
+    """Frame count, rate, size and duration without decoding (frame count from the header,
+    or from a decode pass when the container does not store it)."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        frames = stream.frames
+        if not frames:
+            try:
+                frames = sum(1 for _ in container.decode(video=0))
+            except av.error.FFmpegError as exc:
+                raise MediaError(f"{path}: corrupt video stream ({exc})") from exc
+        return {"frames": int(frames), "fps": fps, "width": stream.codec_context.width,
+                "height": stream.codec_context.height,
+                "duration": frames / fps if fps else 0.0,
+                "has_audio": bool(container.streams.audio)}
+
+
+def iter_video_frames(path, fps: float | None = None):
+    """Yield (time_seconds, RGB uint8 frame). With `fps`, keep the frame nearest each 1/fps
+    tick (frames are never duplicated, so a low-rate source yields fewer frames)."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        next_tick = 0.0
+        got_any = False
+        try:
+            for frame in container.decode(stream):
+                t = float(frame.pts * stream.time_base) if frame.pts is not None else 0.0
+                if fps is not None and t + 0.5 / (fps * 4) < next_tick:
+                    continue
+                if fps is not None:
+                    next_tick = (np.floor(t * fps + 1e-6) + 1) / fps
+                got_any = True
+                yield t, frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"{path}: corrupt video stream ({exc})") from exc
+        if not got_any:
+            raise MediaError(f"{path}: video stream has no decodable frames")
+
+
+def read_video(path, fps: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All frames (T, H, W, 3) uint8 and their times in seconds."""
+    times, frames = zip(*iter_video_frames(path, fps))
+    return np.stack(frames), np.asarray(times)
+
+
+def read_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 samples at `sample_rate` from an audio file or a video's audio track.
+
+    Encoder padding (AAC/MP3 priming and tail) is trimmed to the stream's stated duration.
+    """
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{path}: no audio stream")
+        stream = container.streams.audio[0]
+        native_rate = stream.codec_context.sample_rate or sample_rate
+        to_mono = av.AudioResampler(format="flt", layout="mono", rate=native_rate)
+        chunks = []
+        try:
+            for frame in container.decode(stream):
+                for out in to_mono.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in to_mono.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"{path}: corrupt audio stream ({exc})") from exc
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1e6
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if duration is not None:
+        samples = samples[: int(round(duration * native_rate))]
+    if native_rate != sample_rate and samples.size:
+        import torch
+        import torchaudio.functional as AF
+
+        samples = AF.resample(torch.from_numpy(samples), native_rate, sample_rate).numpy()
+    return samples
+
+
+def _encode_audio(container, stream, samples: np.ndarray, sample_rate: int) -> None:
+    samples = np.clip(np.asarray(samples, np.float32), -1.0, 1.0)
+    chunk = stream.codec_context.frame_size or 1152
+    for start in range(0, len(samples), chunk):
+        part = samples[start:start + chunk]
+        frame = av.AudioFrame.from_ndarray(part[None, :], format="fltp", layout="mono")
+        frame.sample_rate = sample_rate
+        frame.pts = start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def write_audio(path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write mono audio as .mp3 (LAME) or .wav (PCM 16-bit), atomically."""
+    path = Path(path)
+    codec = {".mp3": ("mp3", "libmp3lame"), ".wav": ("wav", "pcm_s16le")}.get(path.suffix.lower())
+    if codec is None:
+        raise ValueError(f"{path}: audio must be .mp3 or .wav")
+    fmt, name = codec
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format=fmt) as container:
+            stream = container.add_stream(name, rate=sample_rate, layout="mono")
+            if name == "libmp3lame":
+                stream.bit_rate = 48000
+            _encode_audio(container, stream, samples, sample_rate)
+
+
+def write_video(path, frames: np.ndarray, fps: float, audio: np.ndarray | None = None,
+                sample_rate: int = SAMPLE_RATE, crf: int = 23) -> None:
+    """Write RGB frames (T, H, W, 3) as H.264 .mp4 (plus an AAC track if `audio`), atomically.
+
+    One encoder thread, so the same frames give the same bytes on any machine size.
+    """
+    frames = np.asarray(frames, np.uint8)
+    height, width = frames.shape[1:3]
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            video = container.add_stream("libx264", rate=int(round(fps)),
+                                         options={"crf": str(crf), "preset": "veryfast",
+                                                  "threads": "1"})
+            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+            video.codec_context.thread_count = 1
+            audio_stream = None
+            if audio is not None:
+                audio_stream = container.add_stream("aac", rate=sample_rate, layout="mono")
+            for image in frames:
+                for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                    container.mux(packet)
+            for packet in video.encode(None):
+                container.mux(packet)
+            if audio_stream is not None:
+                _encode_audio(container, audio_stream, audio, sample_rate)

@@ -1,0 +1,142 @@
+"""Pearson and CCC, the only place the project computes them.
+
+Numpy versions score predictions; torch versions are differentiable losses. Both use
+population moments (divide by n), as numpy does by default. A prediction or label column
+with zero variance has no defined correlation: it scores 0.0 and a warning names it.
+NaN or inf anywhere is an error, never a silently ignored value.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from solution.tracks import Track
+
+
+class ConstantInputWarning(UserWarning):
+    """A column had zero variance, so its correlation was reported as 0.0."""
+
+
+def _as_2d(name: str, values) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 1-D or 2-D (samples x dims), got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise ValueError(f"{name} contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
+    return array
+
+
+def _check_pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
+    pred, target = _as_2d("prediction", pred), _as_2d("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {pred.shape} != target shape {target.shape}")
+    if pred.shape[0] < 2:
+        raise ValueError(f"need at least 2 samples to correlate, got {pred.shape[0]}")
+    return pred, target
+
+
+def _warn_constant(var_p: np.ndarray, var_t: np.ndarray, names) -> None:
+    for j in np.flatnonzero((var_p <= 0) | (var_t <= 0)):
+        which = "prediction" if var_p[j] <= 0 else "target"
+        label = names[j] if names is not None else f"dim {j}"
+        warnings.warn(f"{which} is constant for {label}: its correlation is reported as 0.0",
+                      ConstantInputWarning, stacklevel=3)
+
+
+def pearson_per_dim(pred, target, names=None) -> np.ndarray:
+    """Pearson's r for each column; 0.0 (with a warning) where a column is constant."""
+    pred, target = _check_pair(pred, target)
+    dp, dt = pred - pred.mean(0), target - target.mean(0)
+    var_p, var_t = (dp**2).mean(0), (dt**2).mean(0)
+    _warn_constant(var_p, var_t, names)
+    cov = (dp * dt).mean(0)
+    denom = np.sqrt(var_p * var_t)
+    safe = denom > 0
+    return np.where(safe, cov / np.where(safe, denom, 1.0), 0.0)
+
+
+def ccc_per_dim(pred, target, names=None) -> np.ndarray:
+    """Lin's concordance correlation for each column, population moments."""
+    pred, target = _check_pair(pred, target)
+    mp, mt = pred.mean(0), target.mean(0)
+    var_p, var_t = pred.var(0), target.var(0)
+    cov = ((pred - mp) * (target - mt)).mean(0)
+    denom = var_p + var_t + (mp - mt) ** 2
+    if np.any(denom <= 0):
+        _warn_constant(var_p, var_t, names)
+    safe = denom > 0
+    return np.where(safe, 2 * cov / np.where(safe, denom, 1.0), 0.0)
+
+
+METRICS = {"pearson": pearson_per_dim, "ccc": ccc_per_dim}
+
+
+def score(track: Track, pred, target) -> dict:
+    """The track's leaderboard score: per-dimension values and their mean."""
+    per_dim = METRICS[track.metric](pred, target, names=track.targets)
+    return {"metric": track.metric, "per_dim": dict(zip(track.targets, per_dim.tolist())),
+            "mean": float(per_dim.mean())}
+
+
+def format_score_table(result: dict, title: str = "") -> str:
+    width = max(len(k) for k in result["per_dim"]) + 2
+    lines = [title] if title else []
+    lines.append(f"{'dimension':<{width}}{result['metric']:>9}")
+    lines += [f"{k:<{width}}{v:>9.4f}" for k, v in result["per_dim"].items()]
+    lines.append(f"{'mean':<{width}}{result['mean']:>9.4f}")
+    return "\n".join(lines)
+
+
+# ---- differentiable losses (torch is imported lazily so scoring needs only numpy) ----
+
+def _torch_moments(pred, target, eps: float):
+    mp, mt = pred.mean(0), target.mean(0)
+    dp, dt = pred - mp, target - mt
+    return mp, mt, (dp * dp).mean(0), (dt * dt).mean(0), (dp * dt).mean(0)
+
+
+def pearson_loss(pred, target, eps: float = 1e-8):
+    """1 - mean Pearson over dims, over the batch axis (dim 0)."""
+    _, _, var_p, var_t, cov = _torch_moments(pred, target, eps)
+    r = cov / (var_p * var_t + eps).sqrt()
+    return 1 - r.mean()
+
+
+def ccc_loss(pred, target, eps: float = 1e-8):
+    """1 - mean CCC over dims, over the batch axis (dim 0)."""
+    mp, mt, var_p, var_t, cov = _torch_moments(pred, target, eps)
+    ccc = 2 * cov / (var_p + var_t + (mp - mt) ** 2 + eps)
+    return 1 - ccc.mean()
+
+
+def mse_loss(pred, target):
+    return ((pred - target) ** 2).mean()
+
+
+LOSSES = {"pearson": pearson_loss, "ccc": ccc_loss, "mse": mse_loss}
+
+
+def parse_loss_spec(spec: str) -> list[tuple[float, str]]:
+    """'0.7*ccc+0.3*mse' -> [(0.7, 'ccc'), (0.3, 'mse')]."""
+    terms = []
+    for part in spec.replace(" ", "").split("+"):
+        weight, _, name = part.rpartition("*")
+        if name not in LOSSES:
+            raise ValueError(f"unknown loss {name!r} in {spec!r}; known: {sorted(LOSSES)}")
+        terms.append((float(weight) if weight else 1.0, name))
+    return terms
+
+
+def make_loss(spec: str):
+    """A loss function from a spec such as 'pearson', 'ccc+0.1*mse' or '0.7*ccc+0.3*mse'."""
+    terms = parse_loss_spec(spec)
+
+    def loss(pred, target):
+        return sum(w * LOSSES[name](pred, target) for w, name in terms)
+
+    loss.spec = spec
+    return loss
