@@ -5,6 +5,7 @@ surfaces as a bare FFmpeg traceback.
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -144,26 +145,54 @@ def write_audio(path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> No
             _encode_audio(container, stream, samples, sample_rate)
 
 
+def yuv420p_frame(image: np.ndarray) -> av.VideoFrame:
+    """RGB uint8 (H, W, 3) -> a yuv420p frame whose row padding is zeroed.
+
+    x264 reads a little past each row; left to swscale or PyAV, that padding holds whatever
+    the heap held before, and identical frames encoded to different files from run to run.
+    Converting here (BT.601 limited range) and zeroing the padding makes encoding repeatable.
+    """
+    rgb = image.astype(np.float32)
+    y = 16 + 0.257 * rgb[..., 0] + 0.504 * rgb[..., 1] + 0.098 * rgb[..., 2]
+    u = 128 - 0.148 * rgb[..., 0] - 0.291 * rgb[..., 1] + 0.439 * rgb[..., 2]
+    v = 128 + 0.439 * rgb[..., 0] - 0.368 * rgb[..., 1] - 0.071 * rgb[..., 2]
+    h, w = y.shape
+    half = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean((1, 3))  # noqa: E731
+    frame = av.VideoFrame(w, h, "yuv420p")
+    for plane, values in zip(frame.planes, (y, half(u), half(v))):
+        padded = np.zeros((plane.buffer_size // plane.line_size, plane.line_size), np.uint8)
+        padded[: values.shape[0], : values.shape[1]] = np.clip(np.round(values), 0, 255)
+        plane.update(padded)
+    return frame
+
+
 def write_video(path, frames: np.ndarray, fps: float, audio: np.ndarray | None = None,
                 sample_rate: int = SAMPLE_RATE, crf: int = 23) -> None:
     """Write RGB frames (T, H, W, 3) as H.264 .mp4 (plus an AAC track if `audio`), atomically.
 
-    One encoder thread, so the same frames give the same bytes on any machine size.
+    Same frames, same bytes: one encoder thread, explicit timestamps, and x264's assembly
+    off, since its SIMD routines read past the last row of small frames and so depended on
+    whatever memory lay there (seen at 48 and 64 pixels wide).
     """
     frames = np.asarray(frames, np.uint8)
     height, width = frames.shape[1:3]
+    if height % 2 or width % 2:
+        raise ValueError(f"{path}: frame size {width}x{height} must be even in both directions")
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
             video = container.add_stream("libx264", rate=int(round(fps)),
-                                         options={"crf": str(crf), "preset": "veryfast",
-                                                  "threads": "1"})
+                                         options={"crf": str(crf), "preset": "veryfast", "threads": "1",
+                                                  "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:asm=0"})
             video.width, video.height, video.pix_fmt = width, height, "yuv420p"
             video.codec_context.thread_count = 1
             audio_stream = None
             if audio is not None:
                 audio_stream = container.add_stream("aac", rate=sample_rate, layout="mono")
-            for image in frames:
-                for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            for index, image in enumerate(frames):
+                frame = yuv420p_frame(image)
+                # Explicit timestamps: x264's rate control reads them, and unset ones vary.
+                frame.pts, frame.time_base = index, Fraction(1, int(round(fps)))
+                for packet in video.encode(frame):
                     container.mux(packet)
             for packet in video.encode(None):
                 container.mux(packet)

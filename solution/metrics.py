@@ -39,36 +39,36 @@ def _check_pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
     return pred, target
 
 
-def _warn_constant(var_p: np.ndarray, var_t: np.ndarray, names) -> None:
-    for j in np.flatnonzero((var_p <= 0) | (var_t <= 0)):
-        which = "prediction" if var_p[j] <= 0 else "target"
+def _constant_columns(pred: np.ndarray, target: np.ndarray, names) -> np.ndarray:
+    """Columns where either side is exactly constant (tested by range, since rounding can
+    leave a tiny non-zero variance); each gets a warning naming it."""
+    flat_p, flat_t = np.ptp(pred, 0) == 0, np.ptp(target, 0) == 0
+    for j in np.flatnonzero(flat_p | flat_t):
+        which = "prediction" if flat_p[j] else "target"
         label = names[j] if names is not None else f"dim {j}"
         warnings.warn(f"{which} is constant for {label}: its correlation is reported as 0.0",
                       ConstantInputWarning, stacklevel=3)
+    return flat_p | flat_t
 
 
 def pearson_per_dim(pred, target, names=None) -> np.ndarray:
     """Pearson's r for each column; 0.0 (with a warning) where a column is constant."""
     pred, target = _check_pair(pred, target)
+    constant = _constant_columns(pred, target, names)
     dp, dt = pred - pred.mean(0), target - target.mean(0)
-    var_p, var_t = (dp**2).mean(0), (dt**2).mean(0)
-    _warn_constant(var_p, var_t, names)
-    cov = (dp * dt).mean(0)
-    denom = np.sqrt(var_p * var_t)
-    safe = denom > 0
-    return np.where(safe, cov / np.where(safe, denom, 1.0), 0.0)
+    denom = np.sqrt((dp**2).mean(0) * (dt**2).mean(0))
+    safe = ~constant & (denom > 0)
+    return np.where(safe, (dp * dt).mean(0) / np.where(safe, denom, 1.0), 0.0)
 
 
 def ccc_per_dim(pred, target, names=None) -> np.ndarray:
     """Lin's concordance correlation for each column, population moments."""
     pred, target = _check_pair(pred, target)
+    constant = _constant_columns(pred, target, names)
     mp, mt = pred.mean(0), target.mean(0)
-    var_p, var_t = pred.var(0), target.var(0)
     cov = ((pred - mp) * (target - mt)).mean(0)
-    denom = var_p + var_t + (mp - mt) ** 2
-    if np.any(denom <= 0):
-        _warn_constant(var_p, var_t, names)
-    safe = denom > 0
+    denom = pred.var(0) + target.var(0) + (mp - mt) ** 2
+    safe = ~constant & (denom > 0)
     return np.where(safe, 2 * cov / np.where(safe, denom, 1.0), 0.0)
 
 

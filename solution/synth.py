@@ -155,13 +155,13 @@ def render_faces(actions: np.ndarray, subject: Subject, size: int, rng: np.rando
 
     eye_h = 0.028 * np.clip(1 + 0.9 * col("eye_wide") - 0.6 * col("eye_squint"), 0.15, 2.2)
     eye_h = eye_h * (1 - 0.9 * blink[:, None, None])
-    brow_lift = -0.05 * col("brow_raise") + 0.03 * col("brow_furrow")
+    brow_lift = -0.07 * col("brow_raise") + 0.04 * col("brow_furrow")
     for side in (-1, 1):
         ex = side * subject.eye_gap
         eye = ((u - ex) / 0.058) ** 2 + ((v + 0.07) / eye_h) ** 2 <= 1
         pupil = eye & ((u - ex) ** 2 + (v + 0.07) ** 2 <= 0.018 ** 2)
         inner_x = side * (0.03 - 0.015 * col("brow_furrow"))
-        inner_y = -0.14 + brow_lift - 0.045 * col("brow_inner_up")
+        inner_y = -0.14 + brow_lift - 0.06 * col("brow_inner_up")
         outer_y = -0.15 + brow_lift + 0.01 * col("brow_inner_up")
         brow = _segment_distance(u, v, inner_x, inner_y, side * 0.14, outer_y) <= 0.012
         layers += [(eye, np.array([245, 245, 245])), (pupil, np.array([30, 20, 15])),
@@ -169,11 +169,11 @@ def render_faces(actions: np.ndarray, subject: Subject, size: int, rng: np.rando
     nose = (u / 0.025) ** 2 + ((v - 0.04) / 0.05) ** 2 <= 1
     layers.append((nose, subject.skin * 0.82))
 
-    mouth_w = 0.09 * (1 + 0.3 * col("smile") - 0.25 * col("lip_press"))
+    mouth_w = 0.09 * (1 + 0.4 * col("smile") - 0.3 * col("lip_press"))
     s = np.clip((u / mouth_w) ** 2, 0, 1)
     inside = np.abs(u) < mouth_w
-    centre = 0.18 - 0.055 * (col("smile") - col("frown")) * (1 - s - 0.4)
-    opening = 0.06 * np.clip(col("mouth_open"), 0, 1.3) * (1 - s)
+    centre = 0.18 - 0.08 * (col("smile") - col("frown")) * (1 - s - 0.4)
+    opening = 0.07 * np.clip(col("mouth_open"), 0, 1.3) * (1 - s)
     lip = 0.004 + 0.013 * np.clip(1 - 0.7 * col("lip_press"), 0.1, 1.2)
     lips = inside & (np.abs(v - centre) <= opening + lip)
     cavity = inside & (np.abs(v - centre) <= opening)
@@ -225,8 +225,9 @@ def synth_voice(controls: dict, subject: Subject, seconds: float, fps: float,
         r = np.exp(-np.pi * bandwidth / SAMPLE_RATE)
         a = [1, -2 * r * np.cos(2 * np.pi * f / SAMPLE_RATE), r * r]
         out = out + gain * (1 - r) * lfilter([1], a, source)
-    out = out * c["energy"]
-    return (subject.loudness * 0.5 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
+    # Normalise the timbre first, so that the energy control survives as real loudness.
+    out = out / (np.abs(out).max() + 1e-9)
+    return (subject.loudness * 0.5 * c["energy"] * out).astype(np.float32)
 
 
 def corrupt_audio(samples: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -388,9 +389,9 @@ def _emi_video(job):
     timing = clip["timing"] + rng.normal(0, 0.25, clip["timing"].shape) * [1, 0.1, 0.1, 0.1]
     envelope = np.stack([bump(t, *np.maximum(row, [0, 0.2, 0.2, 0.2])) for row in timing], 1)  # (T, 6)
     drive = envelope * z                                                    # (T, 6)
-    talk = np.clip(smooth_noise(rng, T, 0.25, 2), 0, None)
-    actions = subject.neutral + subject.expressivity * drive @ EMOTION_TO_ACTION
-    actions[:, A["mouth_open"]] += 0.25 * talk
+    talk = np.clip(smooth_noise(rng, T, 0.12, 2), 0, None)
+    actions = subject.neutral + 1.6 * subject.expressivity * drive @ EMOTION_TO_ACTION
+    actions[:, A["mouth_open"]] += talk
     actions += smooth_noise(rng, T * len(ACTIONS), 0.02, 3).reshape(T, -1)
     amusement_laugh = 0.5 - 0.5 * np.cos(2 * np.pi * 4.5 * t)
     actions[:, A["mouth_open"]] += 0.4 * drive[:, 1] * amusement_laugh
@@ -399,7 +400,7 @@ def _emi_video(job):
     flags = _corruptions(rng, asdict(cfg))
     present, occluder = _visibility(rng, T, flags["face"])
     frames = render_faces(actions, subject, cfg.size, rng, present, occluder, _blinks(rng, T, cfg.fps),
-                          _head_shift(rng, T, 0.02), rng.uniform(0.75, 1.15), rng.uniform(2, 7))
+                          _head_shift(rng, T, 0.006), rng.uniform(0.75, 1.15), rng.uniform(2, 7))
 
     adm, amu, det, pain, exc, joy = drive.T
     controls = {

@@ -1,0 +1,25 @@
+"""Shared fixtures: small synthetic releases, generated once per test session."""
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from solution import synth  # noqa: E402
+
+SMALL_EMI = dict(videos=60, subjects=12, seconds=3.0, fps=10.0, size=64)
+SMALL_VA = dict(videos=5, seconds=8.0, fps=10.0, size=64)
+
+
+@pytest.fixture(scope="session")
+def emi_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("emi") / "release"
+    synth.generate("emi", out, seed=7, workers=2, **SMALL_EMI)
+    return out
+
+
+@pytest.fixture(scope="session")
+def va_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("va") / "release"
+    synth.generate("va", out, seed=7, workers=2, **SMALL_VA)
+    return out
