@@ -246,8 +246,9 @@ class EmiRelease:
 
 # ---------------------------------------------------------------- VA (Aff-Wild2)
 
-def read_va_annotation(path) -> np.ndarray:
-    """One Aff-Wild2 annotation file -> float32 (frames, 2); unannotated rows stay -5."""
+def read_va_annotation(path, check_range: bool = True) -> np.ndarray:
+    """One Aff-Wild2 annotation file -> float32 (frames, 2); unannotated rows stay -5.
+    Predictions in the per-video form use check_range=False (they are clipped later)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: annotation file not found")
@@ -268,7 +269,7 @@ def read_va_annotation(path) -> np.ndarray:
         raise DataError(f"{path}: NaN or inf on frame(s) {np.flatnonzero(~np.isfinite(values).all(1))[:5] + 1}")
     sentinel = values == VA_UNANNOTATED
     out = np.flatnonzero(((np.abs(values) > 1) & ~sentinel).any(1))
-    if out.size:
+    if check_range and out.size:
         raise DataError(f"{path}: value(s) outside [-1, 1] that are not the -5 marker, "
                         f"on frame(s) {(out[:5] + 1).tolist()}")
     half = np.flatnonzero(sentinel.any(1) & ~sentinel.all(1))

@@ -49,7 +49,7 @@ def read_va_predictions(path) -> dict[str, np.ndarray]:
         files = sorted(path.glob("*.txt"))
         if not files:
             raise DataError(f"{path}: no <video>.txt prediction files")
-        return {f.stem: read_va_annotation(f) for f in files}
+        return {f.stem: read_va_annotation(f, check_range=False) for f in files}
     if not path.is_file():
         raise DataError(f"{path}: VA prediction file not found")
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)

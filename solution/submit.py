@@ -86,7 +86,8 @@ def _listed(problems: list[str], label: str, items) -> None:
 
 
 def _check_values(problems, where: str, table: pd.DataFrame, columns, low, high, row_names):
-    values = table[list(columns)].apply(lambda c: pd.to_numeric(c.str.strip(), errors="coerce")).to_numpy()
+    values = table[list(columns)].apply(lambda c: pd.to_numeric(c.astype(str).str.strip(), errors="coerce"))
+    values = values.to_numpy(dtype=np.float64)
     nan_rows = ~np.isfinite(values).all(1)
     _listed(problems, f"{where}: NaN, empty or non-numeric value", np.asarray(row_names)[nan_rows])
     with np.errstate(invalid="ignore"):
@@ -195,7 +196,7 @@ def check_zip(zip_path, data, track: str | None = None) -> list[str]:
         return check_emi_text(members[csvs[0]], test_ids, f"{zip_path.name}:{csvs[0]}")
     counts = VaRelease(data).test_frame_counts()
     texts = [n for n in names if n.lower().endswith(".txt")]
-    if len(texts) == 1 and members[texts[0]].startswith("image_location"):
+    if len(texts) == 1 and Path(texts[0]).stem not in counts:
         return check_va_single_text(members[texts[0]], counts, f"{zip_path.name}:{texts[0]}")
     problems: list[str] = []
     by_video = {Path(n).stem: n for n in texts}

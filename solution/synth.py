@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
-from tqdm import tqdm
 
 from solution import fileio
 from solution.media import SAMPLE_RATE, write_audio, write_video
 from solution.metrics import ccc_per_dim, pearson_per_dim
+from solution.progress import progress
 from solution.tracks import EMI_TARGETS, VA_UNANNOTATED
 
 ACTIONS = ("smile", "mouth_open", "brow_raise", "brow_furrow", "brow_inner_up",
@@ -544,7 +544,7 @@ def _va_video(job):
     noisy = lagged + np.stack([smooth_noise(rng, T, cfg.label_noise, 5) for _ in range(2)], 1) + subject.bias
     noisy = np.clip(noisy, -1, 1)
     annotated = np.ones(T, bool)
-    for _ in range(rng.poisson(1.5)):
+    for _ in range(1 + rng.poisson(1.0)):
         start = int(rng.integers(0, T))
         annotated[start:start + int(rng.integers(T // 50 + 1, T // 10 + 2))] = False
     noisy[~annotated] = VA_UNANNOTATED
@@ -596,9 +596,9 @@ def generate_va(cfg: Config, out: Path, workers: int) -> dict:
 
 def _run(worker, jobs, workers: int, what: str):
     if workers <= 1:
-        return [worker(job) for job in tqdm(jobs, desc=what, unit="video")]
+        return [worker(job) for job in progress(jobs, desc=what, unit="video")]
     with ProcessPoolExecutor(workers) as pool:
-        return list(tqdm(pool.map(worker, jobs, chunksize=2), total=len(jobs), desc=what, unit="video"))
+        return list(progress(pool.map(worker, jobs, chunksize=2), total=len(jobs), desc=what, unit="video"))
 
 
 DEFAULTS = {
