@@ -380,3 +380,58 @@ class VaRelease:
                 count = video_info(path)["frames"]
             counts[video] = count
         return counts
+
+
+# ---------------------------------------------------------------- every video of a release
+
+@dataclass
+class VideoSources:
+    """Where each input of one video lives; None where the release has none."""
+
+    vid: str                 # cache key: EMI 5-digit id, VA video name
+    split: str               # train | valid | test
+    video: Path | None = None
+    audio: Path | None = None          # a file with an audio stream (may be the video itself)
+    transcript: Path | None = None
+    crops: Path | None = None          # VA: cropped_aligned/<video>/
+    organizer: dict = field(default_factory=dict)  # kind -> pickle path
+
+
+def detect_track(data) -> str:
+    data = Path(data)
+    if (data / "train_split.csv").is_file():
+        return "emi"
+    if any(p.is_dir() for p in data.glob("**/VA_Estimation_Challenge")):
+        return "va"
+    raise DataError(f"{data}: neither an EMI release (train_split.csv) nor a VA release "
+                    "(a VA_Estimation_Challenge annotation folder)")
+
+
+def emi_key(vid: int) -> str:
+    return f"{int(vid):05d}"
+
+
+def release_videos(track: str, data) -> list[VideoSources]:
+    """Every video of every split (train, valid, test), sorted by key."""
+    out = []
+    if track == "emi":
+        release = EmiRelease(data)
+        labelled = release.labelled()
+        splits = {**{int(v): s for v, s in labelled["split"].items()}, **dict.fromkeys(release.test_ids(), "test")}
+        for vid, split in sorted(splits.items()):
+            video = release.path("video", vid)
+            organizer = {k: p for k in ("vit", "wav2vec2") if (p := release.path(k, vid)) is not None}
+            out.append(VideoSources(emi_key(vid), split, video, release.path("audio", vid),
+                                    release.path("transcript", vid), None, organizer))
+        return out
+    release = VaRelease(data)
+    for split in ("train", "valid", "test"):
+        for name in release.videos(split):
+            video = release.video_path(name)
+            crops = release.frames_dir(name)
+            out.append(VideoSources(name, split, video, video, None, crops if crops.is_dir() else None))
+    keys = [s.vid for s in out]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        raise DataError(f"{release.annotations}: video(s) {dup[:5]} appear in more than one split")
+    return sorted(out, key=lambda s: s.vid)

@@ -1,0 +1,340 @@
+"""python -m solution.features: media -> cached per-frame features and quality cues.
+
+    python -m solution.features --data DIR --work WORK                  # offline defaults
+    python -m solution.features --data DIR --work WORK --visual hog,timm:resnet50?weights=/m/r50.safetensors \\
+        --audio egemaps,hf-audio:/models/wav2vec2-large --text minilm --device cuda
+    python -m solution.features --data DIR --work WORK --shard 0/4      # one of four processes or machines
+
+Every video of every split gets one cache entry per extractor (see solution/cache.py). A
+second run skips finished entries, an interrupted run resumes, shards split the videos by
+position. Bad media never stops the run: an unreadable video, an empty or silent audio
+file, a missing transcript are recorded in failures.csv with the id and reason, the
+modality is marked missing for that video, and the run ends with a summary; --strict makes
+the first failure an error instead.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from solution import cache, fileio
+from solution.cache import Entry
+from solution.extractors import AsrTranscriber, create_extractor, parse_spec
+from solution.faces import DETECTORS, MtcnnDetector, face_cues, faces_from_crops, faces_from_video, resolve_detector
+from solution.layouts import DataError, VideoSources, detect_track, release_videos
+from solution.media import MediaError, video_info
+from solution.progress import progress
+from solution.voice import MissingAudio, load_voice, voice_cues
+
+log = logging.getLogger("features")
+DEFAULTS = {"visual": "hog", "audio": "egemaps", "text": "minilm", "organizer": "auto"}
+
+
+class FeatureFailure(RuntimeError):
+    """Raised instead of recording a failure when --strict is set."""
+
+
+@dataclass
+class Plan:
+    work: Path
+    specs: dict                 # modality -> list of extractor specs
+    fps: float = 5.0
+    face: str = "none"          # resolved detector
+    face_size: int = 112
+    asr: str | None = None
+    device: str = "cpu"
+    batch_size: int = 32
+    strict: bool = False
+    retry_failed: bool = False
+    threads: int = 0
+    keys: dict = field(default_factory=dict)      # spec -> cache key (filled by prepare)
+
+    def input_settings(self, modality: str) -> dict:
+        """Settings of the shared input stage, part of every key of that modality."""
+        if modality == "visual":
+            return {"fps": self.fps, "face": self.face, "face_size": self.face_size}
+        if modality == "text":
+            return {"asr": self.asr or ""}
+        return {}
+
+
+# ------------------------------------------------------------------ one worker's state
+
+_STATE: dict = {}
+
+
+def _init_worker(plan: Plan) -> None:
+    if plan.threads:
+        import torch
+
+        torch.set_num_threads(plan.threads)
+    extractors = {spec: create_extractor(spec, plan.device, plan.batch_size)
+                  for specs in plan.specs.values() for spec in specs}
+    _STATE.update(plan=plan, extractors=extractors,
+                  detector=MtcnnDetector(plan.device) if plan.face == "mtcnn" else None,
+                  asr=AsrTranscriber(plan.asr, plan.device) if plan.asr else None)
+
+
+def _folder(plan: Plan, spec: str) -> Path:
+    return cache.features_root(plan.work) / plan.keys[spec]
+
+
+def _fail(plan: Plan, spec: str, vid: str, reason: str, quality: dict | None = None) -> tuple:
+    if plan.strict:
+        raise FeatureFailure(f"video {vid}: {spec}: {reason}")
+    cache.write_failure(_folder(plan, spec), vid, reason, quality)
+    return spec, "failed"
+
+
+def _pending(plan: Plan, vid: str, modality: str) -> list[str]:
+    todo = []
+    for spec in plan.specs.get(modality, []):
+        state = cache.status(_folder(plan, spec), vid)
+        if state is None or (state == "failed" and plan.retry_failed):
+            todo.append(spec)
+    return todo
+
+
+def _run_each(plan, specs, vid, compute, quality=None) -> list[tuple]:
+    """Apply `compute(spec)` -> Entry for each spec, recording per-extractor failures."""
+    done = []
+    for spec in specs:
+        try:
+            entry = compute(spec)
+        except FeatureFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one extractor's failure must not stop the run
+            done.append(_fail(plan, spec, vid, f"{type(exc).__name__}: {exc}", quality))
+            continue
+        cache.write_entry(_folder(plan, spec), vid, entry)
+        done.append((spec, "ok"))
+    return done
+
+
+def _visual(plan, src: VideoSources, specs) -> list[tuple]:
+    try:
+        if plan.face == "crops":
+            if src.crops is None:
+                raise MediaError(f"no cropped_aligned folder for {src.vid}")
+            track = faces_from_crops(src.crops, src.video, plan.fps, plan.face_size)
+        else:
+            if src.video is None:
+                raise MediaError("no video file")
+            track = faces_from_video(src.video, plan.fps, plan.face_size, _STATE["detector"])
+    except (MediaError, OSError, ValueError) as exc:
+        return [_fail(plan, spec, src.vid, str(exc), {"missing": 1.0}) for spec in specs]
+    cues = {**face_cues(track), "missing": 0.0}
+    extractors = _STATE["extractors"]
+    return _run_each(plan, specs, src.vid, lambda spec: Entry(
+        extractors[spec](track.faces), track.times, track.confidence, cues, track.fps))
+
+
+def _audio(plan, src: VideoSources, specs) -> list[tuple]:
+    try:
+        samples = load_voice(src.audio, src.video)
+    except (MissingAudio, MediaError) as exc:
+        return [_fail(plan, spec, src.vid, str(exc), {"missing": 1.0}) for spec in specs]
+    cues, activity = voice_cues(samples)
+    cues["missing"] = 0.0
+    extractors = _STATE["extractors"]
+
+    def compute(spec):
+        feats, rate = extractors[spec](samples)
+        times = (np.arange(len(feats)) / rate).astype(np.float32)
+        activity_at = np.interp(times, np.arange(len(activity)) / 100.0, activity)
+        return Entry(feats, times, activity_at, cues, rate)
+
+    return _run_each(plan, specs, src.vid, compute)
+
+
+def _text(plan, src: VideoSources, specs) -> list[tuple]:
+    text, source = None, "transcript"
+    if src.transcript is not None:
+        text = src.transcript.read_text(encoding="utf-8", errors="replace").strip() or None
+    if text is None and _STATE["asr"] is not None:
+        try:
+            text, source = _STATE["asr"](load_voice(src.audio, src.video)) or None, "asr"
+        except (MissingAudio, MediaError) as exc:
+            return [_fail(plan, spec, src.vid, f"no transcript, and ASR had no audio: {exc}") for spec in specs]
+        if text:
+            fileio.write_text(Path(plan.work) / "transcripts" / f"{src.vid}.txt", text + "\n")
+    if text is None:
+        reason = "empty transcript" if src.transcript is not None else "no transcript"
+        return [_fail(plan, spec, src.vid, reason, {"missing": 1.0}) for spec in specs]
+    cues = {"words": float(len(text.split())), "from_asr": float(source == "asr"), "missing": 0.0}
+    extractors = _STATE["extractors"]
+    return _run_each(plan, specs, src.vid, lambda spec: Entry(
+        extractors[spec](text), np.zeros(1, np.float32), np.ones(1, np.float32), cues, None))
+
+
+def _organizer(plan, src: VideoSources, specs) -> list[tuple]:
+    extractors = _STATE["extractors"]
+    duration = None
+    if src.video is not None:
+        try:
+            duration = video_info(src.video)["duration"] or None
+        except MediaError:
+            duration = None
+
+    def compute(spec):
+        path = src.organizer.get(extractors[spec].argument)
+        if path is None:
+            raise FileNotFoundError(f"no {extractors[spec].argument} pickle for this video")
+        feats = extractors[spec](path)
+        rate = len(feats) / duration if duration else None
+        times = (np.arange(len(feats)) / rate if rate else np.arange(len(feats))).astype(np.float32)
+        return Entry(feats, times, np.ones(len(feats), np.float32), {"missing": 0.0}, rate)
+
+    return _run_each(plan, specs, src.vid, compute, {"missing": 1.0})
+
+
+STAGES = {"visual": _visual, "audio": _audio, "text": _text, "organizer": _organizer}
+
+
+def process_video(src: VideoSources) -> list[tuple]:
+    plan = _STATE["plan"]
+    results = []
+    for modality, stage in STAGES.items():
+        todo = _pending(plan, src.vid, modality)
+        if todo:
+            results += stage(plan, src, todo)
+    return results
+
+
+# ------------------------------------------------------------------ the run
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes i/n, e.g. 0/4; got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def choose_specs(args, sources: list[VideoSources]) -> dict:
+    """Explicit flags win; a default is dropped (and said) when the release has nothing for it."""
+    has = {"visual": any(s.video or s.crops for s in sources),
+           "audio": any(s.audio or s.video for s in sources),
+           "text": any(s.transcript for s in sources) or bool(args.asr)}
+    specs = {}
+    for modality in ("visual", "audio", "text"):
+        value = getattr(args, modality)
+        if value is None:
+            if not has[modality]:
+                log.info("no %s input in this release: skipping %s features", modality, modality)
+                continue
+            value = DEFAULTS[modality]
+        specs[modality] = [] if value == "none" else [s for s in value.split(",") if s]
+    kinds = sorted({k for s in sources for k in s.organizer})
+    value = args.organizer
+    if value == "auto":
+        specs["organizer"] = [f"organizer:{k}" for k in kinds]
+    elif value != "none":
+        specs["organizer"] = [f"organizer:{k}" for k in value.split(",") if k]
+    for modality, items in specs.items():
+        for spec in items:
+            name, _, _ = parse_spec(spec)
+            from solution.extractors import REGISTRY
+
+            if REGISTRY[name].modality != modality:
+                raise ValueError(f"--{modality} {spec}: {name} is a {REGISTRY[name].modality} extractor")
+    return {m: s for m, s in specs.items() if s}
+
+
+def prepare(plan: Plan) -> dict:
+    """Build each extractor once here (so a bad spec fails before any work) and fix its key."""
+    extractors = {}
+    for modality, specs in plan.specs.items():
+        for spec in specs:
+            extractor = create_extractor(spec, plan.device, plan.batch_size)
+            plan.keys[spec] = extractor.key(plan.input_settings(modality))
+            folder = cache.features_root(plan.work) / plan.keys[spec]
+            folder.mkdir(parents=True, exist_ok=True)
+            extractors[spec] = {"extractor": spec, "modality": modality, "key": plan.keys[spec],
+                                "settings": {**extractor.settings(), **plan.input_settings(modality)}}
+            fileio.write_json(folder / "spec.json", extractors[spec])
+    return extractors
+
+
+def run(plan: Plan, sources: list[VideoSources], workers: int = 1) -> pd.DataFrame:
+    specs_info = prepare(plan)
+    if workers <= 1:
+        _init_worker(plan)
+        results = [process_video(src) for src in progress(sources, desc="features", unit="video")]
+    else:
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(plan,)) as pool:
+            results = list(progress(pool.map(process_video, sources, chunksize=1), total=len(sources),
+                                    desc="features", unit="video"))
+    computed = pd.Series([spec for batch in results for spec, _ in batch], dtype=object).value_counts()
+    rows = []
+    for spec, info in specs_info.items():
+        folder = cache.features_root(plan.work) / info["key"]
+        manifest = cache.write_manifest(folder, info)
+        entries = {vid: manifest["entries"].get(vid, {}) for vid in (s.vid for s in sources)}
+        rows.append({"extractor": spec, "key": info["key"], "dim": manifest["dim"],
+                     "ok": sum(e.get("status") == "ok" for e in entries.values()),
+                     "missing": sum(e.get("status") == "missing" for e in entries.values()),
+                     "computed_now": int(computed.get(spec, 0))})
+    cache.write_failures_table(plan.work)
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m solution.features", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1] + "\n" + sys.modules["solution.extractors"].__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="the release folder")
+    parser.add_argument("--work", type=Path, required=True, help="where the cache goes (WORK/features/)")
+    parser.add_argument("--track", choices=["emi", "va"], help="default: detected from the release")
+    parser.add_argument("--visual", help=f"comma list of visual extractors, or none (default {DEFAULTS['visual']})")
+    parser.add_argument("--audio", help=f"comma list of audio extractors, or none (default {DEFAULTS['audio']})")
+    parser.add_argument("--text", help=f"comma list of text extractors, or none (default {DEFAULTS['text']})")
+    parser.add_argument("--organizer", default="auto", help="organizer feature folders to cache (auto: all present; none)")
+    parser.add_argument("--fps", type=float, default=5.0, help="face frames sampled per second")
+    parser.add_argument("--face", choices=DETECTORS, default="auto", help="face detector (see solution/faces.py)")
+    parser.add_argument("--face-size", type=int, default=112, help="face crop side in pixels")
+    parser.add_argument("--asr", metavar="FOLDER", help="a Whisper model on disk: transcribe videos without a transcript")
+    parser.add_argument("--splits", default="train,valid,test", help="which splits to extract")
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="i/n", help="do every n-th video from the i-th (0-based)")
+    parser.add_argument("--workers", type=int, default=1, help="processes on this machine")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda for neural extractors")
+    parser.add_argument("--batch-size", type=int, default=32, help="frames per batch for neural extractors")
+    parser.add_argument("--strict", action="store_true", help="stop at the first failure instead of recording it")
+    parser.add_argument("--retry-failed", action="store_true", help="try recorded failures again")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[features] %(message)s")
+    try:
+        track = args.track or detect_track(args.data)
+        sources = [s for s in release_videos(track, args.data) if s.split in args.splits.split(",")]
+        index, count = args.shard
+        sources = sources[index::count]
+        specs = choose_specs(args, sources)
+        if not specs:
+            raise DataError(f"{args.data}: nothing to extract (no media, transcripts or organizer features)")
+        face = resolve_detector(args.face, any(s.crops for s in sources)) if "visual" in specs else "none"
+        plan = Plan(args.work, specs, args.fps, face, args.face_size, args.asr, args.device, args.batch_size,
+                    args.strict, args.retry_failed, threads=1 if args.workers > 1 else 0)
+        log.info("%s release, %d videos (shard %d/%d), face detector: %s", track.upper(), len(sources), index, count, face)
+        log.info("extractors: %s", ", ".join(s for v in specs.values() for s in v))
+        summary = run(plan, sources, args.workers)
+    except (DataError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(summary.to_string(index=False))
+    failures = summary["missing"].sum()
+    if failures:
+        print(f"[features] {failures} missing entries; reasons in {cache.features_root(args.work) / 'failures.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
