@@ -197,8 +197,9 @@ class HfVisionExtractor(_TorchVision):
             self.model = AutoModel.from_pretrained(folder, local_files_only=True)
         processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
         self.mean, self.std = tuple(processor.image_mean), tuple(processor.image_std)
-        size = processor.size
-        self.input_size = int(size.get("height") or size.get("shortest_edge") if isinstance(size, dict) else size)
+        size = processor.size  # an int, a dict, or (transformers 5) a SizeDict
+        size = size if isinstance(size, int) else dict(size)
+        self.input_size = int(size if isinstance(size, int) else size.get("height") or size.get("shortest_edge"))
         self.model.eval().to(self.device)
 
     def _forward(self, x):

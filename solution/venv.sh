@@ -7,12 +7,16 @@ if [ ! -x "$VENV_DIR/bin/python" ]; then
   echo "[venv] creating $VENV_DIR with ${PYTHON:-python3}"
   "${PYTHON:-python3}" -m venv "$VENV_DIR" || { echo "[venv] could not create $VENV_DIR" >&2; exit 1; }
 fi
-_want="$(sha256sum "$_repo_root/requirements.txt" | cut -d' ' -f1)"
+_want="$(cat "$_repo_root/requirements.txt" "$_repo_root/solution/requirements-nodeps.txt" | sha256sum | cut -d' ' -f1)"
 _stamp="$VENV_DIR/.requirements.sha256"
 if [ "$(cat "$_stamp" 2>/dev/null)" != "$_want" ]; then
   echo "[venv] installing requirements.txt into $VENV_DIR (a few minutes the first time; log: $VENV_DIR/pip-install.log)"
+  # facenet-pytorch pins torch<2.3 in its metadata yet runs on the torch we pin, so it goes in
+  # without dependencies; requirements.txt carries what it imports.
   if "$VENV_DIR/bin/python" -m pip install --disable-pip-version-check -r "$_repo_root/requirements.txt" \
-      > "$VENV_DIR/pip-install.log" 2>&1; then
+      > "$VENV_DIR/pip-install.log" 2>&1 &&
+     "$VENV_DIR/bin/python" -m pip install --disable-pip-version-check --no-deps \
+      -r "$_repo_root/solution/requirements-nodeps.txt" >> "$VENV_DIR/pip-install.log" 2>&1; then
     echo "$_want" > "$_stamp"
   else
     grep -v "is neither a file nor a directory" "$VENV_DIR/pip-install.log" | tail -n 30 >&2

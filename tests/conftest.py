@@ -23,3 +23,13 @@ def va_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("va") / "release"
     synth.generate("va", out, seed=7, workers=2, **SMALL_VA)
     return out
+
+
+@pytest.fixture(scope="session")
+def emi_features(emi_data, tmp_path_factory):
+    """The small EMI release through the default extractors (the offline path run_all uses)."""
+    from solution import features
+
+    work = tmp_path_factory.mktemp("emi_work")
+    assert features.main(["--data", str(emi_data), "--work", str(work), "--workers", "2"]) == 0
+    return work

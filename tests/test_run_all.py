@@ -17,7 +17,8 @@ def test_run_all_writes_a_valid_zip(track, emi_data, va_data, tmp_path):
                SUBMISSIONS_DIR=str(tmp_path / "subs"))
     done = subprocess.run(["bash", str(REPO / "run_all.sh")], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "training arrive with later issues" in done.stdout
+    assert "model training arrives with a later issue" in done.stdout
+    assert (tmp_path / "work" / "features" / "failures.csv").is_file()
     zips = list((tmp_path / "subs").glob(f"{track}-mean-*.zip"))
     assert len(zips) == 1
     assert submit.check_zip(zips[0], data, track) == []
