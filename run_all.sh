@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# From a release (the synthetic demo by default) to a validated leaderboard zip.
+# From a release (the synthetic demo by default) to a validated leaderboard zip:
+# demo data -> features -> folds -> every fold of every model -> report -> submission.
 #
-#   bash run_all.sh                      # EMI demo: generate data, predict, submit
-#   TRACK=va bash run_all.sh             # the VA demo
-#   DATA_DIR=/data/hume bash run_all.sh  # a real release in the official layout
+#   bash run_all.sh                      # EMI demo, dual-stage model (+ the linear baseline for the report)
+#   DATA_DIR=/data/hume bash run_all.sh  # a real release in the official layout (features-only works too)
+#   TRACK=va bash run_all.sh             # the VA demo (training for VA comes later: trivial predictor)
 #
-# Environment: TRACK (emi | va, default emi), DATA_DIR (skip the demo and read this
-# release), WORK_DIR (intermediate files, default ./work), SUBMISSIONS_DIR (default
-# ./submissions), SEED (demo generator seed, default 0), JOBS (processes, default: all
-# cores), DEVICE (cpu or cuda, default cpu), FEATURE_ARGS (extra flags for
-# solution.features, e.g. "--visual hog,timm:resnet50?weights=/m/r50.safetensors"),
-# VENV_DIR (default ./.venv).
+# Environment:
+#   TRACK          emi | va (default emi)
+#   DATA_DIR       a release to read instead of generating the demo
+#   WORK_DIR       intermediate files (default ./work); SUBMISSIONS_DIR (default ./submissions)
+#   MODELS         comma list of models; the submission is made from exactly these (default dual_stage)
+#   BASELINE       a model trained for the report only (default linear; empty to skip)
+#   FOLDS          number of folds (default 5); JOBS: folds trained in parallel (default: cores)
+#   DEVICE         cpu | cuda (default cpu); SEED: demo generator seed (default 0)
+#   FEATURE_ARGS   extra flags for solution.features (e.g. "--visual hog,timm:resnet50?weights=/m/r50.safetensors")
+#   TRAIN_ARGS     extra flags for solution.train_fold (e.g. "--set epochs=30 --set model.dim=128")
+#   VENV_DIR       the virtual environment (default ./.venv)
 set -euo pipefail
 cd "$(dirname "$0")"
 source solution/venv.sh
@@ -18,30 +24,52 @@ source solution/venv.sh
 TRACK="${TRACK:-emi}"
 WORK_DIR="${WORK_DIR:-work}"
 SUBMISSIONS_DIR="${SUBMISSIONS_DIR:-submissions}"
+MODELS="${MODELS:-dual_stage}"
+BASELINE="${BASELINE-linear}"
+FOLDS="${FOLDS:-5}"
+JOBS="${JOBS:-$(nproc)}"
+DEVICE="${DEVICE:-cpu}"
 case "$TRACK" in emi) EXT=csv ;; va) EXT=txt ;; *) echo "TRACK must be emi or va, got '$TRACK'" >&2; exit 2 ;; esac
 
 if [ -z "${DATA_DIR:-}" ]; then
   DATA_DIR="$WORK_DIR/demo-$TRACK"
-  echo "== 1/4 demo data ($TRACK) -> $DATA_DIR"
+  echo "== 1/6 demo data ($TRACK) -> $DATA_DIR"
   "$PY" -m solution.synth --track "$TRACK" --out "$DATA_DIR" --seed "${SEED:-0}"
 else
-  echo "== 1/4 using the release in $DATA_DIR"
+  echo "== 1/6 using the release in $DATA_DIR"
   [ -d "$DATA_DIR" ] || { echo "DATA_DIR=$DATA_DIR is not a folder" >&2; exit 2; }
 fi
 
-echo "== 2/4 features -> $WORK_DIR/features"
+echo "== 2/6 features -> $WORK_DIR/features"
 # shellcheck disable=SC2086  # FEATURE_ARGS is a list of flags
-"$PY" -m solution.features --data "$DATA_DIR" --work "$WORK_DIR" --workers "${JOBS:-$(nproc)}" \
-  --device "${DEVICE:-cpu}" ${FEATURE_ARGS:-}
+"$PY" -m solution.features --data "$DATA_DIR" --work "$WORK_DIR" --workers "$JOBS" --device "$DEVICE" ${FEATURE_ARGS:-}
 
-echo "== 3/4 test predictions"
-echo "   NOTE: model training arrives with a later issue;"
-echo "   this run submits the trivial predictor (the training mean for every test sample)."
-PRED="$WORK_DIR/predictions/$TRACK-mean-test.$EXT"
-"$PY" -m solution.predict_mean --track "$TRACK" --data "$DATA_DIR" --out "$PRED"
+if [ "$TRACK" = va ]; then
+  echo "== 3-5/6 NOTE: model training for VA arrives with a later issue;"
+  echo "   this run submits the trivial predictor (the training mean for every frame)."
+  PRED="$WORK_DIR/predictions/va-mean-test.$EXT"
+  "$PY" -m solution.predict_mean --track va --data "$DATA_DIR" --out "$PRED"
+  NAME="va-mean-$(date +%Y%m%d-%H%M%S)"
+else
+  echo "== 3/6 folds ($FOLDS, grouped by subject where the release says who the subjects are)"
+  "$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS"
 
-echo "== 4/4 submission"
-NAME="$TRACK-mean-$(date +%Y%m%d-%H%M%S)"
+  RUNS="$MODELS${BASELINE:+,$BASELINE}"
+  THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
+  echo "== 4/6 training $RUNS, $FOLDS folds each, $JOBS at a time (logs: $WORK_DIR/runs/<model>/fold<k>/log.csv)"
+  for model in ${RUNS//,/ }; do
+    for ((fold = 0; fold < FOLDS; fold++)); do echo "--model $model --fold $fold"; done
+  done | xargs -P "$JOBS" -L 1 "$PY" -m solution.train_fold --data "$DATA_DIR" --work "$WORK_DIR" \
+      --device "$DEVICE" --threads "$THREADS" --log-every 10 ${TRAIN_ARGS:-}
+
+  echo "== 5/6 report (out-of-fold mean Pearson; the submission uses $MODELS)"
+  "$PY" -m solution.report --data "$DATA_DIR" --work "$WORK_DIR" --runs "$RUNS"
+  "$PY" -m solution.ensemble --work "$WORK_DIR" --runs "$MODELS"
+  PRED="$WORK_DIR/predictions/test.$EXT"
+  NAME="${MODELS//,/+}-$(date +%Y%m%d-%H%M%S)"
+fi
+
+echo "== 6/6 submission"
 "$PY" -m solution.submit --track "$TRACK" --pred "$PRED" --data "$DATA_DIR" --out-dir "$SUBMISSIONS_DIR" --name "$NAME"
 "$PY" -m solution.submit --check "$SUBMISSIONS_DIR/$NAME.zip" --data "$DATA_DIR" --track "$TRACK"
 echo "done: $SUBMISSIONS_DIR/$NAME.zip"
