@@ -15,7 +15,7 @@
 #   FOLDS          number of folds (default 5); JOBS: folds trained in parallel (default: cores)
 #   DEVICE         cpu | cuda (default cpu); SEED: demo generator seed (default 0)
 #   FEATURE_ARGS   extra flags for solution.features (e.g. "--visual hog,timm:resnet50?weights=/m/r50.safetensors")
-#   TRAIN_ARGS     extra flags for solution.train_fold (e.g. "--set epochs=30 --set model.dim=128")
+#   TRAIN_ARGS     extra flags for every solution.train_fold run (e.g. "--set epochs=30 --set lr=3e-4")
 #   VENV_DIR       the virtual environment (default ./.venv)
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -8,7 +8,7 @@ import pytest
 from solution import submit
 
 REPO = Path(__file__).resolve().parent.parent
-FAST_TRAINING = "--set epochs=15 --set stage1_epochs=2 --set model.dim=32"
+FAST_TRAINING = "--set epochs=15 --set stage1_epochs=2"
 
 
 @pytest.mark.parametrize("track", ["emi", "va"])
