@@ -47,10 +47,11 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    loss: str = "pearson+0.5*mse"
+    loss: str = "ccc"
     stage1_epochs: int = 15
     stage1_lr: float = 1e-3
     seed: int = 0
+    seeds: int = 3          # models per fold, from different seeds; their predictions are averaged
     visual_rate: float = 5.0
     audio_rate: float = 10.0
     streams: dict = field(default_factory=dict)  # modality -> [extractor spec]; empty: every cached stream
@@ -211,99 +212,121 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
     stage1_targets = stage1_text(raw_table, train_rows, labels[train_rows], text_spec, normalizer) if wants_stage1 else None
     spec = InputSpec(table.modalities, table.dims, cue_slices(table.modalities), EMI.dim, EMI.low, EMI.high,
                      stage1_text_dim=0 if stage1_targets is None else stage1_targets.shape[1])
-    seed_everything(train_cfg.seed * 1000 + fold)
-    model = create_model(model_name, spec, model_cfg).to(device)
-    loss_fn = make_loss(train_cfg.loss)
-    use_amp = device.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    def optimizer(lr):
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=train_cfg.weight_decay)
-
-    settings = {"model": model_name, "fold": fold, "train": asdict(train_cfg), "model_config": asdict(model.config),
+    settings = {"model": model_name, "fold": fold, "train": asdict(train_cfg), "model_config": asdict(model_class_.Config(**model_cfg)),
                 "spec": {**asdict(spec), "cue_slices": {m: [s.start, s.stop] for m, s in spec.cue_slices.items()}},
                 "streams": table.streams, "folds": fold_info, "text_model": text_spec}
-    state = {"phase": "stage1" if stage1_targets is not None else "stage2", "epoch": 0, "best": -np.inf,
-             "best_epoch": -1, "bad_epochs": 0, "log": []}
-    opt = optimizer(train_cfg.stage1_lr if state["phase"] == "stage1" else train_cfg.lr)
-    last = out_dir / "last.pt"
-    if last.is_file():
-        saved = torch.load(last, map_location=device, weights_only=False)
-        if saved["settings"] != settings:
-            raise DataError(f"{last}: was trained with other settings; delete {out_dir} to start over")
-        model.load_state_dict(saved["model"])
-        state = saved["state"]
-        opt = optimizer(train_cfg.stage1_lr if state["phase"] == "stage1" else train_cfg.lr)
-        opt.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["torch_rng"])
-        log.info("%s: resuming %s at epoch %d", out_dir, state["phase"], state["epoch"])
 
-    def checkpoint():
-        save_checkpoint(last, {"settings": settings, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "state": state, "torch_rng": torch.get_rng_state()})
-        fileio.write_csv(out_dir / "log.csv", pd.DataFrame(state["log"]), float_format="%.5f")
+    def run_seed(seed_index: int) -> dict:
+        """Train (or resume, or reload) one seed; its predictions are saved for the average."""
+        seed_dir = out_dir / f"seed{seed_index}"
+        done = seed_dir / "predictions.npz"
+        if done.is_file():
+            with np.load(done) as saved:
+                return {k: saved[k] for k in saved.files}
+        seed_settings = {**settings, "seed_index": seed_index}
+        seed_everything(train_cfg.seed * 1000 + fold + 100_003 * seed_index)
+        model = create_model(model_name, spec, model_cfg).to(device)
+        loss_fn = make_loss(train_cfg.loss)
+        use_amp = device.startswith("cuda")
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+        def optimizer(lr):
+            return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=train_cfg.weight_decay)
+
+        state = {"phase": "stage1" if stage1_targets is not None else "stage2", "epoch": 0, "best": -np.inf,
+                 "best_epoch": -1, "bad_epochs": 0, "log": []}
+        opt = optimizer(train_cfg.stage1_lr if state["phase"] == "stage1" else train_cfg.lr)
+        last = seed_dir / "last.pt"
+        if last.is_file():
+            saved = torch.load(last, map_location=device, weights_only=False)
+            if saved["settings"] != seed_settings:
+                raise DataError(f"{last}: was trained with other settings; delete {out_dir} to start over")
+            model.load_state_dict(saved["model"])
+            state = saved["state"]
+            opt = optimizer(train_cfg.stage1_lr if state["phase"] == "stage1" else train_cfg.lr)
+            opt.load_state_dict(saved["optimizer"])
+            torch.set_rng_state(saved["torch_rng"])
+            log.info("%s: resuming %s at epoch %d", out_dir, state["phase"], state["epoch"])
+
+        def checkpoint():
+            save_checkpoint(last, {"settings": seed_settings, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "state": state, "torch_rng": torch.get_rng_state()})
+            fileio.write_csv(seed_dir / "log.csv", pd.DataFrame(state["log"]), float_format="%.5f")
+
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        while state["phase"] == "stage1" and state["epoch"] < train_cfg.stage1_epochs:
+            model.train()
+            rng = np.random.default_rng([train_cfg.seed, fold, seed_index, 1, state["epoch"]])
+            total = []
+            for chunk in batches(np.arange(len(train_rows)), train_cfg.batch_size, rng, shuffle=True):
+                rows = train_rows[chunk]
+                batch = make_batch(table, rows, labels[rows], device)
+                batch["stage1_text"] = torch.from_numpy(stage1_targets[chunk]).to(device)
+                with torch.autocast("cuda", enabled=use_amp):
+                    loss = model.pretrain_loss(batch)
+                opt.zero_grad()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                total.append(loss.item())
+            state["epoch"] += 1
+            state["log"].append({"phase": "stage1", "epoch": state["epoch"], "train_loss": float(np.mean(total)),
+                                 "held_pearson": np.nan})
+            if state["epoch"] >= train_cfg.stage1_epochs:
+                state.update(phase="stage2", epoch=0)
+                opt = optimizer(train_cfg.lr)
+            checkpoint()
+        if state["phase"] == "stage1":
+            state.update(phase="stage2", epoch=0)
+
+        best_path = seed_dir / "best.pt"
+        while state["epoch"] < train_cfg.epochs and state["bad_epochs"] < train_cfg.patience:
+            model.train()
+            rng = np.random.default_rng([train_cfg.seed, fold, seed_index, 2, state["epoch"]])
+            total = []
+            for chunk in batches(train_rows, train_cfg.batch_size, rng, shuffle=True):
+                batch = make_batch(table, chunk, labels[chunk], device)
+                with torch.autocast("cuda", enabled=use_amp):
+                    out = model(batch)
+                    loss = loss_fn(out["pred"].float(), batch["target"]) + out.get("aux_loss", 0.0)
+                opt.zero_grad()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                total.append(loss.item())
+            pred, _ = predict(model, table, held_rows, device)
+            score = float(pearson_per_dim(np.clip(pred, EMI.low, EMI.high), labels[held_rows], names=EMI_TARGETS).mean())
+            state["epoch"] += 1
+            state["log"].append({"phase": "stage2", "epoch": state["epoch"], "train_loss": float(np.mean(total)),
+                                 "held_pearson": score})
+            if score > state["best"]:
+                state.update(best=score, best_epoch=state["epoch"], bad_epochs=0)
+                save_checkpoint(best_path, {"settings": seed_settings, "model": model.state_dict(),
+                                            "normalizer": normalizer.state(), "epoch": state["epoch"], "score": score})
+            else:
+                state["bad_epochs"] += 1
+            checkpoint()
+            if state["epoch"] % log_every == 0:
+                log.info("%s %s fold %d seed %d epoch %d: loss %.4f held-out mean Pearson %.4f (best %.4f @ %d)", name or model_name,
+                         "stage2", fold, seed_index, state["epoch"], np.mean(total), score, state["best"], state["best_epoch"])
+
+        best = torch.load(best_path, map_location=device, weights_only=False)
+        model.load_state_dict(best["model"])
+        held_pred, held_weights = predict(model, table, held_rows, device)
+        test_pred, _ = predict(model, table, test_rows, device)
+        outcome = {"held": held_pred, "test": test_pred, "best_epoch": np.array(best["epoch"]),
+                   "score": np.array(best["score"])}
+        if held_weights is not None:
+            outcome["weights"] = held_weights
+        with fileio.atomic_path(done) as tmp:
+            np.savez(tmp, **outcome)
+        return outcome
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    while state["phase"] == "stage1" and state["epoch"] < train_cfg.stage1_epochs:
-        model.train()
-        rng = np.random.default_rng([train_cfg.seed, fold, 1, state["epoch"]])
-        total = []
-        for chunk in batches(np.arange(len(train_rows)), train_cfg.batch_size, rng, shuffle=True):
-            rows = train_rows[chunk]
-            batch = make_batch(table, rows, labels[rows], device)
-            batch["stage1_text"] = torch.from_numpy(stage1_targets[chunk]).to(device)
-            with torch.autocast("cuda", enabled=use_amp):
-                loss = model.pretrain_loss(batch)
-            opt.zero_grad()
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            total.append(loss.item())
-        state["epoch"] += 1
-        state["log"].append({"phase": "stage1", "epoch": state["epoch"], "train_loss": float(np.mean(total)),
-                             "held_pearson": np.nan})
-        if state["epoch"] >= train_cfg.stage1_epochs:
-            state.update(phase="stage2", epoch=0)
-            opt = optimizer(train_cfg.lr)
-        checkpoint()
-    if state["phase"] == "stage1":
-        state.update(phase="stage2", epoch=0)
-
-    best_path = out_dir / "best.pt"
-    while state["epoch"] < train_cfg.epochs and state["bad_epochs"] < train_cfg.patience:
-        model.train()
-        rng = np.random.default_rng([train_cfg.seed, fold, 2, state["epoch"]])
-        total = []
-        for chunk in batches(train_rows, train_cfg.batch_size, rng, shuffle=True):
-            batch = make_batch(table, chunk, labels[chunk], device)
-            with torch.autocast("cuda", enabled=use_amp):
-                out = model(batch)
-                loss = loss_fn(out["pred"].float(), batch["target"]) + out.get("aux_loss", 0.0)
-            opt.zero_grad()
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            total.append(loss.item())
-        pred, _ = predict(model, table, held_rows, device)
-        score = float(pearson_per_dim(np.clip(pred, EMI.low, EMI.high), labels[held_rows], names=EMI_TARGETS).mean())
-        state["epoch"] += 1
-        state["log"].append({"phase": "stage2", "epoch": state["epoch"], "train_loss": float(np.mean(total)),
-                             "held_pearson": score})
-        if score > state["best"]:
-            state.update(best=score, best_epoch=state["epoch"], bad_epochs=0)
-            save_checkpoint(best_path, {"settings": settings, "model": model.state_dict(),
-                                        "normalizer": normalizer.state(), "epoch": state["epoch"], "score": score})
-        else:
-            state["bad_epochs"] += 1
-        checkpoint()
-        if state["epoch"] % log_every == 0:
-            log.info("%s %s fold %d epoch %d: loss %.4f held-out mean Pearson %.4f (best %.4f @ %d)", name or model_name,
-                     "stage2", fold, state["epoch"], np.mean(total), score, state["best"], state["best_epoch"])
-
-    best = torch.load(best_path, map_location=device, weights_only=False)
-    model.load_state_dict(best["model"])
-    held_pred, held_weights = predict(model, table, held_rows, device)
-    test_pred, _ = predict(model, table, test_rows, device)
+    outcomes = [run_seed(i) for i in range(train_cfg.seeds)]
+    held_pred = np.mean([o["held"] for o in outcomes], axis=0)
+    test_pred = np.mean([o["test"] for o in outcomes], axis=0)
+    held_weights = np.mean([o["weights"] for o in outcomes], axis=0) if "weights" in outcomes[0] else None
     as_frame = lambda ids, values: pd.DataFrame(values, index=pd.Index([int(v) for v in ids]), columns=list(EMI_TARGETS))  # noqa: E731
     write_emi_predictions(out_dir / "oof.csv", as_frame(held_ids, held_pred))
     write_emi_predictions(out_dir / "test.csv", as_frame(test_ids, test_pred))
@@ -312,7 +335,9 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
         weights.insert(0, "Filename", held_ids)
         fileio.write_csv(out_dir / "fusion_weights.csv", weights)
     per_dim = pearson_per_dim(np.clip(held_pred, EMI.low, EMI.high), labels[held_rows], names=EMI_TARGETS)
-    metrics = {"model": model_name, "name": name or model_name, "fold": fold, "best_epoch": best["epoch"],
+    metrics = {"model": model_name, "name": name or model_name, "fold": fold,
+               "best_epoch": [int(o["best_epoch"]) for o in outcomes],
+               "seed_scores": [round(float(o["score"]), 4) for o in outcomes],
                "held_pearson": float(per_dim.mean()), "per_dim": dict(zip(EMI_TARGETS, per_dim.round(4).tolist())),
                "train_videos": len(train_rows), "held_videos": len(held_rows), "test_videos": len(test_rows),
                "seconds": round(time.time() - started, 1), "settings": settings}
@@ -350,7 +375,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"[train] {metrics['name']} fold {metrics['fold']}: held-out mean Pearson {metrics['held_pearson']:.4f} "
-          f"(best epoch {metrics['best_epoch']})")
+          f"(best epochs {metrics['best_epoch']})")
     return 0
 
 

@@ -8,7 +8,7 @@ import pytest
 from solution import submit
 
 REPO = Path(__file__).resolve().parent.parent
-FAST_TRAINING = "--set epochs=15 --set stage1_epochs=2"
+FAST_TRAINING = "--set epochs=15 --set stage1_epochs=2 --set seeds=1"
 
 
 @pytest.mark.parametrize("track", ["emi", "va"])

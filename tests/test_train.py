@@ -22,7 +22,7 @@ from solution.train_fold import describe_labels, main as train_main, resolve_set
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ["--set", "epochs=25", "--set", "stage1_epochs=3", "--set", "patience=8", "--set", "model.dim=32",
-        "--threads", "1"]
+        "--set", "seeds=1", "--threads", "1"]
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def trained(emi_data, emi_features, tmp_path_factory):
     for model in ("dual_stage", "linear"):
         for fold in range(3):
             args = ["--model", model, "--fold", str(fold), "--data", str(emi_data), "--work", str(work)]
-            assert train_main(args + (FAST if model == "dual_stage" else FAST[-2:])) == 0
+            assert train_main(args + (FAST if model == "dual_stage" else ["--set", "seeds=1"])) == 0
     return work
 
 
@@ -69,12 +69,13 @@ def test_training_outputs_and_scores(emi_data, trained):
     fold_table, _ = folds.read_folds(trained)
     for fold in range(3):
         run = trained / "runs" / "dual_stage" / f"fold{fold}"
-        for name in ("best.pt", "last.pt", "oof.csv", "test.csv", "metrics.json", "log.csv", "fusion_weights.csv"):
+        for name in ("oof.csv", "test.csv", "metrics.json", "fusion_weights.csv", "seed0/best.pt", "seed0/last.pt",
+                     "seed0/log.csv", "seed0/predictions.npz"):
             assert (run / name).is_file(), name
         oof = read_emi_predictions(run / "oof.csv")
         assert sorted(oof.index) == sorted(int(v) for v in fold_table.id[fold_table.fold == fold])
         assert sorted(read_emi_predictions(run / "test.csv").index) == test_ids
-        log = pd.read_csv(run / "log.csv")
+        log = pd.read_csv(run / "seed0" / "log.csv")
         assert (log.phase == "stage1").sum() == 3 and (log.phase == "stage2").sum() >= 1
         weights = pd.read_csv(run / "fusion_weights.csv")
         np.testing.assert_allclose(weights.filter(like="w_").sum(axis=1), 1.0, atol=1e-5)
@@ -120,7 +121,7 @@ def test_same_seed_same_predictions_and_killed_fold_resumes(emi_data, trained, t
     cmd = [sys.executable, "-m", "solution.train_fold", "--model", "dual_stage", "--fold", "1", "--data", str(emi_data),
            "--work", str(killed), *FAST]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = killed / "runs/dual_stage/fold1/log.csv"
+    log = killed / "runs/dual_stage/fold1/seed0/log.csv"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if log.is_file() and len(pd.read_csv(log)) >= 6:
@@ -142,10 +143,23 @@ def test_ablation_switches(emi_data, trained, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["settings"]["model_config"]["stage1"] is False
     assert metrics["settings"]["model_config"]["fusion"] == "concat"
-    assert (pd.read_csv(run / "log.csv").phase == "stage1").sum() == 0
+    assert (pd.read_csv(run / "seed0" / "log.csv").phase == "stage1").sum() == 0
     weights = pd.read_csv(run / "fusion_weights.csv").filter(like="w_")
     # Concatenation weighs every present modality alike.
     assert np.allclose(weights.max(axis=1), weights.apply(lambda r: 1 / (r > 0).sum(), axis=1))
+
+
+def test_seeds_are_averaged(emi_data, trained, tmp_path):
+    work = _work_copy(trained, tmp_path, "seeds")
+    args = ["--model", "linear", "--fold", "0", "--data", str(emi_data), "--work", str(work), "--threads", "1",
+            "--set", "epochs=10"]
+    assert train_main(args + ["--set", "seeds=2"]) == 0
+    run = work / "runs" / "linear" / "fold0"
+    per_seed = [np.load(run / f"seed{i}" / "predictions.npz")["held"] for i in range(2)]
+    assert not np.allclose(per_seed[0], per_seed[1])
+    oof = read_emi_predictions(run / "oof.csv")
+    np.testing.assert_allclose(oof.to_numpy(), np.mean(per_seed, axis=0), atol=2e-6)
+    assert len(json.loads((run / "metrics.json").read_text())["seed_scores"]) == 2
 
 
 def test_bad_inputs_fail_before_training(emi_data, trained, tmp_path, capsys):

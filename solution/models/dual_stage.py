@@ -32,7 +32,7 @@ from solution.models import InputSpec, register_model
 class DualStage(nn.Module):
     @dataclass
     class Config:
-        dim: int = 64
+        dim: int = 128
         dropout: float = 0.2
         input_dropout: float = 0.1
         tcn_levels: int = 3
