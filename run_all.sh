@@ -56,7 +56,7 @@ else
 
   RUNS="$MODELS${BASELINE:+,$BASELINE}"
   THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
-  echo "== 4/6 training $RUNS, $FOLDS folds each, $JOBS at a time (logs: $WORK_DIR/runs/<model>/fold<k>/log.csv)"
+  echo "== 4/6 training $RUNS, $FOLDS folds each, $JOBS at a time (logs: $WORK_DIR/runs/<model>/fold<k>/seed<s>/log.csv)"
   for model in ${RUNS//,/ }; do
     for ((fold = 0; fold < FOLDS; fold++)); do echo "--model $model --fold $fold"; done
   done | xargs -P "$JOBS" -L 1 "$PY" -m solution.train_fold --data "$DATA_DIR" --work "$WORK_DIR" \
@@ -66,6 +66,10 @@ else
   "$PY" -m solution.report --data "$DATA_DIR" --work "$WORK_DIR" --runs "$RUNS"
   "$PY" -m solution.ensemble --work "$WORK_DIR" --runs "$MODELS"
   PRED="$WORK_DIR/predictions/test.$EXT"
+  if [ -f "$DATA_DIR/private/test_labels.csv" ]; then
+    echo "   the synthetic release keeps its test labels aside; the submitted predictions score:"
+    "$PY" -m solution.evaluate --track emi --pred "$PRED" --labels "$DATA_DIR/private/test_labels.csv"
+  fi
   NAME="${MODELS//,/+}-$(date +%Y%m%d-%H%M%S)"
 fi
 

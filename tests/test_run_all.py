@@ -21,6 +21,7 @@ def test_run_all_writes_a_valid_zip(track, emi_data, va_data, tmp_path):
     assert (tmp_path / "work" / "features" / "failures.csv").is_file()
     if track == "emi":
         assert "dual_stage" in done.stdout and "linear" in done.stdout and "ceiling (noise-free)" in done.stdout
+        assert "the submitted predictions score" in done.stdout
         for model in ("dual_stage", "linear"):
             assert all((tmp_path / "work" / "runs" / model / f"fold{k}" / "metrics.json").is_file() for k in range(2))
         zips = list((tmp_path / "subs").glob("dual_stage-*.zip"))

@@ -195,3 +195,25 @@ def test_config_file_and_label_descriptions(tmp_path):
     text = describe_labels(np.array([[0.0, 0.8, 0.0, 0.0, 0.4, 0.15], [0, 0, 0, 0, 0, 0]]))
     assert text[0] == "A person showing strong amusement, moderate excitement and mild joy."
     assert text[1] == "A person showing no particular emotion."
+
+
+def test_features_only_release_trains(emi_data, tmp_path):
+    """A user with only the organizers' vit/ and wav2vec2/ pickles: no media, no transcripts,
+    no subject ids. Folds fall back to one group per video; stage 1 uses label descriptions."""
+    from solution import features
+
+    data = tmp_path / "features-only"
+    data.mkdir()
+    for name in ("train_split.csv", "valid_split.csv", "test_split.csv"):
+        shutil.copy(emi_data / name, data / name)
+    for folder in ("vit", "wav2vec2"):
+        shutil.copytree(emi_data / folder, data / folder)
+    work = tmp_path / "work"
+    assert features.main(["--data", str(data), "--work", str(work)]) == 0
+    assert folds.main(["--data", str(data), "--work", str(work), "--k", "2"]) == 0
+    assert json.loads((work / "folds.json").read_text())["grouping"] == "video"
+    assert train_main(["--model", "dual_stage", "--fold", "0", "--data", str(data), "--work", str(work), *FAST]) == 0
+    metrics = json.loads((work / "runs" / "dual_stage" / "fold0" / "metrics.json").read_text())
+    assert metrics["settings"]["streams"] == {"visual": ["organizer:vit"], "audio": ["organizer:wav2vec2"]}
+    assert metrics["settings"]["text_model"] == "minilm"
+    assert metrics["held_pearson"] > 0.1
