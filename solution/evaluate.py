@@ -7,7 +7,6 @@ frames (-5 frames skipped). Population moments throughout.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

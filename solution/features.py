@@ -26,7 +26,7 @@ import pandas as pd
 
 from solution import cache, fileio
 from solution.cache import Entry
-from solution.extractors import AsrTranscriber, create_extractor, parse_spec
+from solution.extractors import REGISTRY, AsrTranscriber, create_extractor, parse_spec
 from solution.faces import DETECTORS, MtcnnDetector, face_cues, faces_from_crops, faces_from_video, resolve_detector
 from solution.layouts import DataError, VideoSources, detect_track, release_videos
 from solution.media import MediaError, video_info
@@ -243,8 +243,6 @@ def choose_specs(args, sources: list[VideoSources]) -> dict:
     for modality, items in specs.items():
         for spec in items:
             name, _, _ = parse_spec(spec)
-            from solution.extractors import REGISTRY
-
             if REGISTRY[name].modality != modality:
                 raise ValueError(f"--{modality} {spec}: {name} is a {REGISTRY[name].modality} extractor")
     return {m: s for m, s in specs.items() if s}

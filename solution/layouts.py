@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from solution.tracks import EMI_TARGETS, VA_TARGETS, VA_UNANNOTATED
+from solution.tracks import EMI_TARGETS, VA_UNANNOTATED
 
 
 class DataError(ValueError):

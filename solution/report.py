@@ -12,8 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 
 from solution import fileio
 from solution.ensemble import run_predictions

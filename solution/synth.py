@@ -488,7 +488,6 @@ def _va_video(job):
     cfg = Config(**cfg)
     rng = np.random.default_rng([cfg.seed, 1, index])
     T = int(round(cfg.seconds * cfg.fps))
-    t = np.arange(T) / cfg.fps
     slow = max(3, int(cfg.fps * 4))
     valence = np.tanh(smooth_noise(rng, T, 1.2, slow) + rng.normal(0, 0.3))
     arousal = np.tanh(smooth_noise(rng, T, 1.2, slow) + rng.normal(0, 0.3))

@@ -4,7 +4,7 @@ import pytest
 from solution import evaluate
 from solution.layouts import DataError
 from solution.predictions import write_emi_predictions, write_va_folder, write_va_single
-from solution.layouts import EmiRelease, VaRelease, read_emi_labels
+from solution.layouts import VaRelease, read_emi_labels
 
 
 def test_emi_cli_prints_table_and_scores_truth_as_one(emi_data, tmp_path, capsys):

@@ -1,6 +1,5 @@
 """Feature extraction: the offline defaults carry signal, runs resume and shard, every bad
 input is recorded, and the pretrained-backbone paths work with tiny random models."""
-import json
 import shutil
 
 import numpy as np
@@ -18,11 +17,6 @@ from solution.tracks import EMI_TARGETS
 
 def folders(work):
     return {p.name.split("-")[0] + "-" + p.name.split("-")[1]: p for p in (work / "features").iterdir() if p.is_dir()}
-
-
-def summary_of(capsys):
-    out = capsys.readouterr().out
-    return out
 
 
 def test_manifest_and_entries(emi_data, emi_features):

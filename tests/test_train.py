@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution import cache, folds, synth
+from solution import folds, synth
 from solution.ensemble import combine
-from solution.layouts import EmiRelease, emi_key
+from solution.layouts import EmiRelease
 from solution.metrics import pearson_per_dim
 from solution.predictions import read_emi_predictions
 from solution.report import build_report
