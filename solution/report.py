@@ -65,7 +65,12 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--runs", help="comma list (default: every run under WORK/runs)")
     args = parser.parse_args(argv)
-    runs = args.runs.split(",") if args.runs else sorted(p.name for p in (args.work / "runs").iterdir() if p.is_dir())
+    runs_dir = args.work / "runs"
+    runs = args.runs.split(",") if args.runs else (
+        sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else [])
+    if not runs:
+        print(f"error: no trained runs in {runs_dir}; train with python -m solution.train_fold first", file=sys.stderr)
+        return 2
     try:
         report = build_report(args.data, args.work, runs)
     except DataError as exc:

@@ -15,7 +15,6 @@ file (--config) and --set key=value overrides (`lr`, `train.epochs`, `model.dim`
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import random
 import sys
@@ -356,7 +355,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable)")
     parser.add_argument("--name", help="run name (default: the model name); ablations want their own")
     parser.add_argument("--no-stage1", action="store_true", help="dual_stage: skip the contrastive pretraining")
-    parser.add_argument("--fusion", choices=["quality", "concat"], help="dual_stage: fusion by quality weights or concatenation")
+    parser.add_argument("--fusion", choices=["quality", "quality_sum", "concat"],
+                        help="dual_stage: quality-gated concatenation (default), quality-weighted sum, or plain concatenation")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--log-every", type=int, default=1, help="log every n-th epoch")

@@ -217,3 +217,14 @@ def test_features_only_release_trains(emi_data, tmp_path):
     assert metrics["settings"]["streams"] == {"visual": ["organizer:vit"], "audio": ["organizer:wav2vec2"]}
     assert metrics["settings"]["text_model"] == "minilm"
     assert metrics["held_pearson"] > 0.1
+
+
+def test_report_and_ensemble_name_what_is_missing(emi_data, trained, tmp_path, capsys):
+    from solution import ensemble, report
+
+    assert report.main(["--data", str(emi_data), "--work", str(tmp_path)]) == 2
+    assert "no trained runs" in capsys.readouterr().err
+    assert report.main(["--data", str(emi_data), "--work", str(trained), "--runs", "absent"]) == 2
+    assert "fold(s) [0, 1, 2] not finished" in capsys.readouterr().err
+    assert ensemble.main(["--work", str(trained), "--runs", "dual_stage", "--out", str(tmp_path / "p")]) == 0
+    assert len(read_emi_predictions(tmp_path / "p" / "test.csv")) == len(EmiRelease(emi_data).test_ids())
