@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 
+import pandas as pd
+
 from solution import fileio
 from solution.ensemble import run_predictions
 from solution.layouts import DataError, EmiRelease, read_emi_labels
@@ -41,6 +43,25 @@ def build_report(data, work, runs: list[str]) -> dict:
         report["videos"] = len(oof)
         report["ceiling"] = ceiling(data, oof.index)
     return report
+
+
+def fusion_by_condition(data, work, run: str) -> pd.DataFrame | None:
+    """Mean fusion weight per modality for each corruption flag of the synthetic metadata
+    (face ok/occluded/missing, audio ok/noisy/silent/missing, transcript ok/missing)."""
+    files = sorted((Path(work) / "runs" / run).glob("fold*/fusion_weights.csv"))
+    meta = EmiRelease(data).metadata()
+    flags = [c for c in ("face", "audio", "transcript") if meta is not None and c in meta.columns]
+    if not files or not flags:
+        return None
+    weights = pd.concat([pd.read_csv(f, dtype={"Filename": str}) for f in files])
+    weights.index = weights.pop("Filename").astype(int)
+    rows = []
+    for flag in flags:
+        joined = weights.join(meta[flag])
+        for value, group in joined.groupby(flag):
+            rows.append({"condition": f"{flag}={value}", "videos": len(group),
+                         **group.drop(columns=flag).mean().round(3).to_dict()})
+    return pd.DataFrame(rows)
 
 
 def format_report(report: dict) -> str:
@@ -78,6 +99,12 @@ def main(argv=None) -> int:
         return 2
     print(f"mean Pearson, {report['videos']} labelled videos, out-of-fold")
     print(format_report(report))
+    for run in runs:
+        table = fusion_by_condition(args.data, args.work, run)
+        if table is not None:
+            print(f"\nmean fusion weights of {run} by condition (out-of-fold videos)")
+            print(table.to_string(index=False))
+            report["runs"][run]["fusion_by_condition"] = table.to_dict(orient="records")
     fileio.write_json(args.work / "report.json", report)
     return 0
 

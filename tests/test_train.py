@@ -228,3 +228,16 @@ def test_report_and_ensemble_name_what_is_missing(emi_data, trained, tmp_path, c
     assert "fold(s) [0, 1, 2] not finished" in capsys.readouterr().err
     assert ensemble.main(["--work", str(trained), "--runs", "dual_stage", "--out", str(tmp_path / "p")]) == 0
     assert len(read_emi_predictions(tmp_path / "p" / "test.csv")) == len(EmiRelease(emi_data).test_ids())
+
+
+def test_report_shows_fusion_weights_by_condition(emi_data, trained, capsys):
+    from solution import report
+
+    assert report.main(["--data", str(emi_data), "--work", str(trained), "--runs", "dual_stage,linear"]) == 0
+    out = capsys.readouterr().out
+    assert "mean fusion weights of dual_stage by condition" in out and "face=ok" in out
+    table = report.fusion_by_condition(emi_data, trained, "dual_stage")
+    missing_text = table[table.condition == "transcript=missing"]
+    if len(missing_text):
+        assert missing_text.w_text.iloc[0] == 0.0
+    assert report.fusion_by_condition(emi_data, trained, "linear") is None
