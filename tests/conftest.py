@@ -1,5 +1,6 @@
 """Shared fixtures: small synthetic releases, generated once per test session."""
 import os
+import shutil
 
 import pytest
 
@@ -33,3 +34,14 @@ def emi_features(emi_data, tmp_path_factory):
     work = tmp_path_factory.mktemp("emi_work")
     assert features.main(["--data", str(emi_data), "--work", str(work), "--workers", "2"]) == 0
     return work
+
+
+def features_only_release(emi_data, dest):
+    """A copy of the release as a user with only the organizers' pickles has it: the split
+    CSVs, vit/ and wav2vec2/; no media, no transcripts, no metadata."""
+    dest.mkdir()
+    for name in ("train_split.csv", "valid_split.csv", "test_split.csv"):
+        shutil.copy(emi_data / name, dest / name)
+    for folder in ("vit", "wav2vec2"):
+        shutil.copytree(emi_data / folder, dest / folder)
+    return dest

@@ -8,6 +8,7 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold
 
+from conftest import features_only_release
 from solution import cache, features
 from solution.extractors import create_extractor
 from solution.faces import mtcnn_available
@@ -157,12 +158,7 @@ def test_bad_media_recorded_and_strict_stops(emi_data, tmp_path, capsys):
 
 
 def test_organizer_only_release_needs_no_media(emi_data, tmp_path, capsys):
-    data = tmp_path / "features-only"
-    data.mkdir()
-    for name in ("train_split.csv", "valid_split.csv", "test_split.csv"):
-        shutil.copy(emi_data / name, data / name)
-    for folder in ("vit", "wav2vec2"):
-        shutil.copytree(emi_data / folder, data / folder)
+    data = features_only_release(emi_data, tmp_path / "features-only")
     work = tmp_path / "work"
     assert features.main(["--data", str(data), "--work", str(work)]) == 0
     assert set(folders(work)) == {"organizer-organizer_vit", "organizer-organizer_wav2vec2"}

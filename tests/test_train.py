@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import features_only_release
 from solution import folds, synth
 from solution.ensemble import combine
 from solution.layouts import EmiRelease
@@ -202,12 +203,7 @@ def test_features_only_release_trains(emi_data, tmp_path):
     no subject ids. Folds fall back to one group per video; stage 1 uses label descriptions."""
     from solution import features
 
-    data = tmp_path / "features-only"
-    data.mkdir()
-    for name in ("train_split.csv", "valid_split.csv", "test_split.csv"):
-        shutil.copy(emi_data / name, data / name)
-    for folder in ("vit", "wav2vec2"):
-        shutil.copytree(emi_data / folder, data / folder)
+    data = features_only_release(emi_data, tmp_path / "features-only")
     work = tmp_path / "work"
     assert features.main(["--data", str(data), "--work", str(work)]) == 0
     assert folds.main(["--data", str(data), "--work", str(work), "--k", "2"]) == 0
