@@ -2,7 +2,7 @@
 
 Three modalities: visual, audio, text. Each is the concatenation of one or more cache
 streams (e.g. visual = hog + organizer:vit), each resampled onto one time grid per video
-(visual 5 Hz, audio 25 Hz by default; capped at a maximum length) by linear interpolation,
+(visual 5 Hz, audio 10 Hz by default; capped at a maximum length) by linear interpolation,
 so streams of different rates line up. Text is one vector per video. A modality is
 missing for a video when none of its streams has an entry (recorded as a failure by the
 feature stage); it then contributes no frames and a `present` flag of 0.
@@ -113,22 +113,24 @@ class FeatureTable:
 def load_table(work, ids: list[str], wanted: dict | None = None, rates: dict | None = None,
                max_len: dict | None = None) -> FeatureTable:
     """Read every id's cached streams; a missing entry (never extracted) or NaN is an error."""
-    rates = {"visual": 5.0, "audio": 25.0, **(rates or {})}
+    rates = {"visual": 5.0, "audio": 10.0, **(rates or {})}
     max_len = {"visual": 160, "audio": 400, **(max_len or {})}
     streams = find_streams(work, wanted)
     modalities = tuple(m for m in MODALITIES if m in streams)
     sequences = {m: [] for m in modalities}
-    dims, cues, present = {}, [], []
+    cues, present = [], []
+    # Each stream's width, read once: a manifest lists every video, too big to parse per video.
+    width = {folder: cache.read_manifest(folder)["dim"] or 0 for m in modalities for _, folder in streams[m]}
+    dims = {m: sum(width[folder] for _, folder in streams[m]) for m in modalities}
     for modality in modalities:
         absent = [vid for vid in ids if any(cache.status(folder, vid) is None for _, folder in streams[modality])]
         if absent:
             raise DataError(f"features missing for {len(absent)} video(s) (e.g. {absent[:5]}) in "
                             f"{[str(f) for _, f in streams[modality]]}; run python -m solution.features again")
-        dims[modality] = sum(cache.read_manifest(folder)["dim"] or 0 for _, folder in streams[modality])
     for vid in ids:
         row_cues, row_present = [], []
         for modality in modalities:
-            entries = [(folder, cache.read_entry(folder, vid)) for _, folder in streams[modality]]
+            entries = [(folder, cache.read_entry(folder, vid, width[folder])) for _, folder in streams[modality]]
             for folder, entry in entries:
                 if not entry.missing and not np.isfinite(entry.features).all():
                     raise DataError(f"{cache.entry_path(folder, vid)}: NaN or inf in the cached features; "
@@ -141,14 +143,14 @@ def load_table(work, ids: list[str], wanted: dict | None = None, rates: dict | N
                 continue
             if modality == "text":
                 parts = [e.features.mean(0, keepdims=True) if not e.missing else
-                         np.zeros((1, cache.read_manifest(f)["dim"]), np.float32) for f, e in entries]
+                         np.zeros((1, width[f]), np.float32) for f, e in entries]
                 sequences[modality].append(np.concatenate(parts, 1))
                 continue
             first = have[0][1]
             duration = len(first.features) / (first.fps or rates[modality])
             length = int(np.clip(round(duration * rates[modality]), 1, max_len[modality]))
             parts = [resample(e.features, length) if not e.missing and len(e.features) else
-                     np.zeros((length, cache.read_manifest(f)["dim"]), np.float32) for f, e in entries]
+                     np.zeros((length, width[f]), np.float32) for f, e in entries]
             sequences[modality].append(np.concatenate(parts, 1).astype(np.float32))
         cues.append(row_cues)
         present.append(row_present)

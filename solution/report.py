@@ -40,8 +40,9 @@ def build_report(data, work, runs: list[str]) -> dict:
         report["runs"][run] = {"folds": [m["held_pearson"] for m in metrics], "oof": float(per_dim.mean()),
                                "oof_per_dim": dict(zip(EMI_TARGETS, per_dim.round(4).tolist())),
                                "seconds": sum(m["seconds"] for m in metrics)}
-        report["videos"] = len(oof)
-        report["ceiling"] = ceiling(data, oof.index)
+    # Every run's out-of-fold predictions cover the same labelled videos.
+    report["videos"] = len(oof)
+    report["ceiling"] = ceiling(data, oof.index)
     return report
 
 

@@ -126,11 +126,6 @@ def check_emi_text(text: str, test_ids: list[int], where: str) -> list[str]:
     return problems
 
 
-def _check_va_rows(problems, where, table, n_expected):
-    if len(table) != n_expected:
-        problems.append(f"{where}: {len(table)} frames, the test listing says {n_expected}")
-
-
 def check_va_single_text(text: str, counts: dict[str, int], where: str) -> list[str]:
     problems: list[str] = []
     header = text.splitlines()[0].strip() if text.strip() else ""
@@ -166,7 +161,8 @@ def check_va_video_text(text: str, n_expected: int, where: str) -> list[str]:
         return [f"{where}: header must be 'valence,arousal', got {header!r}"]
     table = _read_member(text, where, problems)
     if table is not None:
-        _check_va_rows(problems, where, table, n_expected)
+        if len(table) != n_expected:
+            problems.append(f"{where}: {len(table)} frames, the test listing says {n_expected}")
         _check_values(problems, where, table, VA.targets, VA.low, VA.high,
                       [f"frame {i}" for i in range(1, len(table) + 1)])
     return problems

@@ -15,6 +15,7 @@ file (--config) and --set key=value overrides (`lr`, `train.epochs`, `model.dim`
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 import sys
@@ -179,8 +180,6 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                name: str | None = None, device: str = "cpu", threads: int = 0, log_every: int = 1) -> dict:
     out_dir = Path(work) / "runs" / (name or model_name) / f"fold{fold}"
     if (out_dir / "metrics.json").is_file():
-        import json
-
         log.info("%s: already done (delete metrics.json to train again)", out_dir)
         return json.loads((out_dir / "metrics.json").read_text())
     if threads:
