@@ -9,7 +9,7 @@ to rebuild the model), last.pt (the state to resume from), oof.csv (predictions 
 fold's held-out videos), test.csv (predictions for the test ids), metrics.json and
 log.csv (one row per epoch). Early stopping on the held-out mean Pearson. A finished fold
 (metrics.json present) is skipped; an interrupted one resumes from last.pt. The same seed
-gives the same predictions on the CPU. Settings: the `train` and `model` tables of a TOML
+and --threads give the same predictions on the CPU. Settings: the `train` and `model` tables of a TOML
 file (--config) and --set key=value overrides (`lr`, `train.epochs`, `model.dim`...).
 """
 from __future__ import annotations
