@@ -4,19 +4,22 @@
 #
 #   bash run_all.sh                      # EMI demo, dual-stage model (+ the linear baseline for the report)
 #   DATA_DIR=/data/hume bash run_all.sh  # a real release in the official layout (features-only works too)
+#   CONFIG=run.toml bash run_all.sh      # settings for every stage from one TOML file (see solution/config.py)
 #   TRACK=va bash run_all.sh             # the VA demo (training for VA comes later: trivial predictor)
 #
 # Environment:
 #   TRACK          emi | va (default emi)
 #   DATA_DIR       a release to read instead of generating the demo
 #   WORK_DIR       intermediate files (default ./work); SUBMISSIONS_DIR (default ./submissions)
+#   CONFIG         a TOML file with [features], [folds], [train], [model] tables, read by every stage
 #   MODELS         comma list of models; the submission is made from exactly these (default dual_stage)
 #   BASELINE       a model trained for the report only (default linear; empty to skip)
 #   FOLDS          number of folds (default 5); JOBS: folds trained in parallel (default: cores)
 #   DEVICE         cpu | cuda (default cpu); SEED: demo generator seed (default 0)
-#   FEATURE_ARGS   extra flags for solution.features (e.g. "--visual hog,timm:resnet50?weights=/m/r50.safetensors")
-#   TRAIN_ARGS     extra flags for every solution.train_fold run (e.g. "--set epochs=30 --set lr=3e-4")
-#   VENV_DIR       the virtual environment (default ./.venv)
+#   FEATURE_ARGS   extra flags for solution.features, shell-quoted (e.g. "--visual 'hog,timm:resnet50?weights=/m/r50.safetensors'")
+#   TRAIN_ARGS     extra flags for every solution.train_fold run, shell-quoted
+#                  (e.g. "--set epochs=30 --set 'streams={visual=[\"hog\"]}'"; model.NAME.KEY=V reaches one model only)
+#   VENV_DIR       the virtual environment (default ./.venv); PYTHON: the interpreter that builds it
 set -euo pipefail
 cd "$(dirname "$0")"
 source solution/venv.sh
@@ -30,6 +33,22 @@ FOLDS="${FOLDS:-5}"
 JOBS="${JOBS:-$(nproc)}"
 DEVICE="${DEVICE:-cpu}"
 case "$TRACK" in emi) EXT=csv ;; va) EXT=txt ;; *) echo "TRACK must be emi or va, got '$TRACK'" >&2; exit 2 ;; esac
+[[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a whole number of at least 1, got '$JOBS'" >&2; exit 2; }
+[[ "$FOLDS" =~ ^[1-9][0-9]*$ ]] || { echo "FOLDS must be a whole number of at least 1, got '$FOLDS'" >&2; exit 2; }
+CONFIG_ARGS=()
+if [ -n "${CONFIG:-}" ]; then
+  [ -f "$CONFIG" ] || { echo "CONFIG=$CONFIG is not a file" >&2; exit 2; }
+  CONFIG_ARGS=(--config "$CONFIG")
+fi
+# Shell-style splitting, so quoted values (TOML inline tables, paths with spaces) survive.
+split_args() {  # split_args NAME VALUE -> fills the array NAME
+  local lines
+  lines="$("$PY" -c 'import shlex, sys; print("\n".join(shlex.split(sys.argv[1])))' "$2" 2>/dev/null)" ||
+    { echo "cannot split the flags '$2' (unbalanced quotes?)" >&2; exit 2; }
+  mapfile -t "$1" < <([ -n "$lines" ] && printf '%s\n' "$lines")
+}
+split_args FEATURE_EXTRA "${FEATURE_ARGS:-}"
+split_args TRAIN_EXTRA "${TRAIN_ARGS:-}"
 
 if [ -z "${DATA_DIR:-}" ]; then
   DATA_DIR="$WORK_DIR/demo-$TRACK"
@@ -41,8 +60,8 @@ else
 fi
 
 echo "== 2/6 features -> $WORK_DIR/features"
-# shellcheck disable=SC2086  # FEATURE_ARGS is a list of flags
-"$PY" -m solution.features --data "$DATA_DIR" --work "$WORK_DIR" --workers "$JOBS" --device "$DEVICE" ${FEATURE_ARGS:-}
+"$PY" -m solution.features --data "$DATA_DIR" --work "$WORK_DIR" --workers "$JOBS" --device "$DEVICE" \
+    ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${FEATURE_EXTRA[@]+"${FEATURE_EXTRA[@]}"}
 
 if [ "$TRACK" = va ]; then
   echo "== 3-5/6 NOTE: model training for VA arrives with a later issue;"
@@ -51,21 +70,23 @@ if [ "$TRACK" = va ]; then
   "$PY" -m solution.predict_mean --track va --data "$DATA_DIR" --out "$PRED"
   NAME="va-mean-$(date +%Y%m%d-%H%M%S)"
 else
-  echo "== 3/6 folds ($FOLDS, grouped by subject where the release says who the subjects are)"
-  "$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS"
+  RELEASE_WORK="$("$PY" -m solution.runs --data "$DATA_DIR" --work "$WORK_DIR")"
+  echo "== 3/6 folds ($FOLDS, grouped by subject where the release says who the subjects are) -> $RELEASE_WORK"
+  "$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS" ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
 
   RUNS="$MODELS${BASELINE:+,$BASELINE}"
   THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
-  echo "== 4/6 training $RUNS, $FOLDS folds each, $JOBS at a time (logs: $WORK_DIR/runs/<model>/fold<k>/seed<s>/log.csv)"
+  echo "== 4/6 training $RUNS, $FOLDS folds each, $JOBS at a time (logs: $RELEASE_WORK/runs/<model>/fold<k>/seed<s>/log.csv)"
   for model in ${RUNS//,/ }; do
     for ((fold = 0; fold < FOLDS; fold++)); do echo "--model $model --fold $fold"; done
   done | xargs -P "$JOBS" -L 1 "$PY" -m solution.train_fold --data "$DATA_DIR" --work "$WORK_DIR" \
-      --device "$DEVICE" --threads "$THREADS" --log-every 10 ${TRAIN_ARGS:-}
+      --device "$DEVICE" --threads "$THREADS" --log-every 10 \
+      ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
 
-  echo "== 5/6 report (out-of-fold mean Pearson; the submission uses $MODELS)"
+  echo "== 5/6 report (out-of-fold, epochs chosen without the held-out fold; the submission uses $MODELS)"
   "$PY" -m solution.report --data "$DATA_DIR" --work "$WORK_DIR" --runs "$RUNS"
-  "$PY" -m solution.ensemble --work "$WORK_DIR" --runs "$MODELS"
-  PRED="$WORK_DIR/predictions/test.$EXT"
+  "$PY" -m solution.ensemble --data "$DATA_DIR" --work "$WORK_DIR" --runs "$MODELS"
+  PRED="$RELEASE_WORK/predictions/test.$EXT"
   if [ -f "$DATA_DIR/private/test_labels.csv" ]; then
     echo "   the synthetic release keeps its test labels aside; the submitted predictions score:"
     "$PY" -m solution.evaluate --track emi --pred "$PRED" --labels "$DATA_DIR/private/test_labels.csv"

@@ -1,19 +1,28 @@
-"""The features cache: one entry per (extractor, video), and a manifest per extractor.
+"""The features cache: one entry per (extractor, video, inputs), and a manifest per extractor.
 
-    WORK/features/<extractor key>/<video>.npz          features (T, D), times (T,), frame_quality (T,),
-                                                       quality cues (scalars) and extraction info
-    WORK/features/<extractor key>/<video>.failed.json  the modality is missing for this video, and why
-    WORK/features/<extractor key>/manifest.json        extractor name, settings, their hash, and every entry
-    WORK/features/failures.csv                         every failure of every extractor: id, extractor, reason
+    WORK/features/<extractor key>/<video>.<source key>.npz          features (T, D), times (T,),
+                                                                    frame_quality (T,), quality cues
+                                                                    (scalars) and extraction info
+    WORK/features/<extractor key>/<video>.<source key>.failed.json  the modality is missing for this
+                                                                    video, and why
+    WORK/features/<extractor key>/manifest.json   extractor name, settings, their hash, and every entry
+    WORK/features/failures.csv                    every failure of every extractor: id, extractor, reason
 
 The extractor key ends in a hash of the settings, so changing any setting writes a new
-folder instead of mixing old and new features. Entries are written atomically; an entry
-that exists is done, which is what makes runs resumable and shards independent.
+folder instead of mixing old and new features. The source key (`source_key`) is a hash of
+the input files an entry was computed from (path, size, modification time), so a second
+release extracted into the same WORK, or a video replaced in place, gets its own entries
+instead of another release's features for the same id. Entries are written atomically; an
+entry that exists is done, which is what makes runs resumable and shards independent.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +31,13 @@ import pandas as pd
 
 from solution import fileio
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+KEY_LENGTH = 12
+# What each stream reads, by its spec.json modality (organizer streams add their pickle).
+SOURCE_INPUTS = {"visual": ("video", "crops"), "audio": ("audio", "video"), "text": ("transcript",),
+                 "organizer": ("video",)}
+# `<vid>.<source key>`: entries of the version 1 layout (`<vid>.npz`) do not match and are ignored.
+_STEM = re.compile(rf"^(?P<vid>.+)\.(?P<key>[0-9a-f]{{{KEY_LENGTH}}})$")
 
 
 def features_root(work) -> Path:
@@ -38,68 +53,136 @@ class Entry:
     fps: float | None = None
     missing: bool = False
     reason: str = ""
+    source: str = ""                   # the input file it was computed from, for messages
 
 
-def entry_path(folder: Path, vid: str) -> Path:
-    return folder / f"{vid}.npz"
+# ------------------------------------------------------------------ what an entry was computed from
+
+def _identity(path) -> str:
+    """A file: resolved path, size and mtime. A folder (face crops, maybe tens of thousands of
+    jpgs): resolved path, mtime and number of entries; adding or removing a crop changes both,
+    and statting every file would cost more than the lookup it guards."""
+    if path is None:
+        return "none"
+    path = Path(path).resolve()
+    try:
+        info = path.stat()
+    except OSError:
+        return f"{path}|absent"
+    if path.is_dir():
+        with os.scandir(path) as listing:
+            count = sum(1 for _ in listing)
+        return f"{path}|dir|{info.st_mtime_ns}|{count}"
+    return f"{path}|{info.st_size}|{info.st_mtime_ns}"
 
 
-def failure_path(folder: Path, vid: str) -> Path:
-    return folder / f"{vid}.failed.json"
+def source_key(src, modality: str, kind: str = "") -> str:
+    """12 hex digits identifying the input files a stream of `modality` reads for the video
+    `src` (a layouts.VideoSources): visual reads the video and crops, audio the audio file and
+    the video, text the transcript, organizer the `kind` pickle and the video (its duration)."""
+    if modality not in SOURCE_INPUTS:
+        raise ValueError(f"unknown stream modality {modality!r}; expected one of {sorted(SOURCE_INPUTS)}")
+    if modality == "organizer" and not kind:
+        raise ValueError("an organizer stream's source key needs its kind, e.g. 'vit'")
+    inputs = [getattr(src, name) for name in SOURCE_INPUTS[modality]]
+    if modality == "organizer":
+        inputs.insert(0, src.organizer.get(kind))
+    blob = json.dumps([src.vid, modality, kind, *(_identity(path) for path in inputs)])
+    return hashlib.sha256(blob.encode()).hexdigest()[:KEY_LENGTH]
 
 
-def status(folder: Path, vid: str) -> str | None:
-    if entry_path(folder, vid).is_file():
+def stream_source_key(stream: dict, src) -> str:
+    """`source_key` for a stream described by its spec.json (or manifest): `modality`, and
+    `extractor`, whose argument is the organizer kind ("organizer:vit" -> "vit")."""
+    modality = stream["modality"]
+    kind = stream["extractor"].partition(":")[2].partition("?")[0] if modality == "organizer" else ""
+    return source_key(src, modality, kind)
+
+
+# ------------------------------------------------------------------ entries
+
+def entry_path(folder: Path, vid: str, key: str) -> Path:
+    return Path(folder) / f"{vid}.{key}.npz"
+
+
+def failure_path(folder: Path, vid: str, key: str) -> Path:
+    return Path(folder) / f"{vid}.{key}.failed.json"
+
+
+def status(folder: Path, vid: str, key: str) -> str | None:
+    """"ok", "failed" (a recorded failure), or None (never extracted from these inputs)."""
+    if entry_path(folder, vid, key).is_file():
         return "ok"
-    if failure_path(folder, vid).is_file():
+    if failure_path(folder, vid, key).is_file():
         return "failed"
     return None
 
 
-def write_entry(folder: Path, vid: str, entry: Entry) -> None:
+def write_entry(folder: Path, vid: str, key: str, entry: Entry) -> None:
     buffer = io.BytesIO()
+    meta = {"quality": entry.quality, "fps": entry.fps, "source": entry.source, "version": CACHE_VERSION}
     np.savez(buffer, features=entry.features.astype(np.float32), times=entry.times.astype(np.float32),
-             frame_quality=entry.frame_quality.astype(np.float32),
-             meta=np.array(json.dumps({"quality": entry.quality, "fps": entry.fps, "version": CACHE_VERSION})))
-    fileio.write_bytes(entry_path(folder, vid), buffer.getvalue())
-    failure_path(folder, vid).unlink(missing_ok=True)
+             frame_quality=entry.frame_quality.astype(np.float32), meta=np.array(json.dumps(meta)))
+    fileio.write_bytes(entry_path(folder, vid, key), buffer.getvalue())
+    failure_path(folder, vid, key).unlink(missing_ok=True)
 
 
-def write_failure(folder: Path, vid: str, reason: str, quality: dict | None = None) -> None:
-    fileio.write_json(failure_path(folder, vid), {"id": vid, "reason": reason, "quality": quality or {}})
+def write_failure(folder: Path, vid: str, key: str, reason: str, quality: dict | None = None) -> None:
+    """Record that the modality is missing; an entry computed earlier from the same inputs is
+    removed after the record is written (an entry is either features or a failure)."""
+    fileio.write_json(failure_path(folder, vid, key), {"id": vid, "key": key, "reason": reason,
+                                                       "quality": quality or {}})
+    entry_path(folder, vid, key).unlink(missing_ok=True)
 
 
-def read_entry(folder: Path, vid: str, dim: int | None = None) -> Entry:
+def read_entry(folder: Path, vid: str, key: str, dim: int | None = None) -> Entry:
     """The cached entry; a recorded failure reads as a missing modality with no frames."""
-    path = entry_path(folder, vid)
+    path = entry_path(folder, vid, key)
     if path.is_file():
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            return Entry(data["features"], data["times"], data["frame_quality"], meta["quality"], meta["fps"])
-    failed = failure_path(folder, vid)
+            return Entry(data["features"], data["times"], data["frame_quality"], meta["quality"], meta["fps"],
+                         source=meta.get("source", ""))
+    failed = failure_path(folder, vid, key)
     if failed.is_file():
         info = json.loads(failed.read_text())
         width = dim if dim is not None else read_manifest(folder).get("dim") or 0
         return Entry(np.zeros((0, width), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32),
                      info.get("quality", {}), None, True, info["reason"])
-    raise FileNotFoundError(f"{folder}: no cache entry for video {vid!r}; run python -m solution.features first")
+    raise FileNotFoundError(f"{folder}: no cache entry for video {vid!r} with source key {key} "
+                            "(never extracted from these input files); run python -m solution.features first")
+
+
+def _stem(name: str, suffix: str) -> re.Match | None:
+    return _STEM.match(name[: -len(suffix)]) if name.endswith(suffix) else None
 
 
 def write_manifest(folder: Path, spec: dict) -> dict:
-    """Rebuild the manifest from the entries on disk (so shards that ran apart agree)."""
+    """Rebuild the manifest from the entries on disk (so shards that ran apart agree). Entries
+    are keyed `<vid>.<source key>`, so two releases' entries for one id both appear; `dim` is
+    the most common width."""
     entries = {}
-    dim = None
-    for path in sorted(folder.glob("*.npz")):
+    widths = Counter()
+    for path in sorted(Path(folder).glob("*.npz")):
+        match = _stem(path.name, ".npz")
+        if match is None:
+            continue
         with np.load(path) as data:
             shape = list(data["features"].shape)
             meta = json.loads(str(data["meta"]))
-        dim = shape[1] if dim is None else dim
-        entries[path.stem] = {"status": "ok", "shape": shape, "fps": meta["fps"]}
-    for path in sorted(folder.glob("*.failed.json")):
-        vid = path.name[: -len(".failed.json")]
-        entries.setdefault(vid, {"status": "missing", "reason": json.loads(path.read_text())["reason"]})
-    manifest = {**spec, "dim": dim, "version": CACHE_VERSION, "entries": entries}
-    fileio.write_json(folder / "manifest.json", manifest)
+        if len(shape) == 2 and shape[0]:  # no frames (no face found, say): no width to speak of
+            widths[shape[1]] += 1
+        entries[path.stem] = {"status": "ok", "id": match["vid"], "key": match["key"], "shape": shape,
+                              "fps": meta["fps"], "source": meta.get("source", "")}
+    for path in sorted(Path(folder).glob("*.failed.json")):
+        match = _stem(path.name, ".failed.json")
+        if match is None:
+            continue
+        entries.setdefault(match[0], {"status": "missing", "id": match["vid"], "key": match["key"],
+                                      "reason": json.loads(path.read_text())["reason"]})
+    dim = widths.most_common(1)[0][0] if widths else None
+    manifest = {**spec, "dim": dim, "version": CACHE_VERSION, "entries": dict(sorted(entries.items()))}
+    fileio.write_json(Path(folder) / "manifest.json", manifest)
     return manifest
 
 
@@ -108,11 +191,25 @@ def read_manifest(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def write_failures_table(work) -> pd.DataFrame:
+def write_failures_table(work, sources=None) -> pd.DataFrame:
+    """failures.csv: every recorded failure in WORK or, given `sources` (VideoSources of a
+    release), only those of these videos as their files are now; a failure recorded before a
+    file was fixed or replaced (so under another source key) is then left out."""
+    current = None if sources is None else {src.vid: src for src in sources}
+    root = features_root(work)
     rows = []
-    for path in sorted(features_root(work).glob("*/*.failed.json")):
-        info = json.loads(path.read_text())
-        rows.append({"id": info["id"], "extractor": path.parent.name, "reason": info["reason"]})
+    for folder in sorted(p for p in root.glob("*") if p.is_dir()):
+        stream = json.loads((folder / "spec.json").read_text()) if (folder / "spec.json").is_file() else None
+        for path in sorted(folder.glob("*.failed.json")):
+            match = _stem(path.name, ".failed.json")
+            if match is None:
+                continue
+            if current is not None:
+                src = current.get(match["vid"])
+                if src is None or stream is None or match["key"] != stream_source_key(stream, src):
+                    continue
+            info = json.loads(path.read_text())
+            rows.append({"id": info["id"], "extractor": folder.name, "reason": info["reason"]})
     table = pd.DataFrame(rows, columns=["id", "extractor", "reason"])
-    fileio.write_csv(features_root(work) / "failures.csv", table)
+    fileio.write_csv(root / "failures.csv", table)
     return table

@@ -1,32 +1,49 @@
-"""Cached features -> padded batches with masks, for every model.
+"""Cached features -> batches, read on demand: memory grows with the batch, not the release.
 
 Three modalities: visual, audio, text. Each is the concatenation of one or more cache
-streams (e.g. visual = hog + organizer:vit), each resampled onto one time grid per video
-(visual 5 Hz, audio 10 Hz by default; capped at a maximum length) by linear interpolation,
-so streams of different rates line up. Text is one vector per video. A modality is
-missing for a video when none of its streams has an entry (recorded as a failure by the
-feature stage); it then contributes no frames and a `present` flag of 0.
+streams (e.g. visual = hog + organizer:vit). A release's videos find their cache entries by
+the identity of their source files (solution.cache.source_key), so another release's
+entries with the same video ids are never read.
 
-Quality cues per modality (fixed order, see CUE_NAMES) come from the cache: share of
-frames with a face and its confidence, SNR, speech share, level, word count, missing.
+Time. Every cached frame carries its time in seconds. Each modality is put on a time grid
+by linear interpolation at the grid's times: at its own rate (visual 5 Hz, audio 10 Hz) or
+on one shared grid (`grid = "shared"`); a frame-level track's grid is its label frames, frame
+k at k / fps - label_delay, fps read from the video. A stream whose rate is unknown
+(organizer pickles in a release without videos) is spread over the video's duration as the
+other streams give it; wav2vec2's rate is its fixed 50 frames a second. Text is one vector.
+
+Reading. `VideoStore.load(key)` reads one video's entries, aligns and normalises them, and
+keeps them in a least-recently-used cache with a byte budget (`cache_mb`). Batches come from
+a torch DataLoader over `Piece`s: a random crop of a video (video-level training), a chunk
+(video-level prediction: chunks are averaged), or a window of label frames (frame-level).
+
+Quality cues per modality (fixed order, CUE_NAMES): share of frames with a face and its
+confidence, SNR, speech share, level, word count, missing; and per grid step the face
+confidence or voice activity (`<modality>_quality`).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from solution import cache
-from solution.layouts import DataError
+from solution.config import TrainConfig
+from solution.errors import DataError
+from solution.progress import progress
+from solution.windows import align, chunk_spans, grid_times, stitch, window_starts
 
 log = logging.getLogger(__name__)
 MODALITIES = ("visual", "audio", "text")
 ORGANIZER_MODALITY = {"vit": "visual", "face": "visual", "wav2vec2": "audio", "audio": "audio"}
+KNOWN_RATES = {"wav2vec2": 50.0}  # organizer streams whose frame rate is a property of the model
+FALLBACK_RATE = 30.0              # frames a second assumed when no stream of a video knows its rate
 CUE_NAMES = {
     "visual": ("face_share", "face_confidence", "face_unknown", "missing"),
     "audio": ("snr", "speech_share", "level", "missing"),
@@ -34,51 +51,87 @@ CUE_NAMES = {
 }
 
 
-def stream_modality(manifest: dict) -> str:
-    modality = manifest["modality"]
-    if modality != "organizer":
-        return modality
-    kind = manifest["extractor"].split(":", 1)[1]
+# ------------------------------------------------------------------ streams
+
+@dataclass(frozen=True)
+class Stream:
+    spec: str           # the extractor spec, e.g. "hog" or "organizer:vit"
+    modality: str       # visual | audio | text
+    folder: Path
+    dim: int
+    cache_modality: str  # the cache folder's own modality ("organizer" for the pickles)
+    kind: str = ""      # organizer kind
+
+
+def _folder_info(folder: Path) -> dict | None:
+    spec_file = folder / "spec.json"
+    if not spec_file.is_file():
+        return None
+    info = json.loads(spec_file.read_text())
+    info["dim"] = cache.read_manifest(folder).get("dim")
+    info["mtime"] = spec_file.stat().st_mtime
+    return info
+
+
+def stream_modality(info: dict) -> tuple[str, str]:
+    """(modality, organizer kind) of a cache folder."""
+    if info["modality"] != "organizer":
+        return info["modality"], ""
+    kind = info["extractor"].split(":", 1)[1]
     if kind not in ORGANIZER_MODALITY:
-        raise DataError(f"organizer feature {kind!r}: unknown modality; name the streams explicitly")
-    return ORGANIZER_MODALITY[kind]
+        raise DataError(f"organizer feature {kind!r}: unknown modality; name the streams explicitly (--set streams=...)")
+    return ORGANIZER_MODALITY[kind], kind
 
 
-def find_streams(work, wanted: dict | None = None) -> dict[str, list[tuple[str, Path]]]:
-    """modality -> [(extractor spec, cache folder)]. `wanted` maps a modality to specs, or
-    None for every stream in the cache."""
+def resolve_streams(work, sources: dict, wanted: dict | None = None) -> dict[str, list[Stream]]:
+    """modality -> the cache streams that cover every video in `sources` ({key: VideoSources}).
+    `wanted` maps a modality to extractor specs (None: every cached stream). Where one spec
+    was extracted with several settings, the newest folder that covers every video is used."""
     root = cache.features_root(work)
-    manifests = {}
-    for path in sorted(root.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime):
-        manifest = json.loads(path.read_text())
-        manifests[manifest["extractor"]] = (manifest, path.parent)  # the newest settings win
-    if not manifests:
+    folders = [info | {"folder": p} for p in sorted(root.glob("*/")) if (info := _folder_info(p))]
+    if not folders:
         raise DataError(f"{root}: no features cache; run python -m solution.features --data DATA --work {work}")
-    streams: dict[str, list] = {m: [] for m in MODALITIES}
-    if wanted is None:
-        for spec, (manifest, folder) in manifests.items():
-            streams[stream_modality(manifest)].append((spec, folder))
-    else:
+    by_spec: dict[str, list[dict]] = {}
+    for info in sorted(folders, key=lambda i: -i["mtime"]):
+        by_spec.setdefault(info["extractor"], []).append(info)
+    if wanted:
         for modality, specs in wanted.items():
             if modality not in MODALITIES:
                 raise DataError(f"unknown modality {modality!r} in streams; use {MODALITIES}")
             for spec in specs:
-                if spec not in manifests:
-                    raise DataError(f"no cached features for {spec!r} in {root}; cached: {sorted(manifests)}")
-                streams[modality].append((spec, manifests[spec][1]))
-    return {m: sorted(s) for m, s in streams.items() if s}
-
-
-def resample(seq: np.ndarray, length: int) -> np.ndarray:
-    if len(seq) == length:
-        return seq
-    if len(seq) == 1:
-        return np.repeat(seq, length, 0)
-    source = (np.arange(len(seq)) + 0.5) / len(seq)
-    target = (np.arange(length) + 0.5) / length
-    index = np.clip(np.searchsorted(source, target) - 1, 0, len(seq) - 2)
-    frac = np.clip((target - source[index]) / (source[index + 1] - source[index]), 0, 1)[:, None]
-    return (seq[index] * (1 - frac) + seq[index + 1] * frac).astype(np.float32)
+                if spec not in by_spec:
+                    raise DataError(f"no cached features for {spec!r} in {root}; cached: {sorted(by_spec)}")
+        chosen = {spec: m for m, specs in wanted.items() for spec in specs}
+    else:
+        chosen = {spec: stream_modality(infos[0])[0] for spec, infos in by_spec.items()}
+    streams: dict[str, list[Stream]] = {m: [] for m in MODALITIES}
+    for spec in sorted(chosen):
+        best, best_missing = None, None
+        for info in by_spec[spec]:
+            modality, kind = stream_modality(info)
+            found = {k: cache.status(info["folder"], k, cache.source_key(src, info["modality"], kind))
+                     for k, src in sources.items()}
+            missing = [k for k, state in found.items() if state is None]
+            if not missing:
+                best = info
+                break
+            if best_missing is None:
+                best_missing = (info, missing, sum(state == "ok" for state in found.values()))
+        if best is None:
+            info, missing, usable = best_missing
+            if wanted is None and usable == 0:
+                continue  # extracted for another release only (at most its "no input" records match)
+            raise DataError(f"features {spec!r} missing for {len(missing)} of {len(sources)} video(s) "
+                            f"(e.g. {missing[:5]}) in {info['folder']}; run python -m solution.features again")
+        if not best["dim"]:
+            raise DataError(f"{best['folder']}: no manifest with the feature width; run python -m solution.features again")
+        modality, kind = stream_modality(best)
+        streams[chosen[spec]].append(Stream(spec, chosen[spec], best["folder"], int(best["dim"]), best["modality"], kind))
+    streams = {m: s for m, s in streams.items() if s}
+    if not streams:
+        raise DataError(f"{root}: no cached stream covers this release's videos; run python -m solution.features "
+                        "--data DATA --work WORK")
+    return streams
 
 
 def _cues(modality: str, quality: dict, missing: bool) -> list[float]:
@@ -93,70 +146,17 @@ def _cues(modality: str, quality: dict, missing: bool) -> list[float]:
     return [np.log1p(np.nan_to_num(q.get("words", 0.0))) / 4, np.nan_to_num(q.get("from_asr", 0.0)), float(missing)]
 
 
-@dataclass
-class FeatureTable:
-    """Every video's inputs, in memory: sequences per modality (None when missing)."""
-
-    ids: list[str]
-    sequences: dict                 # modality -> list of (T, D) arrays or None
-    dims: dict                      # modality -> D
-    cues: np.ndarray                # (N, sum of cue counts)
-    present: np.ndarray             # (N, len(modalities)) bool
-    modalities: tuple
-    streams: dict                   # modality -> [spec]
-
-    def index(self, ids) -> np.ndarray:
-        where = {vid: i for i, vid in enumerate(self.ids)}
-        return np.array([where[v] for v in ids])
-
-
-def load_table(work, ids: list[str], wanted: dict | None = None, rates: dict | None = None,
-               max_len: dict | None = None) -> FeatureTable:
-    """Read every id's cached streams; a missing entry (never extracted) or NaN is an error."""
-    rates = {"visual": 5.0, "audio": 10.0, **(rates or {})}
-    max_len = {"visual": 160, "audio": 400, **(max_len or {})}
-    streams = find_streams(work, wanted)
-    modalities = tuple(m for m in MODALITIES if m in streams)
-    sequences = {m: [] for m in modalities}
-    cues, present = [], []
-    # Each stream's width, read once: a manifest lists every video, too big to parse per video.
-    width = {folder: cache.read_manifest(folder)["dim"] or 0 for m in modalities for _, folder in streams[m]}
-    dims = {m: sum(width[folder] for _, folder in streams[m]) for m in modalities}
+def cue_slices(modalities) -> dict:
+    """modality -> slice of the cue vector."""
+    out, start = {}, 0
     for modality in modalities:
-        absent = [vid for vid in ids if any(cache.status(folder, vid) is None for _, folder in streams[modality])]
-        if absent:
-            raise DataError(f"features missing for {len(absent)} video(s) (e.g. {absent[:5]}) in "
-                            f"{[str(f) for _, f in streams[modality]]}; run python -m solution.features again")
-    for vid in ids:
-        row_cues, row_present = [], []
-        for modality in modalities:
-            entries = [(folder, cache.read_entry(folder, vid, width[folder])) for _, folder in streams[modality]]
-            for folder, entry in entries:
-                if not entry.missing and not np.isfinite(entry.features).all():
-                    raise DataError(f"{cache.entry_path(folder, vid)}: NaN or inf in the cached features; "
-                                    "delete the file and extract it again")
-            have = [(f, e) for f, e in entries if not e.missing and len(e.features)]
-            row_cues += _cues(modality, entries[0][1].quality, not have)
-            row_present.append(bool(have))
-            if not have:
-                sequences[modality].append(None)
-                continue
-            if modality == "text":
-                parts = [e.features.mean(0, keepdims=True) if not e.missing else
-                         np.zeros((1, width[f]), np.float32) for f, e in entries]
-                sequences[modality].append(np.concatenate(parts, 1))
-                continue
-            first = have[0][1]
-            duration = len(first.features) / (first.fps or rates[modality])
-            length = int(np.clip(round(duration * rates[modality]), 1, max_len[modality]))
-            parts = [resample(e.features, length) if not e.missing and len(e.features) else
-                     np.zeros((length, width[f]), np.float32) for f, e in entries]
-            sequences[modality].append(np.concatenate(parts, 1).astype(np.float32))
-        cues.append(row_cues)
-        present.append(row_present)
-    return FeatureTable(list(ids), sequences, dims, np.asarray(cues, np.float32), np.asarray(present, bool),
-                        modalities, {m: [s for s, _ in streams[m]] for m in modalities})
+        n = len(CUE_NAMES[modality])
+        out[modality] = slice(start, start + n)
+        start += n
+    return out
 
+
+# ------------------------------------------------------------------ normalisation
 
 @dataclass
 class Normalizer:
@@ -165,26 +165,30 @@ class Normalizer:
     stats: dict  # modality -> (mean, std)
 
     @classmethod
-    def fit(cls, table: FeatureTable, rows) -> "Normalizer":
+    def fit(cls, store: "VideoStore", keys) -> "Normalizer":
+        """One streaming pass over the training videos (float64 sums; nothing kept but the sums)."""
+        sums = {m: [np.zeros(store.dims[m]), np.zeros(store.dims[m]), 0] for m in store.modalities}
+        for key in progress(keys, desc="normalisation", unit="video", disable=len(keys) < 500, leave=False):
+            video = store.load(key, normalise=False, keep=False)
+            for m, seq in video.seqs.items():
+                if seq is not None:
+                    s = sums[m]
+                    s[0] += seq.sum(0, dtype=np.float64)
+                    s[1] += np.square(seq, dtype=np.float64).sum(0)
+                    s[2] += len(seq)
         stats = {}
-        for modality in table.modalities:
-            seqs = [table.sequences[modality][i] for i in rows if table.sequences[modality][i] is not None]
-            if not seqs:
-                stats[modality] = (np.zeros(table.dims[modality], np.float32), np.ones(table.dims[modality], np.float32))
+        for m, (total, squares, count) in sums.items():
+            if count == 0:
+                stats[m] = (np.zeros(store.dims[m], np.float32), np.ones(store.dims[m], np.float32))
                 continue
-            frames = np.concatenate(seqs)
-            stats[modality] = (frames.mean(0), frames.std(0) + 1e-5)
+            mean = total / count
+            std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
+            stats[m] = (mean.astype(np.float32), (std + 1e-5).astype(np.float32))
         return cls(stats)
 
     def apply(self, modality: str, seq: np.ndarray) -> np.ndarray:
         mean, std = self.stats[modality]
         return np.clip((seq - mean) / std, -8, 8).astype(np.float32)
-
-    def table(self, table: FeatureTable) -> FeatureTable:
-        """A copy of `table` with every sequence normalised, done once instead of per batch."""
-        sequences = {m: [None if seq is None else self.apply(m, seq) for seq in table.sequences[m]]
-                     for m in table.modalities}
-        return dataclasses.replace(table, sequences=sequences)
 
     def state(self) -> dict:
         return {m: (mean.tolist(), std.tolist()) for m, (mean, std) in self.stats.items()}
@@ -194,33 +198,333 @@ class Normalizer:
         return cls({m: (np.asarray(a, np.float32), np.asarray(b, np.float32)) for m, (a, b) in state.items()})
 
 
-def make_batch(table: FeatureTable, rows, labels: np.ndarray | None = None, device="cpu") -> dict:
-    """Rows of a normalised table -> a dict of padded tensors: <modality> (B, T, D),
-    <modality>_mask (B, T), present (B, M), cues (B, C), and target (B, 6) when labels are given."""
-    batch = {}
-    for modality in table.modalities:
-        seqs = [table.sequences[modality][i] for i in rows]
-        longest = max([len(s) for s in seqs if s is not None] or [1])
-        x = np.zeros((len(rows), longest, table.dims[modality]), np.float32)
-        mask = np.zeros((len(rows), longest), bool)
-        for j, seq in enumerate(seqs):
+# ------------------------------------------------------------------ one video
+
+@dataclass
+class Video:
+    key: str
+    duration: float                      # seconds
+    seqs: dict                           # modality -> (T_m, D) on its grid, or None when missing
+    quality: dict                        # modality -> (T_m,) per-step quality, or None
+    rates: dict                          # modality -> grid rate (Hz); frame-level: the label rate
+    cues: np.ndarray                     # (C,)
+    present: np.ndarray                  # (M,) bool
+    target: np.ndarray | None = None     # (k,) video-level; (T, k) frame-level with -5 rows unannotated
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in list(self.seqs.values()) + list(self.quality.values()) if a is not None)
+
+
+class Piece(NamedTuple):
+    """What one batch row reads: a video's span [start, stop) in seconds (video-level) or
+    label frames (frame-level); `crop_seed` set (and start/stop None) for a random crop."""
+
+    key: str
+    start: float | None = None
+    stop: float | None = None
+    crop_seed: int | None = None
+
+
+class VideoStore:
+    """Reads, aligns and normalises videos on demand, keeping recent ones within a byte budget."""
+
+    def __init__(self, work, release, sources: dict, cfg: TrainConfig, streams: dict | None = None,
+                 frame_counts: dict | None = None):
+        self.release, self.track, self.cfg = release, release.track, cfg
+        self.sources = sources
+        self.streams = streams or resolve_streams(work, sources, cfg.streams or None)
+        self.modalities = tuple(m for m in MODALITIES if m in self.streams)
+        self.dims = {m: sum(s.dim for s in self.streams[m]) for m in self.modalities}
+        self.frame_level = self.track.level == "frame"
+        if cfg.grid not in ("own", "shared"):
+            raise DataError(f"grid must be 'own' or 'shared', got {cfg.grid!r}")
+        self.frame_counts = frame_counts or {}   # frame-level test videos: frames to predict
+        self.normalizer: Normalizer | None = None
+        self._cache: OrderedDict[str, Video] = OrderedDict()
+        self._bytes = 0
+        self._lengths: dict[str, float] = {}
+        self._labelled = set(self.release.labelled_keys())
+
+    # ---- settings shared with the model
+    def rate(self, modality: str) -> float:
+        if self.cfg.grid == "shared":
+            return self.cfg.shared_rate
+        return {"visual": self.cfg.visual_rate, "audio": self.cfg.audio_rate}.get(modality, self.cfg.shared_rate)
+
+    def stream_keys(self) -> dict:
+        """Which cache folders feed each modality (part of a run's settings)."""
+        return {m: [f"{s.spec}@{s.folder.name}" for s in self.streams[m]] for m in self.modalities}
+
+    def entry_digest(self, keys) -> str:
+        """A hash of the cache entries `keys` read: changes when any of them is re-extracted."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for key in sorted(keys):
+            for m in self.modalities:
+                for s in self.streams[m]:
+                    h.update(f"{key}:{s.folder.name}:{cache.source_key(self.sources[key], s.cache_modality, s.kind)};".encode())
+        return h.hexdigest()[:16]
+
+    def set_normalizer(self, normalizer: Normalizer) -> None:
+        self.normalizer = normalizer
+        self._cache.clear()
+        self._bytes = 0
+
+    # ---- reading
+    def _entry(self, stream: Stream, key: str) -> cache.Entry:
+        src_key = cache.source_key(self.sources[key], stream.cache_modality, stream.kind)
+        entry = cache.read_entry(stream.folder, key, src_key, stream.dim)
+        if not entry.missing:
+            path = cache.entry_path(stream.folder, key, src_key)
+            if entry.features.ndim != 2 or entry.features.shape[1] != stream.dim:
+                raise DataError(f"{path}: features of shape {entry.features.shape} in a stream {stream.dim} wide; "
+                                "delete the file and run python -m solution.features again")
+            if not np.isfinite(entry.features).all():
+                raise DataError(f"{path}: NaN or inf in the cached features; delete the file and extract it again")
+        return entry
+
+    def _label_grid(self, key: str) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """Frame-level: (times of the label frames, targets or None, fps)."""
+        fps = self.release.video_fps(key)
+        target = None
+        if key in self.frame_counts:
+            n = self.frame_counts[key]
+        else:
+            target = self.release.video_targets(key)
+            n = len(target)
+        return np.arange(n) / fps - self.cfg.label_delay, target, fps
+
+    def load(self, key: str, normalise: bool = True, keep: bool = True) -> Video:
+        if normalise and key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        entries = {m: [(s, self._entry(s, key)) for s in self.streams[m]] for m in self.modalities}
+        timed = [(s, e) for m in self.modalities if m != "text" for s, e in entries[m] if not e.missing and len(e.features)]
+        known = [e.times[-1] + 1 / e.fps for s, e in timed if e.fps] + \
+                [len(e.features) / KNOWN_RATES[s.kind] for s, e in timed if not e.fps and s.kind in KNOWN_RATES]
+        duration = max(known) if known else max([len(e.features) / FALLBACK_RATE for _, e in timed] or [1.0])
+        label_times, target = None, None
+        if self.frame_level:
+            label_times, target, fps = self._label_grid(key)
+            duration = max(duration, len(label_times) / fps)
+        elif key not in self.frame_counts and key in self._labelled:
+            target = self.release.video_targets(key)
+        seqs, quality, rates, cues, present = {}, {}, {}, [], []
+        for m in self.modalities:
+            have = [(s, e) for s, e in entries[m] if not e.missing and len(e.features)]
+            merged = {}
+            for s, e in sorted(entries[m], key=lambda se: se[0].cache_modality == "organizer"):
+                for name, value in e.quality.items():
+                    merged.setdefault(name, value)
+            cues += _cues(m, merged, not have)
+            present.append(bool(have))
+            rates[m] = None if m == "text" else (None if self.frame_level else self.rate(m))
+            if not have:
+                seqs[m] = quality[m] = None
+                continue
+            if m == "text":
+                parts = [e.features.mean(0, keepdims=True) if not e.missing and len(e.features) else
+                         np.zeros((1, s.dim), np.float32) for s, e in entries[m]]
+                seqs[m], quality[m] = np.concatenate(parts, 1), np.ones(1, np.float32)
+                continue
+            at = label_times if self.frame_level else grid_times(duration, rates[m])
+            parts, q = [], None
+            for s, e in entries[m]:
+                if e.missing or not len(e.features):
+                    parts.append(np.zeros((len(at), s.dim), np.float32))
+                    continue
+                times = self._times(s, e, duration)
+                parts.append(align(e.features, times, at))
+                if q is None and s.cache_modality != "organizer" and len(e.frame_quality) == len(e.features):
+                    q = align(np.nan_to_num(e.frame_quality, nan=1.0)[:, None], times, at)[:, 0]
+            seqs[m] = np.concatenate(parts, 1)
+            quality[m] = q if q is not None else np.ones(len(at), np.float32)
+        video = Video(key, float(duration), seqs, quality, rates, np.asarray(cues, np.float32),
+                      np.asarray(present, bool), target)
+        self._lengths[key] = len(label_times) if self.frame_level else video.duration
+        if normalise and self.normalizer is not None:
+            video.seqs = {m: None if v is None else self.normalizer.apply(m, v) for m, v in video.seqs.items()}
+        if keep and normalise:
+            self._remember(video)
+        return video
+
+    @staticmethod
+    def _times(stream: Stream, entry: cache.Entry, duration: float) -> np.ndarray:
+        if entry.fps:
+            return entry.times.astype(np.float64)
+        rate = KNOWN_RATES.get(stream.kind)
+        n = len(entry.features)
+        if rate:
+            return np.arange(n) / rate
+        return (np.arange(n) + 0.5) * duration / n  # spread over the duration the other streams give
+
+    def _remember(self, video: Video) -> None:
+        self._cache[video.key] = video
+        self._bytes += video.nbytes
+        budget = self.cfg.cache_mb * 2**20
+        while self._bytes > budget and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._bytes -= old.nbytes
+
+    def check(self, keys) -> None:
+        """Read every video once (nothing kept): a bad entry fails here, before any training."""
+        for key in progress(keys, desc="checking features", unit="video", disable=len(keys) < 500, leave=False):
+            self.load(key, normalise=False, keep=False)
+
+    def length(self, key: str) -> float:
+        """Seconds (video-level) or label frames (frame-level) of a video."""
+        if key not in self._lengths:
+            self.load(key)
+        return self._lengths[key]
+
+    # ---- pieces of videos
+    def piece(self, piece: Piece) -> dict:
+        video = self.load(piece.key)
+        start, stop = piece.start, piece.stop
+        if piece.crop_seed is not None:
+            if self.frame_level:
+                raise ValueError("frame-level tracks train on windows, not crops")
+            length = min(self.cfg.crop_seconds, video.duration)
+            start = float(np.random.default_rng(piece.crop_seed).uniform(0, video.duration - length))
+            stop = start + length
+        item = {"key": piece.key, "cues": video.cues, "present": video.present, "seqs": {}, "quality": {}}
+        for m in self.modalities:
+            seq = video.seqs[m]
+            if seq is None or m == "text" or start is None:
+                item["seqs"][m], item["quality"][m] = seq, video.quality[m]
+                continue
+            if self.frame_level:
+                a, b = int(start), int(stop)
+            else:
+                rate = video.rates[m]
+                a = min(int(np.floor(start * rate + 1e-6)), len(seq) - 1)
+                b = max(a + 1, min(len(seq), int(np.ceil(stop * rate - 1e-6))))
+            item["seqs"][m], item["quality"][m] = seq[a:b], video.quality[m][a:b]
+        if video.target is not None:
+            if self.frame_level:
+                a, b = (0, len(video.target)) if start is None else (int(start), int(stop))
+                item["target"] = video.target[a:b]
+            else:
+                item["target"] = video.target
+        if self.frame_level:
+            a, b = (0, int(self.length(piece.key))) if start is None else (int(start), min(int(stop), int(self.length(piece.key))))
+            item["frames"] = b - a
+        return item
+
+
+# ------------------------------------------------------------------ batches
+
+def collate(items: list[dict], modalities, dims, frame_level: bool) -> dict:
+    """Items -> padded tensors: <modality> (B, T, D), <modality>_mask and _quality (B, T),
+    present (B, M), cues (B, C), keys; target (B, k) or (B, T, k) with target_mask (B, T)
+    and frame_mask (B, T) for frame-level tracks."""
+    batch = {"keys": [it["key"] for it in items]}
+    frames = max(it["frames"] for it in items) if frame_level else None
+    for m in modalities:
+        seqs = [it["seqs"][m] for it in items]
+        longest = frames if frame_level and m != "text" else max([len(s) for s in seqs if s is not None] or [1])
+        x = np.zeros((len(items), longest, dims[m]), np.float32)
+        q = np.zeros((len(items), longest), np.float32)
+        mask = np.zeros((len(items), longest), bool)
+        for j, (seq, it) in enumerate(zip(seqs, items)):
             if seq is not None:
-                x[j, : len(seq)] = seq
-                mask[j, : len(seq)] = True
-        batch[modality] = torch.from_numpy(x).to(device)
-        batch[f"{modality}_mask"] = torch.from_numpy(mask).to(device)
-    batch["present"] = torch.from_numpy(table.present[rows]).to(device)
-    batch["cues"] = torch.from_numpy(table.cues[rows]).to(device)
-    if labels is not None:
-        batch["target"] = torch.from_numpy(labels.astype(np.float32)).to(device)
+                x[j, :len(seq)] = seq
+                q[j, :len(seq)] = it["quality"][m]
+                mask[j, :len(seq)] = True
+        batch[m], batch[f"{m}_mask"], batch[f"{m}_quality"] = torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(q)
+    batch["present"] = torch.from_numpy(np.stack([it["present"] for it in items]))
+    batch["cues"] = torch.from_numpy(np.stack([it["cues"] for it in items]))
+    if frame_level:
+        frame_mask = np.zeros((len(items), frames), bool)
+        for j, it in enumerate(items):
+            frame_mask[j, :it["frames"]] = True
+        batch["frame_mask"] = torch.from_numpy(frame_mask)
+    if all("target" in it for it in items):
+        if frame_level:
+            k = items[0]["target"].shape[1]
+            target = np.zeros((len(items), frames, k), np.float32)
+            annotated = np.zeros((len(items), frames), bool)
+            for j, it in enumerate(items):
+                t = it["target"]
+                target[j, :len(t)] = t
+                annotated[j, :len(t)] = ~(t == -5).any(1)
+            batch["target"], batch["target_mask"] = torch.from_numpy(target), torch.from_numpy(annotated)
+        else:
+            batch["target"] = torch.from_numpy(np.stack([it["target"] for it in items]).astype(np.float32))
     return batch
 
 
-def cue_slices(modalities) -> dict:
-    """modality -> slice of the cue vector."""
-    out, start = {}, 0
-    for modality in modalities:
-        n = len(CUE_NAMES[modality])
-        out[modality] = slice(start, start + n)
-        start += n
-    return out
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+class _Pieces(torch.utils.data.Dataset):
+    def __init__(self, store: VideoStore, pieces: list[Piece]):
+        self.store, self.pieces = store, pieces
+
+    def __len__(self):
+        return len(self.pieces)
+
+    def __getitem__(self, index):
+        return self.store.piece(self.pieces[index])
+
+
+def batch_indices(n: int, size: int, rng: np.random.Generator | None) -> list[list[int]]:
+    """Batches of positions 0..n-1 (shuffled when `rng` is given). A tiny last training batch
+    gives a meaningless batch correlation, so it joins the previous one."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    cuts = list(range(0, n, size))
+    if rng is not None and len(cuts) > 1 and n - cuts[-1] < max(8, size // 4):
+        cuts.pop()
+    return [order[start:(cuts[i + 1] if i + 1 < len(cuts) else n)].tolist() for i, start in enumerate(cuts)]
+
+
+def loader(store: VideoStore, pieces: list[Piece], batch_size: int, rng: np.random.Generator | None = None):
+    """A DataLoader over `pieces`; shuffled batches when `rng` is given."""
+    return torch.utils.data.DataLoader(
+        _Pieces(store, pieces), batch_sampler=batch_indices(len(pieces), batch_size, rng),
+        collate_fn=lambda items: collate(items, store.modalities, store.dims, store.frame_level),
+        num_workers=store.cfg.loader_workers, persistent_workers=False)
+
+
+def training_pieces(store: VideoStore, keys: list[str], rng: np.random.Generator) -> list[Piece]:
+    """One epoch: a random crop of every video (video-level), or every video cut into windows
+    from a random offset (frame-level)."""
+    if not store.frame_level:
+        return [Piece(k, crop_seed=int(s)) for k, s in zip(keys, rng.integers(0, 2**31, len(keys)))]
+    window, hop = store.cfg.window, store.cfg.hop
+    pieces = []
+    for k in keys:
+        n = int(store.length(k))
+        pieces += [Piece(k, s, min(n, s + window)) for s in window_starts(n, window, hop, int(rng.integers(0, hop)))]
+    return pieces
+
+
+def prediction_pieces(store: VideoStore, keys: list[str]) -> list[Piece]:
+    """Every video whole: overlapping chunks (video-level) or windows (frame-level)."""
+    pieces = []
+    for k in keys:
+        if store.frame_level:
+            n = int(store.length(k))
+            pieces += [Piece(k, s, min(n, s + store.cfg.window)) for s in window_starts(n, store.cfg.window, store.cfg.hop)]
+        else:
+            pieces += [Piece(k, a, b) for a, b in chunk_spans(store.length(k), store.cfg.crop_seconds)]
+    return pieces
+
+
+def gather(store: VideoStore, pieces: list[Piece], outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-piece predictions -> one per video: chunks averaged by their length (video-level),
+    overlapping windows averaged per frame (frame-level)."""
+    by_key: dict[str, list] = {}
+    for piece, out in zip(pieces, outputs):
+        by_key.setdefault(piece.key, []).append((piece, out))
+    result = {}
+    for key, parts in by_key.items():
+        if store.frame_level:
+            result[key] = stitch(int(store.length(key)), [(int(p.start), o[: int(p.stop) - int(p.start)]) for p, o in parts])
+        else:
+            weights = np.array([(p.stop - p.start) if p.start is not None else 1.0 for p, _ in parts])
+            result[key] = np.average(np.stack([o for _, o in parts]), axis=0, weights=weights)
+    return result

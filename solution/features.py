@@ -5,18 +5,22 @@
         --audio egemaps,hf-audio:/models/wav2vec2-large --text minilm --device cuda
     python -m solution.features --data DIR --work WORK --shard 0/4      # one of four processes or machines
 
-Every video of every split gets one cache entry per extractor (see solution/cache.py). A
-second run skips finished entries, an interrupted run resumes, shards split the videos by
-position. Bad media never stops the run: an unreadable video, an empty or silent audio
-file, a missing transcript are recorded in failures.csv with the id and reason, the
-modality is marked missing for that video, and the run ends with a summary; --strict makes
-the first failure an error instead.
+Every video of every split gets one cache entry per extractor, keyed by the files it was
+computed from (see solution/cache.py), so a second release in the same WORK never reuses
+the first one's features. A second run skips finished entries without loading any model,
+an interrupted run resumes, shards split the videos by position. Bad media never stops the
+run: an unreadable video, an empty or silent audio file, a missing transcript, an organizer
+pickle whose width differs from the rest of its folder are recorded in failures.csv with
+the id and reason, the modality is marked missing for that video, and the run ends with a
+summary; --strict makes the first failure an error instead. A model that cannot be loaded
+stops the run with an error naming its spec.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 from solution import cache, fileio
+from solution.config import apply_stage_config
 from solution.cache import Entry
-from solution.extractors import REGISTRY, AsrTranscriber, create_extractor, parse_spec
+from solution.extractors import REGISTRY, AsrTranscriber, ModelLoadError, create_extractor, parse_spec
 from solution.faces import DETECTORS, MtcnnDetector, face_cues, faces_from_crops, faces_from_video, resolve_detector
 from solution.layouts import DataError, VideoSources, detect_track, release_videos
 from solution.media import MediaError, video_info
@@ -54,7 +59,12 @@ class Plan:
     strict: bool = False
     retry_failed: bool = False
     threads: int = 0
-    keys: dict = field(default_factory=dict)      # spec -> cache key (filled by prepare)
+    keys: dict = field(default_factory=dict)      # spec -> extractor key, its folder (filled by prepare)
+
+    def source_keys(self, src: VideoSources) -> dict:
+        """spec -> the source key of this video's entry: a hash of the files the stream reads."""
+        return {spec: cache.stream_source_key({"modality": modality, "extractor": spec}, src)
+                for modality, specs in self.specs.items() for spec in specs}
 
     def input_settings(self, modality: str) -> dict:
         """Settings of the shared input stage, part of every key of that modality."""
@@ -65,12 +75,23 @@ class Plan:
         return {}
 
 
+@dataclass
+class Job:
+    """One video's work: its inputs and, for each stream still to compute, its source key
+    (computed before any input is read, so a file replaced meanwhile is read again next run)."""
+
+    src: VideoSources
+    keys: dict                  # spec -> source key, only the specs still pending
+
+
 # ------------------------------------------------------------------ one worker's state
 
 _STATE: dict = {}
 
 
 def _init_worker(plan: Plan) -> None:
+    """Extractors are cheap to construct; each loads its model on first use, so a worker
+    whose videos are all cached for a stream never loads that stream's model."""
     if plan.threads:
         import torch
 
@@ -86,39 +107,42 @@ def _folder(plan: Plan, spec: str) -> Path:
     return cache.features_root(plan.work) / plan.keys[spec]
 
 
-def _fail(plan: Plan, spec: str, vid: str, reason: str, quality: dict | None = None) -> tuple:
+def _fail(plan: Plan, spec: str, job: Job, reason: str, quality: dict | None = None) -> tuple:
     if plan.strict:
-        raise FeatureFailure(f"video {vid}: {spec}: {reason}")
-    cache.write_failure(_folder(plan, spec), vid, reason, quality)
+        raise FeatureFailure(f"video {job.src.vid}: {spec}: {reason}")
+    cache.write_failure(_folder(plan, spec), job.src.vid, job.keys[spec], reason, quality)
     return spec, "failed"
 
 
-def _pending(plan: Plan, vid: str, modality: str) -> list[str]:
-    todo = []
-    for spec in plan.specs.get(modality, []):
-        state = cache.status(_folder(plan, spec), vid)
+def _pending(plan: Plan, src: VideoSources, keys: dict) -> Job | None:
+    """The streams this video still needs (None: every entry exists, or failed and no retry)."""
+    todo = {}
+    for spec, key in keys.items():
+        state = cache.status(_folder(plan, spec), src.vid, key)
         if state is None or (state == "failed" and plan.retry_failed):
-            todo.append(spec)
-    return todo
+            todo[spec] = key
+    return Job(src, todo) if todo else None
 
 
-def _run_each(plan, specs, vid, compute, quality=None) -> list[tuple]:
-    """Apply `compute(spec)` -> Entry for each spec, recording per-extractor failures."""
+def _run_each(plan, job: Job, specs, compute, quality=None) -> list[tuple]:
+    """Apply `compute(spec)` -> Entry for each spec, recording per-extractor failures. A model
+    that cannot be loaded is not this video's failure: it stops the run."""
     done = []
     for spec in specs:
         try:
             entry = compute(spec)
-        except FeatureFailure:
+        except (FeatureFailure, ModelLoadError):
             raise
         except Exception as exc:  # noqa: BLE001 - one extractor's failure must not stop the run
-            done.append(_fail(plan, spec, vid, f"{type(exc).__name__}: {exc}", quality))
+            done.append(_fail(plan, spec, job, f"{type(exc).__name__}: {exc}", quality))
             continue
-        cache.write_entry(_folder(plan, spec), vid, entry)
+        cache.write_entry(_folder(plan, spec), job.src.vid, job.keys[spec], entry)
         done.append((spec, "ok"))
     return done
 
 
-def _visual(plan, src: VideoSources, specs) -> list[tuple]:
+def _visual(plan, job: Job, specs) -> list[tuple]:
+    src = job.src
     try:
         if plan.face == "crops":
             if src.crops is None:
@@ -129,18 +153,20 @@ def _visual(plan, src: VideoSources, specs) -> list[tuple]:
                 raise MediaError("no video file")
             track = faces_from_video(src.video, plan.fps, plan.face_size, _STATE["detector"])
     except (MediaError, OSError, ValueError) as exc:
-        return [_fail(plan, spec, src.vid, str(exc), {"missing": 1.0}) for spec in specs]
+        return [_fail(plan, spec, job, str(exc), {"missing": 1.0}) for spec in specs]
     cues = {**face_cues(track), "missing": 0.0}
     extractors = _STATE["extractors"]
-    return _run_each(plan, specs, src.vid, lambda spec: Entry(
-        extractors[spec](track.faces), track.times, track.confidence, cues, track.fps))
+    source = str(src.crops if plan.face == "crops" else src.video)
+    return _run_each(plan, job, specs, lambda spec: Entry(
+        extractors[spec](track.faces), track.times, track.confidence, cues, track.fps, source=source))
 
 
-def _audio(plan, src: VideoSources, specs) -> list[tuple]:
+def _audio(plan, job: Job, specs) -> list[tuple]:
+    src = job.src
     try:
         samples = load_voice(src.audio, src.video)
     except (MissingAudio, MediaError) as exc:
-        return [_fail(plan, spec, src.vid, str(exc), {"missing": 1.0}) for spec in specs]
+        return [_fail(plan, spec, job, str(exc), {"missing": 1.0}) for spec in specs]
     cues, activity = voice_cues(samples)
     cues["missing"] = 0.0
     extractors = _STATE["extractors"]
@@ -149,12 +175,13 @@ def _audio(plan, src: VideoSources, specs) -> list[tuple]:
         feats, rate = extractors[spec](samples)
         times = (np.arange(len(feats)) / rate).astype(np.float32)
         activity_at = np.interp(times, np.arange(len(activity)) / 100.0, activity)
-        return Entry(feats, times, activity_at, cues, rate)
+        return Entry(feats, times, activity_at, cues, rate, source=str(src.audio or src.video))
 
-    return _run_each(plan, specs, src.vid, compute)
+    return _run_each(plan, job, specs, compute)
 
 
-def _text(plan, src: VideoSources, specs) -> list[tuple]:
+def _text(plan, job: Job, specs) -> list[tuple]:
+    src = job.src
     text, source = None, "transcript"
     if src.transcript is not None:
         text = src.transcript.read_text(encoding="utf-8", errors="replace").strip() or None
@@ -162,19 +189,21 @@ def _text(plan, src: VideoSources, specs) -> list[tuple]:
         try:
             text, source = _STATE["asr"](load_voice(src.audio, src.video)) or None, "asr"
         except (MissingAudio, MediaError) as exc:
-            return [_fail(plan, spec, src.vid, f"no transcript, and ASR had no audio: {exc}") for spec in specs]
+            return [_fail(plan, spec, job, f"no transcript, and ASR had no audio: {exc}") for spec in specs]
         if text:
             fileio.write_text(Path(plan.work) / "transcripts" / f"{src.vid}.txt", text + "\n")
     if text is None:
         reason = "empty transcript" if src.transcript is not None else "no transcript"
-        return [_fail(plan, spec, src.vid, reason, {"missing": 1.0}) for spec in specs]
+        return [_fail(plan, spec, job, reason, {"missing": 1.0}) for spec in specs]
     cues = {"words": float(len(text.split())), "from_asr": float(source == "asr"), "missing": 0.0}
     extractors = _STATE["extractors"]
-    return _run_each(plan, specs, src.vid, lambda spec: Entry(
-        extractors[spec](text), np.zeros(1, np.float32), np.ones(1, np.float32), cues, None))
+    origin = str(src.transcript if source == "transcript" else src.audio or src.video)
+    return _run_each(plan, job, specs, lambda spec: Entry(
+        extractors[spec](text), np.zeros(1, np.float32), np.ones(1, np.float32), cues, None, source=origin))
 
 
-def _organizer(plan, src: VideoSources, specs) -> list[tuple]:
+def _organizer(plan, job: Job, specs) -> list[tuple]:
+    src = job.src
     extractors = _STATE["extractors"]
     duration = None
     if src.video is not None:
@@ -190,21 +219,21 @@ def _organizer(plan, src: VideoSources, specs) -> list[tuple]:
         feats = extractors[spec](path)
         rate = len(feats) / duration if duration else None
         times = (np.arange(len(feats)) / rate if rate else np.arange(len(feats))).astype(np.float32)
-        return Entry(feats, times, np.ones(len(feats), np.float32), {"missing": 0.0}, rate)
+        return Entry(feats, times, np.ones(len(feats), np.float32), {"missing": 0.0}, rate, source=str(path))
 
-    return _run_each(plan, specs, src.vid, compute, {"missing": 1.0})
+    return _run_each(plan, job, specs, compute, {"missing": 1.0})
 
 
 STAGES = {"visual": _visual, "audio": _audio, "text": _text, "organizer": _organizer}
 
 
-def process_video(src: VideoSources) -> list[tuple]:
+def process_video(job: Job) -> list[tuple]:
     plan = _STATE["plan"]
     results = []
     for modality, stage in STAGES.items():
-        todo = _pending(plan, src.vid, modality)
+        todo = [spec for spec in plan.specs.get(modality, []) if spec in job.keys]
         if todo:
-            results += stage(plan, src, todo)
+            results += stage(plan, job, todo)
     return results
 
 
@@ -249,7 +278,8 @@ def choose_specs(args, sources: list[VideoSources]) -> dict:
 
 
 def prepare(plan: Plan) -> dict:
-    """Build each extractor once here (so a bad spec fails before any work) and fix its key."""
+    """Build each extractor once here (so a bad spec or a missing model folder fails before
+    any work; no model is loaded) and fix its key."""
     extractors = {}
     for modality, specs in plan.specs.items():
         for spec in specs:
@@ -263,26 +293,70 @@ def prepare(plan: Plan) -> dict:
     return extractors
 
 
-def run(plan: Plan, sources: list[VideoSources], workers: int = 1) -> pd.DataFrame:
-    specs_info = prepare(plan)
+def reject_odd_widths(plan: Plan, spec: str, manifest: dict) -> int:
+    """Turn every entry whose width is not the stream's into a recorded failure; returns how
+    many. The stream's width is the most common one among its entries: one organizer pickle
+    of another width (767 columns among 768) would otherwise pass this stage and crash
+    training inside numpy without naming the file."""
+    folder = _folder(plan, spec)
+    ok = [e for e in manifest["entries"].values()
+          if e["status"] == "ok" and len(e["shape"]) == 2 and e["shape"][0]]  # no frames: read as missing
+    widths = Counter(e["shape"][1] for e in ok)
+    if len(widths) < 2:
+        return 0
+    width, count = widths.most_common(1)[0]
+    odd = [e for e in ok if e["shape"][1] != width]
+    for e in odd:
+        where = e.get("source") or str(cache.entry_path(folder, e["id"], e["key"]))
+        reason = f"{where}: {e['shape'][1]} columns where the other {count} videos have {width}"
+        if plan.strict:
+            raise FeatureFailure(f"video {e['id']}: {spec}: {reason}")
+        log.warning("video %s: %s: %s; recorded as missing", e["id"], spec, reason)
+        quality = {**cache.read_entry(folder, e["id"], e["key"]).quality, "missing": 1.0}
+        cache.write_failure(folder, e["id"], e["key"], reason, quality)
+    return len(odd)
+
+
+def _extract(plan: Plan, jobs: list[Job], workers: int) -> list[list[tuple]]:
+    """Run the jobs here or in `workers` processes; the first error (--strict, a model that
+    cannot load) cancels the videos not started yet instead of waiting for all of them."""
+    if not jobs:
+        return []
     if workers <= 1:
         _init_worker(plan)
-        results = [process_video(src) for src in progress(sources, desc="features", unit="video")]
-    else:
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(plan,)) as pool:
-            results = list(progress(pool.map(process_video, sources, chunksize=1), total=len(sources),
-                                    desc="features", unit="video"))
+        return [process_video(job) for job in progress(jobs, desc="features", unit="video")]
+    with ProcessPoolExecutor(min(workers, len(jobs)), initializer=_init_worker, initargs=(plan,)) as pool:
+        try:
+            return list(progress(pool.map(process_video, jobs, chunksize=1), total=len(jobs),
+                                 desc="features", unit="video"))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def run(plan: Plan, sources: list[VideoSources], workers: int = 1,
+        release: list[VideoSources] | None = None) -> pd.DataFrame:
+    """Extract what `sources` still need, then check and index every stream folder. failures.csv
+    lists the failures of `release` (every video of every shard; default `sources`)."""
+    specs_info = prepare(plan)
+    keys = [plan.source_keys(src) for src in sources]
+    jobs = [job for src, src_keys in zip(sources, keys) if (job := _pending(plan, src, src_keys)) is not None]
+    log.info("%d of %d videos have streams to compute", len(jobs), len(sources))
+    results = _extract(plan, jobs, workers)
     computed = pd.Series([spec for batch in results for spec, _ in batch], dtype=object).value_counts()
+    stems = [{spec: f"{src.vid}.{key}" for spec, key in src_keys.items()} for src, src_keys in zip(sources, keys)]
     rows = []
     for spec, info in specs_info.items():
-        folder = cache.features_root(plan.work) / info["key"]
+        folder = _folder(plan, spec)
         manifest = cache.write_manifest(folder, info)
-        entries = {vid: manifest["entries"].get(vid, {}) for vid in (s.vid for s in sources)}
+        if reject_odd_widths(plan, spec, manifest):
+            manifest = cache.write_manifest(folder, info)
+        entries = {stem[spec]: manifest["entries"].get(stem[spec], {}) for stem in stems}
         rows.append({"extractor": spec, "key": info["key"], "dim": manifest["dim"],
                      "ok": sum(e.get("status") == "ok" for e in entries.values()),
                      "missing": sum(e.get("status") == "missing" for e in entries.values()),
                      "computed_now": int(computed.get(spec, 0))})
-    cache.write_failures_table(plan.work)
+    cache.write_failures_table(plan.work, sources if release is None else release)
     return pd.DataFrame(rows)
 
 
@@ -308,13 +382,14 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="frames per batch for neural extractors")
     parser.add_argument("--strict", action="store_true", help="stop at the first failure instead of recording it")
     parser.add_argument("--retry-failed", action="store_true", help="try recorded failures again")
-    args = parser.parse_args(argv)
+    parser.add_argument("--config", type=Path, help="TOML file; its [features] table gives defaults for these options")
+    args = apply_stage_config(parser, argv, "features")
     logging.basicConfig(level=logging.INFO, format="[features] %(message)s")
     try:
         track = args.track or detect_track(args.data)
-        sources = [s for s in release_videos(track, args.data) if s.split in args.splits.split(",")]
+        release = [s for s in release_videos(track, args.data) if s.split in args.splits.split(",")]
         index, count = args.shard
-        sources = sources[index::count]
+        sources = release[index::count]
         specs = choose_specs(args, sources)
         if not specs:
             raise DataError(f"{args.data}: nothing to extract (no media, transcripts or organizer features)")
@@ -323,7 +398,7 @@ def main(argv=None) -> int:
                     args.strict, args.retry_failed, threads=1 if args.workers > 1 else 0)
         log.info("%s release, %d videos (shard %d/%d), face detector: %s", track.upper(), len(sources), index, count, face)
         log.info("extractors: %s", ", ".join(s for v in specs.values() for s in v))
-        summary = run(plan, sources, args.workers)
+        summary = run(plan, sources, args.workers, release)
     except (DataError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,22 +1,25 @@
-"""python -m solution.folds: the one fold assignment every model of a dataset shares.
+"""python -m solution.folds: the one fold assignment every model of a release shares.
 
-    python -m solution.folds --data DIR --work WORK [--k 5] [--scheme grouped|official] [--seed 0]
+    python -m solution.folds --data DIR --work WORK [--k 5] [--scheme grouped|official] [--groups FILE.csv]
 
-`grouped` (default): K folds over train+valid merged. Videos of one subject stay in one
-fold when the release says who the subjects are (metadata.csv's `subject`, as the
-synthetic release writes; a real release without it gets one group per video, which the
-file records). Groups are dealt to folds in a snake order of their mean label intensity,
-so every fold sees the same spread of labels. `official`: one fold, trained on the train
-split and validated on the valid split.
+`grouped` (default): K folds over train+valid merged. Videos of one group stay in one fold.
+Groups are, in order: the `--groups` file (`Filename,group` for EMI ids, `video,group` for
+VA videos: e.g. speakers you know), the subjects the release names (the synthetic
+metadata.csv), else one group per video (EMI; the real release names no subjects) or per
+recording (VA: a video's `_left`/`_right` annotations share one). Groups are dealt to folds
+in a snake order of their mean label, so every fold sees the same spread of labels, and
+fold sizes (videos, or annotated frames for VA) are balanced. `official`: one fold, trained
+on the train split and validated on the valid split.
 
-Writes WORK/folds.csv (id, split, group, fold) and WORK/folds.json (scheme, k, seed and a
-fingerprint of the dataset's labelled ids, checked by every training run).
+Writes WORK/<track>-<fingerprint>/folds.csv (id, split, group, fold) and folds.json
+(scheme, k, seed, grouping, and a fingerprint of the labelled videos, checked by every
+training run). Another release in the same WORK gets its own folder.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -24,108 +27,164 @@ import numpy as np
 import pandas as pd
 
 from solution import fileio
-from solution.layouts import DataError, EmiRelease, emi_key
-from solution.tracks import EMI_TARGETS
+from solution.config import apply_stage_config
+from solution.errors import DataError
+from solution.layouts import _read_csv, emi_key, open_release, parse_video_id
+from solution.runs import ReleaseWork, fingerprint, release_work
 
 
-def fingerprint(ids) -> str:
-    return hashlib.sha256(",".join(sorted(map(str, ids))).encode()).hexdigest()[:16]
-
-
-def assign_folds(groups: pd.Series, intensity: pd.Series, k: int, seed: int) -> pd.Series:
+def assign_folds(groups: pd.Series, intensity: pd.Series, sizes: pd.Series, k: int, seed: int) -> pd.Series:
     """Group -> fold, balanced on label intensity and on size: groups sorted by mean
     intensity are taken k at a time, and within each block the largest group goes to the
-    fold that holds the fewest videos so far."""
+    fold that holds the least so far."""
     per_group = intensity.groupby(groups).mean()
-    sizes = groups.value_counts()
+    group_size = sizes.groupby(groups).sum()
     rng = np.random.default_rng(seed)
     # Shuffle first so ties break differently per seed.
     order = per_group.index[rng.permutation(len(per_group))]
     order = per_group.loc[order].sort_values(kind="stable").index
-    counts = np.zeros(k, int)
+    counts = np.zeros(k)
     fold_of_group = {}
     for start in range(0, len(order), k):
-        block = sorted(order[start:start + k], key=lambda g: -sizes[g])
+        block = sorted(order[start:start + k], key=lambda g: -group_size[g])
         for group, fold in zip(block, np.argsort(counts, kind="stable")):
             fold_of_group[group] = int(fold)
-            counts[fold] += sizes[group]
+            counts[fold] += group_size[group]
     return groups.map(fold_of_group)
 
 
-def make_folds(data, k: int = 5, scheme: str = "grouped", seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    release = EmiRelease(data)
-    labels = release.labelled()
-    meta = release.metadata()
-    if meta is not None and "subject" in meta.columns:
-        missing = labels.index.difference(meta.index)
-        if len(missing):
-            raise DataError(f"{release.root / 'metadata.csv'}: no subject for video(s) {missing[:5].tolist()}")
-        groups, grouping = meta.loc[labels.index, "subject"].astype(str), "subject"
+def read_groups(path: Path, track, keys) -> dict[str, str]:
+    """A user's grouping file -> {video key: group}; every labelled video must have one."""
+    frame = _read_csv(Path(path), "groups")
+    id_column = "Filename" if track.level == "video" else "video"
+    if id_column not in frame.columns or "group" not in frame.columns:
+        raise DataError(f"{path}: groups file needs columns {id_column},group; found {list(frame.columns)}")
+    if track.level == "video":
+        ids = frame[id_column].map(parse_video_id)
+        if ids.isna().any():
+            line = int(np.flatnonzero(ids.isna().to_numpy())[0]) + 2
+            raise DataError(f"{path}: line {line}: {frame[id_column].iloc[line - 2]!r} is not a video id")
+        frame[id_column] = [emi_key(v) for v in ids]
+    duplicated = frame[id_column][frame[id_column].duplicated()]
+    if len(duplicated):
+        raise DataError(f"{path}: video(s) {duplicated.tolist()[:5]} listed twice")
+    if (frame["group"].str.strip() == "").any():
+        raise DataError(f"{path}: empty group on line {int(np.flatnonzero(frame['group'].str.strip() == '')[0]) + 2}")
+    table = dict(zip(frame[id_column], frame["group"].str.strip()))
+    missing = [k for k in keys if k not in table]
+    if missing:
+        raise DataError(f"{path}: no group for {len(missing)} labelled video(s), e.g. {missing[:5]}")
+    return {k: table[k] for k in keys}
+
+
+def make_folds(data, k: int = 5, scheme: str = "grouped", seed: int = 0, groups_file: Path | None = None,
+               track=None) -> tuple[pd.DataFrame, dict]:
+    release = open_release(track or _detect(data), data)
+    track = release.track
+    split_of = release.labelled_keys()
+    keys = sorted(split_of)
+    if groups_file is not None:
+        group_of, grouping = read_groups(groups_file, track, keys), f"file {Path(groups_file).name}"
+    elif (subjects := release.subjects()) is not None:
+        missing = [k for k in keys if k not in subjects]
+        if missing:
+            raise DataError(f"{release.root / 'metadata.csv'}: no subject for video(s) {missing[:5]}")
+        group_of, grouping = {k: subjects[k] for k in keys}, "subject"
+    elif track.level == "video":
+        group_of, grouping = {k: k for k in keys}, "video"
     else:
-        groups, grouping = pd.Series([emi_key(v) for v in labels.index], index=labels.index), "video"
+        group_of, grouping = {k: re.sub(r"_(left|right)$", "", k) for k in keys}, "recording"
+    groups = pd.Series(group_of).loc[keys]
     if scheme == "official":
-        folds = (labels["split"] == "valid").astype(int).replace({1: 0, 0: -1})
+        folds = pd.Series({key: 0 if split_of[key] == "valid" else -1 for key in keys})
         k = 1
     else:
         if groups.nunique() < k:
-            raise DataError(f"{data}: only {groups.nunique()} {grouping} group(s) for {k} folds")
-        folds = assign_folds(groups, labels[list(EMI_TARGETS)].mean(axis=1), k, seed)
-    table = pd.DataFrame({"id": [emi_key(v) for v in labels.index], "split": labels["split"].to_numpy(),
-                          "group": groups.to_numpy(), "fold": folds.to_numpy()})
-    info = {"track": "emi", "scheme": scheme, "k": k, "seed": seed, "grouping": grouping,
+            raise DataError(f"{data}: only {groups.nunique()} group(s) ({grouping}) for {k} folds")
+        intensity, sizes = {}, {}
+        for key in keys:
+            target = release.video_targets(key)
+            if target.ndim == 2:
+                target = target[~(target == -5).any(1)]
+                sizes[key] = len(target)
+                intensity[key] = float(target.mean()) if len(target) else 0.0
+            else:
+                sizes[key], intensity[key] = 1, float(target.mean())
+        folds = assign_folds(groups, pd.Series(intensity).loc[keys], pd.Series(sizes).loc[keys], k, seed)
+    table = pd.DataFrame({"id": keys, "split": [split_of[key] for key in keys], "group": groups.to_numpy(),
+                          "fold": folds.loc[keys].to_numpy()})
+    info = {"track": track.name, "scheme": scheme, "k": k, "seed": seed, "grouping": grouping,
             "fingerprint": fingerprint(table["id"]), "videos": len(table)}
     return table, info
 
 
-def write_folds(work, table: pd.DataFrame, info: dict) -> None:
-    fileio.write_csv(Path(work) / "folds.csv", table)
-    fileio.write_json(Path(work) / "folds.json", info)
+def _detect(data):
+    from solution.layouts import detect_track
+
+    return detect_track(data)
 
 
-def read_folds(work, data=None) -> tuple[pd.DataFrame, dict]:
-    """The fold file, checked against the dataset in `data` when given."""
-    work = Path(work)
-    path, info_path = work / "folds.csv", work / "folds.json"
-    if not path.is_file() or not info_path.is_file():
-        raise DataError(f"{work}: no fold file (folds.csv/folds.json); run python -m solution.folds "
-                        f"--data DATA --work {work}")
-    table = pd.read_csv(path, dtype={"id": str, "group": str})
-    info = json.loads(info_path.read_text())
+def write_folds(rw: ReleaseWork, table: pd.DataFrame, info: dict) -> None:
+    fileio.write_csv(rw.folds_csv, table)
+    fileio.write_json(rw.folds_json, info)
+
+
+def read_folds(rw: ReleaseWork, data=None) -> tuple[pd.DataFrame, dict]:
+    """The fold file of a release's work folder, checked against the release in `data` when given."""
+    if not rw.folds_csv.is_file() or not rw.folds_json.is_file():
+        raise DataError(f"{rw.root}: no fold file (folds.csv/folds.json); run python -m solution.folds "
+                        f"--data DATA --work {rw.root.parent}")
+    table = pd.read_csv(rw.folds_csv, dtype={"id": str, "group": str})
+    info = json.loads(rw.folds_json.read_text())
     if fingerprint(table["id"]) != info.get("fingerprint"):
-        raise DataError(f"{path}: does not match its folds.json (edited by hand?); make the folds again")
+        raise DataError(f"{rw.folds_csv}: does not match its folds.json (edited by hand?); make the folds again "
+                        "with --overwrite")
     if data is not None:
-        current = [emi_key(v) for v in EmiRelease(data).labelled().index]
+        current = list(open_release(rw.track, data).labelled_keys())
         if fingerprint(current) != info["fingerprint"]:
-            raise DataError(f"{path} was made for another dataset ({info['videos']} videos) than {data} "
-                            f"({len(current)} labelled videos); make the folds again with --overwrite")
+            raise DataError(f"{rw.folds_csv} was made for another release ({info['videos']} videos) than {data} "
+                            f"({len(current)} labelled videos)")
     return table, info
+
+
+def folds_digest(table: pd.DataFrame) -> str:
+    """A hash of the assignment itself: a run trained on other folds must not be reused."""
+    return fingerprint(f"{i}:{g}:{f}" for i, g, f in zip(table["id"], table["group"], table["fold"]))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solution.folds", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--scheme", choices=["grouped", "official"], default="grouped")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing fold file")
-    args = parser.parse_args(argv)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--data", type=Path, required=True, help="the release folder")
+    parser.add_argument("--work", type=Path, required=True, help="work folder; the folds go to WORK/<track>-<fingerprint>/")
+    parser.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
+    parser.add_argument("--scheme", choices=["grouped", "official"], default="grouped",
+                        help="grouped K folds over train+valid (default), or the official train/valid split as one fold")
+    parser.add_argument("--groups", type=Path, help="CSV Filename,group (VA: video,group): keep each group in one fold")
+    parser.add_argument("--seed", type=int, default=0, help="breaks ties in the fold assignment (default 0)")
+    parser.add_argument("--config", type=Path, help="TOML file; its [folds] table gives defaults for these options")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing fold file with other settings")
+    args = apply_stage_config(parser, argv, "folds")
     try:
-        table, info = make_folds(args.data, args.k, args.scheme, args.seed)
-        if (args.work / "folds.json").is_file() and not args.overwrite:
-            old = json.loads((args.work / "folds.json").read_text())
+        if args.k < 1:
+            raise DataError(f"--k must be at least 1, got {args.k}")
+        table, info = make_folds(args.data, args.k, args.scheme, args.seed, args.groups)
+        rw = release_work(args.work, args.data, info["track"])
+        if rw.folds_json.is_file() and not args.overwrite:
+            old = json.loads(rw.folds_json.read_text())
             if {k: old.get(k) for k in info} == info:
-                print(f"[folds] {args.work / 'folds.csv'} is up to date")
+                print(f"[folds] {rw.folds_csv} is up to date")
                 return 0
-            raise DataError(f"{args.work / 'folds.json'} exists with other settings or data ({old}); "
-                            "pass --overwrite (models trained on the old folds can no longer be blended)")
+            changed = sorted(k for k in info if old.get(k) != info[k])
+            raise DataError(f"{rw.folds_json} exists with other settings ({', '.join(f'{k}: {old.get(k)} -> {info[k]}' for k in changed)}); "
+                            "pass --overwrite (runs trained on the old folds will refuse to be reused)")
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_folds(args.work, table, info)
+    write_folds(rw, table, info)
     held = table[table.fold >= 0].groupby("fold")
-    print(f"[folds] {info['scheme']} scheme, {info['k']} fold(s) grouped by {info['grouping']}: "
+    print(f"[folds] {info['scheme']} scheme, {info['k']} fold(s) grouped by {info['grouping']} -> {rw.folds_csv}: "
           + ", ".join(f"fold {f}: {len(g)} videos" for f, g in held))
     return 0
 

@@ -72,20 +72,48 @@ class TemporalBlock(nn.Module):
         return F.leaky_relu(out + x) * keep
 
 
+class MaskedBatchNorm(nn.Module):
+    """BatchNorm over the channels of (batch, time, channels) whose statistics come from the
+    real frames only: nn.BatchNorm1d would count padding, so a video's outputs would depend on
+    how long the other videos of its batch are."""
+
+    def __init__(self, dim: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(x.dtype)
+        count = m.sum()
+        if self.training and count > 1:
+            mean = (x * m).sum((0, 1)) / count
+            var = (((x - mean) * m) ** 2).sum((0, 1)) / count
+            with torch.no_grad():
+                unbiased = var * count / (count - 1)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(unbiased.detach(), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return ((x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias) * m
+
+
 class TCN(nn.Module):
-    """A stack of temporal blocks with dilation 2^i, then BatchNorm over channels."""
+    """A stack of temporal blocks with dilation 2^i, then BatchNorm over channels (real frames only)."""
 
     def __init__(self, dim: int, levels: int = 3, kernel: int = 3, dropout: float = 0.1, causal: bool = False):
         super().__init__()
         self.blocks = nn.ModuleList(TemporalBlock(dim, kernel, 2 ** i, dropout, causal) for i in range(levels))
-        self.norm = nn.BatchNorm1d(dim)
+        self.norm = MaskedBatchNorm(dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         keep = mask.unsqueeze(1).to(x.dtype)
         h = x.transpose(1, 2)
         for block in self.blocks:
             h = block(h, keep)
-        return self.norm(h).transpose(1, 2) * mask.unsqueeze(-1)
+        return self.norm(h.transpose(1, 2), mask)
 
 
 class GatedBiLSTM(nn.Module):

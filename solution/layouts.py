@@ -17,11 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from solution.tracks import EMI_TARGETS, VA_UNANNOTATED
-
-
-class DataError(ValueError):
-    """An input file is missing or malformed; the message names the file and the problem."""
+from solution.errors import DataError
+from solution.tracks import EMI, EMI_TARGETS, VA, VA_UNANNOTATED, Track
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -234,6 +231,32 @@ class EmiRelease:
         path = self.path("transcript", vid)
         return None if path is None else path.read_text(encoding="utf-8", errors="replace").strip()
 
+    # ---- the interface every track's release offers (folds, training, report use only this)
+    track = EMI
+
+    def labelled_keys(self) -> dict[str, str]:
+        """{video key: split} of every labelled video (train and valid)."""
+        return {emi_key(v): s for v, s in self.labelled()["split"].items()}
+
+    @cached_property
+    def _target_table(self) -> dict[str, np.ndarray]:
+        table = self.labelled()
+        return {emi_key(v): row for v, row in zip(table.index, table[list(EMI_TARGETS)].to_numpy(np.float32))}
+
+    def video_targets(self, key: str) -> np.ndarray:
+        """The video's label: (targets,) for this video-level track."""
+        return self._target_table[key]
+
+    def test_keys(self) -> list[str]:
+        return [emi_key(v) for v in self.test_ids()]
+
+    def subjects(self) -> dict[str, str] | None:
+        """{video key: subject} when the release says who the subjects are, else None."""
+        meta = self.metadata()
+        if meta is None or "subject" not in meta.columns:
+            return None
+        return {emi_key(v): str(s) for v, s in meta["subject"].items()}
+
     def metadata(self) -> pd.DataFrame | None:
         """The synthetic release's metadata.csv (subject ids, corruption flags), if present."""
         path = self.root / "metadata.csv"
@@ -366,6 +389,52 @@ class VaRelease:
     def frames_dir(self, video: str) -> Path:
         return self.root / "cropped_aligned" / video
 
+    # ---- the interface every track's release offers (folds, training, report use only this)
+    track = VA
+
+    def labelled_keys(self) -> dict[str, str]:
+        return {v: split for split in ("train", "valid") for v in self.videos(split)}
+
+    def video_targets(self, key: str) -> np.ndarray:
+        """The video's label: (frames, 2), unannotated frames at -5."""
+        split = self._split_of.get(key)
+        if split is None:
+            raise DataError(f"{self.annotations}: no annotation for video {key!r}")
+        return self.labels(split, key)
+
+    @cached_property
+    def _split_of(self) -> dict[str, str]:
+        return self.labelled_keys()
+
+    def test_keys(self) -> list[str]:
+        return self.videos("test")
+
+    def subjects(self) -> dict[str, str] | None:
+        """metadata.csv's subjects (synthetic release); else each video is its own subject,
+        its `_left`/`_right` annotation files sharing one."""
+        path = self.root / "metadata.csv"
+        if path.is_file():
+            frame = _read_csv(path, "metadata")
+            _require_columns(frame, ("video", "subject"), path, "metadata")
+            return dict(zip(frame["video"], frame["subject"]))
+        return None
+
+    def metadata(self) -> pd.DataFrame | None:
+        path = self.root / "metadata.csv"
+        return _read_csv(path, "metadata").set_index("video") if path.is_file() else None
+
+    def video_fps(self, key: str) -> float:
+        """The frame rate of the video behind `key`, read from the file (never assumed)."""
+        from solution.media import video_info
+
+        path = self.video_path(key)
+        if path is None:
+            raise DataError(f"{self.root}: no video file for {key!r} under batch*/; its frame rate is unknown")
+        fps = video_info(path).get("fps")
+        if not fps:
+            raise DataError(f"{path}: no frame rate in the file")
+        return float(fps)
+
     def test_frame_counts(self) -> dict[str, int]:
         """{test video: frame count}, from the listing or, where it has none, the video file."""
         from solution.media import video_info
@@ -409,6 +478,12 @@ def detect_track(data) -> str:
 
 def emi_key(vid: int) -> str:
     return f"{int(vid):05d}"
+
+
+def open_release(track: Track | str, data):
+    """The release reader of a track: EmiRelease or VaRelease."""
+    name = track if isinstance(track, str) else track.name
+    return {"emi": EmiRelease, "va": VaRelease}[name](data)
 
 
 def release_videos(track: str, data) -> list[VideoSources]:

@@ -132,10 +132,22 @@ def parse_loss_spec(spec: str) -> list[tuple[float, str]]:
 
 
 def make_loss(spec: str):
-    """A loss function from a spec such as 'pearson', 'ccc+0.1*mse' or '0.7*ccc+0.3*mse'."""
+    """A loss function from a spec such as 'pearson', 'ccc+0.1*mse' or '0.7*ccc+0.3*mse'.
+
+    loss(pred, target, mask=None): pred and target (B, k) for video-level tracks, or
+    (B, T, k) with `mask` (B, T) True on annotated frames for frame-level ones; the
+    correlation is then taken over every annotated frame of the batch pooled, as the
+    leaderboard pools the split. Fewer than two annotated rows give a zero loss that still
+    has a gradient path (so backward() works), never NaN."""
     terms = parse_loss_spec(spec)
 
-    def loss(pred, target):
+    def loss(pred, target, mask=None):
+        if mask is not None:
+            pred, target = pred[mask], target[mask]
+        elif pred.dim() == 3:
+            pred, target = pred.reshape(-1, pred.shape[-1]), target.reshape(-1, target.shape[-1])
+        if pred.shape[0] < 2:
+            return pred.sum() * 0.0
         return sum(w * LOSSES[name](pred, target) for w, name in terms)
 
     loss.spec = spec

@@ -32,8 +32,8 @@ def predict_va(data) -> dict[str, np.ndarray]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solution.predict_mean", description=__doc__)
-    parser.add_argument("--track", choices=["emi", "va"], default="emi")
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--track", choices=["emi", "va"], default="emi", help="which challenge (default emi)")
+    parser.add_argument("--data", type=Path, required=True, help="the release folder (training labels, test listing)")
     parser.add_argument("--out", type=Path, required=True, help="where to write the test predictions")
     args = parser.parse_args(argv)
     if args.track == "emi":

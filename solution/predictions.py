@@ -16,7 +16,7 @@ import pandas as pd
 
 from solution import fileio
 from solution.layouts import DataError, read_emi_labels, read_va_annotation
-from solution.tracks import EMI, EMI_TARGETS, VA_TARGETS
+from solution.tracks import EMI, EMI_TARGETS, VA_TARGETS, Track
 
 VA_SINGLE_HEADER = "image_location,valence,arousal"
 _LOCATION = re.compile(r"^(?P<video>.+)/(?P<frame>\d+)\.jpg$")
@@ -96,3 +96,23 @@ def va_file_text(values: np.ndarray) -> str:
 def write_va_folder(folder, predictions: dict[str, np.ndarray]) -> None:
     for video, values in predictions.items():
         fileio.write_text(Path(folder) / f"{video}.txt", va_file_text(values))
+
+
+# ---- one interface for every track: {video key: values}, values (targets,) or (frames, targets)
+
+def write_predictions(path, track: Track, predictions: dict[str, np.ndarray]) -> None:
+    """A run's predictions in the track's leaderboard format (so evaluate and submit read them)."""
+    if track.level == "video":
+        keys = sorted(predictions)
+        frame = pd.DataFrame(np.stack([np.asarray(predictions[k], np.float64) for k in keys]) if keys else
+                             np.zeros((0, track.dim)), index=pd.Index([int(k) for k in keys]), columns=list(track.targets))
+        write_emi_predictions(path, frame)
+    else:
+        write_va_single(path, {k: np.clip(v, track.low, track.high) for k, v in predictions.items()})
+
+
+def read_predictions(path, track: Track) -> dict[str, np.ndarray]:
+    if track.level == "video":
+        frame = read_emi_predictions(path)
+        return {f"{int(v):05d}": row for v, row in zip(frame.index, frame.to_numpy(np.float64))}
+    return {k: v.astype(np.float64) for k, v in read_va_predictions(path).items()}

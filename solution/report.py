@@ -2,9 +2,14 @@
 
     python -m solution.report --data DIR --work WORK [--runs dual_stage,linear]
 
-The out-of-fold score pools every fold's held-out predictions (each labelled video once)
-and computes mean Pearson over all of them, as the leaderboard would. On synthetic data the
-ceiling is the score of the noise-free intensities on the same videos. Writes WORK/report.json.
+Scores use the track's metric (EMI: mean Pearson over videos; VA: mean CCC over every
+annotated frame). The out-of-fold score pools every fold's held-out predictions (each
+labelled video once), as the leaderboard pools a split; every fold chose its epochs without
+its held-out videos, so this is an honest estimate. On synthetic data the ceiling is the
+score of the noise-free intensities on the same videos. Where the release records
+corruptions (the synthetic metadata.csv: face occluded/missing, audio noisy/silent/missing,
+transcript missing), the report shows each run's score per condition and the mean fusion
+weight of each modality per condition. Writes WORK/<track>-<fingerprint>/report.json.
 """
 from __future__ import annotations
 
@@ -12,60 +17,83 @@ import argparse
 import sys
 from pathlib import Path
 
-
+import numpy as np
 import pandas as pd
 
 from solution import fileio
 from solution.ensemble import run_predictions
-from solution.layouts import DataError, EmiRelease, read_emi_labels
-from solution.metrics import pearson_per_dim
-from solution.tracks import EMI_TARGETS
+from solution.errors import DataError
+from solution.evaluate import score_predictions
+from solution.layouts import emi_key, open_release, read_emi_labels
+from solution.runs import ReleaseWork, release_work
+
+CONDITIONS = ("face", "audio", "transcript")
 
 
-def ceiling(data, ids) -> float | None:
+def ceiling(data, release, keys) -> float | None:
     clean = Path(data) / "private" / "clean_intensities.csv"
-    if not clean.is_file():
+    if not clean.is_file() or release.track.level != "video":
         return None
-    truth = read_emi_labels(clean, what="clean intensity").loc[ids]
-    labels = EmiRelease(data).labelled().loc[ids, list(EMI_TARGETS)]
-    return float(pearson_per_dim(truth.to_numpy(), labels.to_numpy()).mean())
+    truth = read_emi_labels(clean, what="clean intensity")
+    truth = {emi_key(v): row for v, row in zip(truth.index, truth.to_numpy())}
+    return score_predictions(release.track, truth, {k: release.video_targets(k) for k in keys})["mean"]
 
 
-def build_report(data, work, runs: list[str]) -> dict:
-    labels = EmiRelease(data).labelled()[list(EMI_TARGETS)]
-    report = {"runs": {}}
+def conditions(release) -> pd.DataFrame | None:
+    """key -> corruption flags, where the release records them."""
+    meta = release.metadata()
+    if meta is None:
+        return None
+    flags = [c for c in CONDITIONS if c in meta.columns]
+    if not flags:
+        return None
+    meta = meta[flags].copy()
+    meta.index = [emi_key(v) if release.track.level == "video" else str(v) for v in meta.index]
+    return meta
+
+
+def build_report(data, rw: ReleaseWork, runs: list[str]) -> dict:
+    release = open_release(rw.track, data)
+    report = {"track": rw.track.name, "metric": rw.track.metric, "runs": {}}
+    flags = conditions(release)
     for run in runs:
-        oof, _, metrics = run_predictions(work, run)
-        per_dim = pearson_per_dim(oof.clip(0, 1).to_numpy(), labels.loc[oof.index].to_numpy(), names=EMI_TARGETS)
-        report["runs"][run] = {"folds": [m["held_pearson"] for m in metrics], "oof": float(per_dim.mean()),
-                               "oof_per_dim": dict(zip(EMI_TARGETS, per_dim.round(4).tolist())),
-                               "seconds": sum(m["seconds"] for m in metrics)}
-    # Every run's out-of-fold predictions cover the same labelled videos.
+        oof, _, metrics = run_predictions(rw, run)
+        targets = {k: release.video_targets(k) for k in oof}
+        result = score_predictions(rw.track, oof, targets)
+        entry = {"folds": [m["held_score"] for m in metrics], "oof": result["mean"],
+                 "oof_per_dim": {k: round(v, 4) for k, v in result["per_dim"].items()},
+                 "seconds": sum(m["seconds"] for m in metrics)}
+        if flags is not None:
+            by_condition = {}
+            for flag in flags.columns:
+                for value, group in flags.loc[flags.index.intersection(list(oof))].groupby(flag):
+                    if len(group) >= 5:  # fewer rows give no meaningful correlation
+                        by_condition[f"{flag}={value}"] = round(
+                            score_predictions(rw.track, oof, {k: targets[k] for k in group.index})["mean"], 4)
+            entry["score_by_condition"] = by_condition
+        report["runs"][run] = entry
     report["videos"] = len(oof)
-    report["ceiling"] = ceiling(data, oof.index)
+    report["ceiling"] = ceiling(data, release, list(oof))
     return report
 
 
-def fusion_by_condition(data, work, run: str) -> pd.DataFrame | None:
-    """Mean fusion weight per modality for each corruption flag of the synthetic metadata
-    (face ok/occluded/missing, audio ok/noisy/silent/missing, transcript ok/missing)."""
-    files = sorted((Path(work) / "runs" / run).glob("fold*/fusion_weights.csv"))
-    meta = EmiRelease(data).metadata()
-    flags = [c for c in ("face", "audio", "transcript") if meta is not None and c in meta.columns]
-    if not files or not flags:
+def fusion_by_condition(data, rw: ReleaseWork, run: str) -> pd.DataFrame | None:
+    """Mean fusion weight per modality for each corruption flag (out-of-fold videos)."""
+    files = sorted(rw.run(run).glob("fold*/fusion_weights.csv"))
+    flags = conditions(open_release(rw.track, data))
+    if not files or flags is None:
         return None
-    weights = pd.concat([pd.read_csv(f, dtype={"Filename": str}) for f in files])
-    weights.index = weights.pop("Filename").astype(int)
+    weights = pd.concat([pd.read_csv(f, dtype={"id": str}) for f in files]).set_index("id")
     rows = []
-    for flag in flags:
-        joined = weights.join(meta[flag])
+    for flag in flags.columns:
+        joined = weights.join(flags[flag])
         for value, group in joined.groupby(flag):
             rows.append({"condition": f"{flag}={value}", "videos": len(group),
                          **group.drop(columns=flag).mean().round(3).to_dict()})
     return pd.DataFrame(rows)
 
 
-def format_report(report: dict) -> str:
+def format_report(report: dict, targets) -> str:
     runs = report["runs"]
     k = len(next(iter(runs.values()))["folds"])
     lines = [f"{'run':<22}" + "".join(f"{'fold ' + str(i):>9}" for i in range(k)) + f"{'OOF':>9}{'train s':>9}"]
@@ -74,39 +102,45 @@ def format_report(report: dict) -> str:
     if report.get("ceiling") is not None:
         lines.append(f"{'ceiling (noise-free)':<22}" + " " * 9 * k + f"{report['ceiling']:>9.4f}")
     lines.append("")
-    lines.append(f"{'OOF per dimension':<22}" + "".join(f"{t[:8]:>9}" for t in EMI_TARGETS))
+    lines.append(f"{'OOF per dimension':<22}" + "".join(f"{t[:8]:>9}" for t in targets))
     for run, r in runs.items():
         lines.append(f"{run:<22}" + "".join(f"{v:>9.4f}" for v in r["oof_per_dim"].values()))
+    conditions_seen = sorted({c for r in runs.values() for c in r.get("score_by_condition", {})})
+    if conditions_seen:
+        lines.append("")
+        lines.append(f"{'OOF by condition':<22}" + "".join(f"{run[:12]:>13}" for run in runs))
+        for c in conditions_seen:
+            lines.append(f"{c:<22}" + "".join(f"{r.get('score_by_condition', {}).get(c, float('nan')):>13.4f}"
+                                              for r in runs.values()))
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solution.report", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--runs", help="comma list (default: every run under WORK/runs)")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--data", type=Path, required=True, help="the release the runs were trained on")
+    parser.add_argument("--work", type=Path, required=True, help="the work folder given to train_fold")
+    parser.add_argument("--runs", help="comma list of run names (default: every run of this release)")
     args = parser.parse_args(argv)
-    runs_dir = args.work / "runs"
-    runs = args.runs.split(",") if args.runs else (
-        sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else [])
-    if not runs:
-        print(f"error: no trained runs in {runs_dir}; train with python -m solution.train_fold first", file=sys.stderr)
-        return 2
     try:
-        report = build_report(args.data, args.work, runs)
+        rw = release_work(args.work, args.data)
+        runs = [r for r in args.runs.split(",") if r] if args.runs else rw.run_names()
+        if not runs:
+            raise DataError(f"no trained runs in {rw.runs}; train with python -m solution.train_fold first")
+        report = build_report(args.data, rw, runs)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"mean Pearson, {report['videos']} labelled videos, out-of-fold")
-    print(format_report(report))
+    print(f"mean {rw.track.metric}, {report['videos']} labelled videos, out-of-fold")
+    print(format_report(report, rw.track.targets))
     for run in runs:
-        table = fusion_by_condition(args.data, args.work, run)
+        table = fusion_by_condition(args.data, rw, run)
         if table is not None:
             print(f"\nmean fusion weights of {run} by condition (out-of-fold videos)")
             print(table.to_string(index=False))
             report["runs"][run]["fusion_by_condition"] = table.to_dict(orient="records")
-    fileio.write_json(args.work / "report.json", report)
+    fileio.write_json(rw.report_json, report)
     return 0
 
 

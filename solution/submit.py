@@ -226,11 +226,12 @@ def make_submission(track: str, pred, data, out_dir, name: str | None = None, va
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solution.submit", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--track", choices=["emi", "va"], help="required to build; guessed for --check")
     parser.add_argument("--pred", type=Path, help="test predictions (EMI CSV; VA single file or folder)")
     parser.add_argument("--data", type=Path, required=True, help="the release folder (for the test listing)")
-    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent.parent / "submissions")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent.parent / "submissions",
+                        help="where the zip goes (default: submissions/ in the repository)")
     parser.add_argument("--name", help="zip file name without .zip (default: <track>-<timestamp>)")
     parser.add_argument("--va-format", choices=["single", "per-video"], default="single",
                         help="VA: ABAW6 single file, or one <video>.txt per video")

@@ -9,8 +9,11 @@ be a fair benchmark rather than a toy:
   breathiness and laughter follow the same bursts, and transcripts choose words by emotion;
 * every subject has a face, a voice, an expressivity and a personal rating bias, and the
   splits are disjoint in subjects, so folds must be grouped by subject to be honest;
+* videos differ in length (spread around the mean `--seconds`), so padding and masking
+  downstream meet ragged sequences, as they will on the real releases;
 * some videos have an occluded or missing face, noisy, silent or missing audio, or no
-  transcript, recorded in metadata.csv;
+  transcript, recorded in metadata.csv, and the organizer feature stand-ins degrade with
+  the media they are computed from;
 * labels are noisy k/N fractions; ceiling.json holds the score a perfect model of the clean
   intensities would reach on each split.
 
@@ -250,9 +253,28 @@ def _projection(seed: int, n_in: int, n_out: int, salt: int):
     return rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_out)), rng.normal(0, 0.3, n_out)
 
 
+# How much of the face an embedding still sees, and how much extra noise it then carries:
+# a real ViT on a hand-covered face embeds mostly the hand, on a frame without a face the
+# background, so those frames must not look like (or carry the emotion of) a visible face.
+VIT_OCCLUDED_QUALITY = 0.15
+STANDIN_NOISE, STANDIN_EXTRA_NOISE = 0.15, 0.45
+
+
+def _view_patterns(seed: int, dim: int) -> np.ndarray:
+    """Fixed embeddings of what the camera shows instead of a face, one row per view:
+    0 the face itself (no pattern), 1 a hand over the mouth, 2 a hand over the eyes, 3 no face."""
+    patterns = np.tanh(np.random.default_rng([seed, 3]).normal(0, 1, (4, dim)))
+    patterns[0] = 0
+    return patterns
+
+
 def vit_standin(actions, present, occluder, subject: Subject, dim: int, seed: int, rng):
     """Stand-in for the organizers' per-frame ViT features: a fixed random non-linear map of
-    what the face shows (actions hidden where the face is absent or covered) and who it is."""
+    what the face shows and who it is. On occluded frames (the covered actions hidden) and
+    frames without a face, the face's share shrinks to VIT_OCCLUDED_QUALITY or nothing and a
+    fixed pattern of the hand or the empty background plus strong noise takes its place, as
+    a real embedding of such a frame would: a model can tell from the stand-in alone that
+    the face is unreliable there."""
     seen = actions * present[:, None]
     mouth = [A["smile"], A["mouth_open"], A["lip_press"], A["frown"]]
     eyes = [A["eye_wide"], A["eye_squint"], A["brow_raise"], A["brow_furrow"], A["brow_inner_up"]]
@@ -262,26 +284,40 @@ def vit_standin(actions, present, occluder, subject: Subject, dim: int, seed: in
     inputs = np.concatenate([3 * seen, present[:, None], (occluder > 0)[:, None],
                              np.repeat(identity[None], len(seen), 0)], 1)
     weight, bias = _projection(seed, inputs.shape[1], dim, 1)
-    return (np.tanh(inputs @ weight + bias) + rng.normal(0, 0.15, (len(seen), dim))).astype(np.float32)
+    face = np.tanh(inputs @ weight + bias)
+
+    view = np.where(present, occluder, 3)
+    quality = np.where(view == 0, 1.0, np.where(view == 3, 0.0, VIT_OCCLUDED_QUALITY))[:, None]
+    noise = (STANDIN_NOISE + STANDIN_EXTRA_NOISE * (1 - quality)) * rng.normal(0, 1, face.shape)
+    return (quality * face + (1 - quality) * _view_patterns(seed, dim)[view] + noise).astype(np.float32)
+
+
+# How much of the voice a wav2vec2 embedding still hears under each audio condition.
+AUDIO_QUALITY = {"ok": 1.0, "noisy": 0.15, "silent": 0.0, "missing": 0.0}
 
 
 def wav2vec2_standin(samples, controls, fps, audio_kind, subject: Subject, dim, seed, rng):
     """Stand-in for the organizers' wav2vec2 features at 50 Hz: a fixed random non-linear
-    map of the measured loudness and the (corruption-blurred) voice controls."""
+    map of the measured loudness, the voice controls and the speaker, each blurred by the
+    audio's quality (AUDIO_QUALITY), with more noise the worse it is. Silent or missing
+    audio carries no voice at all: no controls, no speaker, and the loudness of what is
+    heard (nothing, for a missing track), so its frames look unlike speech."""
     hop = SAMPLE_RATE // 50
     n = len(samples) // hop
-    frames = samples[: n * hop].reshape(n, hop)
+    heard = samples if audio_kind != "missing" else np.zeros_like(samples)
+    frames = heard[: n * hop].reshape(n, hop)
     loudness = np.log(np.mean(frames ** 2, 1) + 1e-6)[:, None] / 5
     t = np.arange(n) / 50
     t_frames = np.arange(len(controls["f0"])) / fps
     voice = np.stack([np.interp(t, t_frames, controls[k]) for k in
                       ("f0", "energy", "rate", "tilt", "breath", "laugh")], 1)
-    quality = {"ok": 1.0, "noisy": 0.4, "silent": 0.0, "missing": 0.0}[audio_kind]
+    quality = AUDIO_QUALITY[audio_kind]
     voice = quality * 2 * voice + (1 - quality) * rng.normal(0, 0.5, voice.shape)
-    speaker = np.array([[np.log(subject.f0) - 5, subject.formant, subject.rate / 4]])
+    speaker = quality * np.array([[np.log(subject.f0) - 5, subject.formant, subject.rate / 4]])
     inputs = np.concatenate([loudness, voice, np.repeat(speaker, n, 0)], 1)
     weight, bias = _projection(seed, inputs.shape[1], dim, 2)
-    return (np.tanh(inputs @ weight + bias) + rng.normal(0, 0.15, (n, dim))).astype(np.float32)
+    noise = (STANDIN_NOISE + STANDIN_EXTRA_NOISE * (1 - quality)) * rng.normal(0, 1, (n, dim))
+    return (np.tanh(inputs @ weight + bias) + noise).astype(np.float32)
 
 
 # ============================================================== shared per-video pieces
@@ -299,8 +335,8 @@ def _corruptions(rng, rates: dict) -> dict:
 def _visibility(rng, T: int, face: str):
     present = np.ones(T, bool)
     occluder = np.zeros(T, np.int64)
-    if face == "missing":
-        start = int(rng.integers(0, max(1, T // 5)))
+    if face == "missing":  # lost, not never there: at least the first frame shows it
+        start = int(rng.integers(1, max(2, T // 5)))
         present[start:] = False
     elif face == "occluded":
         start = int(rng.integers(0, T // 3))
@@ -332,12 +368,31 @@ class Config:
     vit_dim: int
     wav2vec2_dim: int
     label_noise: float
+    length_spread: float = 0.5
     occluded: float = 0.08
     face_missing: float = 0.04
     noisy: float = 0.08
     silent: float = 0.03
     audio_missing: float = 0.02
     no_transcript: float = 0.10
+
+
+def _video_frames(cfg: Config, n: int) -> np.ndarray:
+    """Frame count of each of `n` videos: lengths spread around `cfg.seconds`, so that code
+    downstream meets ragged sequences (real releases never have one length).
+
+    Nine in ten lengths are uniform in (1 +/- spread) x seconds, one in ten is longer, up to
+    (1 + 2 spread) x seconds; all are scaled so that the expected length is `cfg.seconds`
+    (spread 0.5, 6 s: about 2.8-8.4 s, a few up to 11 s). At least 4 frames, which the
+    corruption timings need. Drawn from their own stream, (seed, 3), in the main process.
+    """
+    rng = np.random.default_rng([cfg.seed, 3])
+    spread = cfg.length_spread
+    factor = rng.uniform(1 - spread, 1 + spread, n)
+    longer = rng.random(n) < 0.1
+    factor[longer] = rng.uniform(1 + spread, 1 + 2 * spread, int(longer.sum()))
+    factor /= 1 + 0.15 * spread
+    return np.maximum(4, np.round(factor * cfg.seconds * cfg.fps)).astype(int)
 
 
 def _subject_splits(rng, n_subjects: int) -> np.ndarray:
@@ -360,16 +415,21 @@ class EmiVideo:
     split: str
     clip: int
     mimicry: float
+    frames: int
 
 
-def _seed_clips(rng, n: int, seconds: float):
-    """Each seed clip has an emotion profile (1-3 dominant emotions) and a timing per emotion."""
+def _seed_clips(rng, n: int):
+    """Each seed clip has an emotion profile (1-3 dominant emotions) and a timing per emotion:
+    onsets as fractions of the video's length, rise, hold and fall in seconds at the mean
+    length. Each mimicry video has its own length and follows the clip's time course
+    stretched to it, so a burst covers the same share of a short and a long video and
+    pooled statistics stay comparable across lengths."""
     clips = []
     for _ in range(n):
         profile = rng.uniform(0, 0.15, 6)
         dominant = rng.choice(6, size=rng.integers(1, 4), replace=False)
         profile[dominant] = rng.uniform(0.45, 1.0, len(dominant))
-        onset = rng.uniform(0.05, 0.55, 6) * seconds
+        onset = rng.uniform(0.05, 0.55, 6)
         rise, hold, fall = (rng.uniform(0.3, 1.2, 6), rng.uniform(0.6, 2.0, 6), rng.uniform(0.4, 1.3, 6))
         clips.append({"profile": profile, "timing": np.stack([onset, rise, hold, fall], 1)})
     return clips
@@ -383,10 +443,13 @@ def _emi_video(job):
     cfg, video, subject, clip, out = job
     cfg = Config(**cfg)
     rng = np.random.default_rng([cfg.seed, 1, video.vid])
-    T = int(round(cfg.seconds * cfg.fps))
+    T = video.frames
+    seconds = T / cfg.fps
     t = np.arange(T) / cfg.fps
     z = emi_clean_intensity(clip, video.mimicry, rng)
-    timing = clip["timing"] + rng.normal(0, 0.25, clip["timing"].shape) * [1, 0.1, 0.1, 0.1]
+    stretch = seconds / cfg.seconds
+    timing = clip["timing"] * [seconds, stretch, stretch, stretch]
+    timing = timing + rng.normal(0, 0.25, timing.shape) * [1, 0.1, 0.1, 0.1]
     envelope = np.stack([bump(t, *np.maximum(row, [0, 0.2, 0.2, 0.2])) for row in timing], 1)  # (T, 6)
     drive = envelope * z                                                    # (T, 6)
     talk = np.clip(smooth_noise(rng, T, 0.12, 2), 0, None)
@@ -411,7 +474,7 @@ def _emi_video(job):
         "breath": np.clip(0.1 + 0.25 * adm + 0.5 * pain, 0, 0.9),
         "laugh": np.clip(1.2 * amu - 0.25, 0, 0.9),
     }
-    voice = corrupt_audio(synth_voice(controls, subject, cfg.seconds, cfg.fps, rng), flags["audio"], rng)
+    voice = corrupt_audio(synth_voice(controls, subject, seconds, cfg.fps, rng), flags["audio"], rng)
 
     stem = f"{video.vid:05d}"
     write_video(out / "raw" / f"{stem}.mp4", frames, cfg.fps)
@@ -443,11 +506,12 @@ def generate_emi(cfg: Config, out: Path, workers: int) -> dict:
     rng = np.random.default_rng([cfg.seed, 0])
     subjects = [make_subject(rng, 6) for _ in range(cfg.subjects)]
     subject_split = _subject_splits(rng, cfg.subjects)
-    clips = _seed_clips(rng, max(4, cfg.videos // 6), cfg.seconds)
+    clips = _seed_clips(rng, max(4, cfg.videos // 6))
     owners = np.concatenate([np.arange(cfg.subjects), rng.integers(0, cfg.subjects, max(0, cfg.videos - cfg.subjects))])[: cfg.videos]
     ids = np.sort(rng.choice(np.arange(1, cfg.videos * 3 + 1), size=cfg.videos, replace=False))
     videos = [EmiVideo(int(vid), int(s), str(subject_split[s]), int(rng.integers(len(clips))),
-                       float(rng.uniform(0.35, 1.0))) for vid, s in zip(ids, rng.permutation(owners))]
+                       float(rng.uniform(0.35, 1.0)), int(T))
+              for vid, s, T in zip(ids, rng.permutation(owners), _video_frames(cfg, cfg.videos))]
     jobs = [(asdict(cfg), v, subjects[v.subject], clips[v.clip], out) for v in videos]
     results = _run(_emi_video, jobs, workers, "EMI videos")
 
@@ -458,7 +522,7 @@ def generate_emi(cfg: Config, out: Path, workers: int) -> dict:
         clean.append(z)
         meta.append({"Filename": f"{vid:05d}", "split": video.split, "subject": f"S{video.subject:03d}",
                      "seed_clip": video.clip, "mimicry": round(video.mimicry, 4), **flags,
-                     "seconds": cfg.seconds, "fps": cfg.fps})
+                     "seconds": round(video.frames / cfg.fps, 4), "frames": video.frames, "fps": cfg.fps})
     labels = pd.DataFrame(np.array(rows), columns=list(EMI_TARGETS))
     labels.insert(0, "Filename", [f"{v.vid:05d}" for v in videos])
     clean = pd.DataFrame(np.array(clean), columns=list(EMI_TARGETS))
@@ -484,10 +548,9 @@ def generate_emi(cfg: Config, out: Path, workers: int) -> dict:
 # ============================================================== VA
 
 def _va_video(job):
-    cfg, index, name, split, subject, out = job
+    cfg, index, name, split, subject, T, out = job
     cfg = Config(**cfg)
     rng = np.random.default_rng([cfg.seed, 1, index])
-    T = int(round(cfg.seconds * cfg.fps))
     slow = max(3, int(cfg.fps * 4))
     valence = np.tanh(smooth_noise(rng, T, 1.2, slow) + rng.normal(0, 0.3))
     arousal = np.tanh(smooth_noise(rng, T, 1.2, slow) + rng.normal(0, 0.3))
@@ -518,7 +581,7 @@ def _va_video(job):
                 "rate": 1 + 0.3 * arousal, "tilt": 1.4 - 0.4 * valence - 0.2 * arousal,
                 "breath": np.clip(0.1 + 0.4 * neg * (0.5 + 0.5 * low), 0, 0.9),
                 "laugh": np.clip(1.2 * pos * high - 0.5, 0, 0.8)}
-    voice = synth_voice(controls, subject, cfg.seconds, cfg.fps, rng)
+    voice = synth_voice(controls, subject, T / cfg.fps, cfg.fps, rng)
     voice = corrupt_audio(voice, "ok" if flags["audio"] == "missing" else flags["audio"], rng)
     if flags["audio"] == "missing":
         voice = np.zeros_like(voice)  # an Aff-Wild2 video always has a track; "missing" = mute
@@ -538,7 +601,7 @@ def _va_video(job):
             image.save(tmp, format="JPEG", quality=90)
 
     # Annotators lag, smooth and disagree; some stretches are not annotated at all.
-    lag = int(round(0.5 * cfg.fps))
+    lag = min(int(round(0.5 * cfg.fps)), T - 1)
     lagged = np.concatenate([np.repeat(clean[:1], lag, 0), clean[: T - lag]])
     noisy = lagged + np.stack([smooth_noise(rng, T, cfg.label_noise, 5) for _ in range(2)], 1) + subject.bias
     noisy = np.clip(noisy, -1, 1)
@@ -559,8 +622,10 @@ def generate_va(cfg: Config, out: Path, workers: int) -> dict:
     rng = np.random.default_rng([cfg.seed, 0])
     subjects = [make_subject(rng, 2) for _ in range(cfg.videos)]
     split = _subject_splits(rng, cfg.videos)  # Aff-Wild2: one subject per video
-    names = [f"{i + 1}-{int(cfg.seconds)}-{cfg.size}x{cfg.size}" for i in range(cfg.videos)]
-    jobs = [(asdict(cfg), i, names[i], split[i], subjects[i], out) for i in range(cfg.videos)]
+    frames = _video_frames(cfg, cfg.videos)
+    # Aff-Wild2 names say the video's length and size ("1-30-1280x720").
+    names = [f"{i + 1}-{round(frames[i] / cfg.fps)}-{cfg.size}x{cfg.size}" for i in range(cfg.videos)]
+    jobs = [(asdict(cfg), i, names[i], split[i], subjects[i], int(frames[i]), out) for i in range(cfg.videos)]
     results = _run(_va_video, jobs, workers, "VA videos")
 
     challenge = out / "6th_ABAW_Annotations" / "VA_Estimation_Challenge"
@@ -572,8 +637,8 @@ def generate_va(cfg: Config, out: Path, workers: int) -> dict:
         _write_va_annotation(folders[part] / f"{name}.txt", noisy)
         keep = noisy[:, 0] != VA_UNANNOTATED
         pairs[part].append((clean[keep], noisy[keep]))
-        meta.append({"video": name, "split": part, "subject": name, **flags, "frames": T,
-                     "seconds": cfg.seconds, "fps": cfg.fps})
+        meta.append({"video": name, "split": part, "subject": name, **flags,
+                     "seconds": round(T / cfg.fps, 4), "frames": T, "fps": cfg.fps})
         if part == "test":
             listing.append(f"{name},{T}")
     fileio.write_text(challenge / "test_set.csv", "video,frames\n" + "\n".join(listing) + "\n")
@@ -601,8 +666,8 @@ def _run(worker, jobs, workers: int, what: str):
 
 
 DEFAULTS = {
-    "emi": dict(videos=240, subjects=30, seconds=6.0, fps=15.0, size=112, label_noise=0.12),
-    "va": dict(videos=10, subjects=10, seconds=30.0, fps=10.0, size=128, label_noise=0.2),
+    "emi": dict(videos=240, subjects=30, seconds=6.0, length_spread=0.5, fps=15.0, size=112, label_noise=0.12),
+    "va": dict(videos=10, subjects=10, seconds=30.0, length_spread=0.5, fps=10.0, size=128, label_noise=0.2),
 }
 
 
@@ -621,9 +686,13 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
         print(f"[synth] {out} already holds this dataset (see {marker}); nothing to do")
         return json.loads((out / "ceiling.json").read_text())
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise SystemExit(f"[synth] {out} exists and holds other files; pass --overwrite or choose another --out")
+        what = ("a synthetic release with other settings (or from an older generator)" if marker.is_file()
+                else "other files")
+        raise SystemExit(f"[synth] {out} exists and holds {what}; pass --overwrite or choose another --out")
     if cfg.videos < 5 or (track == "emi" and cfg.subjects < 5):
         raise SystemExit("[synth] need at least 5 videos and 5 subjects so every split has data")
+    if not 0 <= cfg.length_spread < 1:
+        raise SystemExit(f"[synth] --length-spread must be in [0, 1), got {cfg.length_spread}")
     if track == "emi" and cfg.subjects > cfg.videos:
         raise SystemExit(f"[synth] --subjects ({cfg.subjects}) cannot exceed --videos ({cfg.videos})")
     if marker.exists():
@@ -637,24 +706,29 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m solution.synth", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--track", choices=["emi", "va"], default="emi")
+    # Every help text states its default itself (some differ by track), so no
+    # ArgumentDefaultsHelpFormatter, which would add "(default: None)" to those.
+    summary = __doc__.split("\n\n")[0].split(": ", 1)[1]
+    parser = argparse.ArgumentParser(prog="python -m solution.synth", description=summary[0].upper() + summary[1:])
+    parser.add_argument("--track", choices=["emi", "va"], default="emi", help="which release (default: emi)")
     parser.add_argument("--out", required=True, type=Path, help="folder to write the release into")
     parser.add_argument("--videos", type=int, help="number of videos (default: emi 240, va 10)")
-    parser.add_argument("--subjects", type=int, help="number of subjects (emi; default 30)")
-    parser.add_argument("--seconds", type=float, help="length of each video (default: emi 6, va 30)")
+    parser.add_argument("--subjects", type=int, help="number of subjects (emi; default: 30)")
+    parser.add_argument("--seconds", type=float, help="mean length of a video (default: emi 6, va 30)")
+    parser.add_argument("--length-spread", type=float,
+                        help="lengths vary over about (1 +/- spread) x seconds, a few up to (1 + 2 spread) x; "
+                             "0 gives every video the same length (default: 0.5)")
     parser.add_argument("--fps", type=float, help="video frame rate (default: emi 15, va 10)")
     parser.add_argument("--size", type=int, help="frame width and height in pixels (default: emi 112, va 128)")
     parser.add_argument("--label-noise", type=float, help="std of label noise (default: emi 0.12, va 0.2)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=0, help="processes (0: up to 4, one per core)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--workers", type=int, default=0, help="processes (default: 0, up to 4, one per core)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     args = parser.parse_args(argv)
     ceiling = generate(args.track, args.out, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
-                       videos=args.videos, subjects=args.subjects, seconds=args.seconds, fps=args.fps,
-                       size=args.size, label_noise=args.label_noise)
+                       videos=args.videos, subjects=args.subjects, seconds=args.seconds,
+                       length_spread=args.length_spread, fps=args.fps, size=args.size,
+                       label_noise=args.label_noise)
     print(f"[synth] wrote {args.track.upper()} release to {args.out}")
     for split, entry in ceiling.items():
         print(f"[synth] ceiling on {split}: mean {entry['metric']} {entry['mean']:.3f}")

@@ -1,5 +1,8 @@
 """Feature extraction: the offline defaults carry signal, runs resume and shard, every bad
 input is recorded, and the pretrained-backbone paths work with tiny random models."""
+import json
+import logging
+import pickle
 import shutil
 
 import numpy as np
@@ -9,15 +12,26 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold
 
 from conftest import features_only_release
-from solution import cache, features
+from solution import cache, features, synth
 from solution.extractors import create_extractor
 from solution.faces import mtcnn_available
-from solution.layouts import EmiRelease, emi_key
+from solution.layouts import EmiRelease, detect_track, emi_key, release_videos
 from solution.tracks import EMI_TARGETS
 
 
 def folders(work):
     return {p.name.split("-")[0] + "-" + p.name.split("-")[1]: p for p in (work / "features").iterdir() if p.is_dir()}
+
+
+def sources(data) -> dict:
+    """video key -> VideoSources of a release."""
+    return {s.vid: s for s in release_videos(detect_track(data), data)}
+
+
+def read(folder, src):
+    """A video's entry in a stream folder, under the source key of its files as they are now."""
+    stream = json.loads((folder / "spec.json").read_text())
+    return cache.read_entry(folder, src.vid, cache.stream_source_key(stream, src))
 
 
 def test_manifest_and_entries(emi_data, emi_features):
@@ -27,12 +41,21 @@ def test_manifest_and_entries(emi_data, emi_features):
     release = EmiRelease(emi_data)
     every = {emi_key(v) for v in list(release.labelled().index) + release.test_ids()}
     hog = cache.read_manifest(found["visual-hog"])
-    assert hog["extractor"] == "hog" and hog["settings"]["fps"] == 5.0 and hog["key"].endswith(hog["key"][-10:])
-    assert set(hog["entries"]) == every and hog["dim"] == 800
-    entry = cache.read_entry(found["visual-hog"], sorted(every)[0])
-    assert entry.features.shape == (15, 800) and entry.fps == pytest.approx(5.0)
+    assert hog["extractor"] == "hog" and hog["settings"]["fps"] == 5.0
+    # The folder is named by the key of the recorded settings; another fps would name another folder.
+    inputs = {name: hog["settings"][name] for name in ("fps", "face", "face_size")}
+    assert found["visual-hog"].name == hog["key"] == create_extractor("hog").key(inputs)
+    assert create_extractor("hog").key({**inputs, "fps": 10.0}).rsplit("-", 1)[1] != hog["key"].rsplit("-", 1)[1]
+    srcs = sources(emi_data)
+    assert {e["id"] for e in hog["entries"].values()} == every and hog["dim"] == 800
+    assert set(hog["entries"]) == {f"{v}.{cache.source_key(srcs[v], 'visual')}" for v in every}
+    first = srcs[sorted(every)[0]]
+    entry = read(found["visual-hog"], first)
+    seconds = float(release.metadata().loc[int(first.vid), "seconds"])
+    assert abs(entry.features.shape[0] - seconds * 5) <= 1 and entry.features.shape[1] == 800
+    assert entry.fps == pytest.approx(5.0) and entry.source == str(first.video)
     assert np.all(np.diff(entry.times) > 0)
-    egemaps = cache.read_entry(found["audio-egemaps"], sorted(every)[0])
+    egemaps = read(found["audio-egemaps"], first)
     if not egemaps.missing:
         assert egemaps.features.shape[1] == 25 and egemaps.fps == 100
         assert {"snr_db", "speech_share", "level_db"} <= set(egemaps.quality)
@@ -57,7 +80,8 @@ def test_failures_match_the_corruptions(emi_data, emi_features):
 def test_face_cues_fall_on_missing_and_occluded_faces(emi_data, emi_features):
     meta = EmiRelease(emi_data).metadata()
     hog = folders(emi_features)["visual-hog"]
-    share = pd.Series({v: cache.read_entry(hog, emi_key(v)).quality["face_share"] for v in meta.index})
+    srcs = sources(emi_data)
+    share = pd.Series({v: read(hog, srcs[emi_key(v)]).quality["face_share"] for v in meta.index})
     by_flag = share.groupby(meta.face).mean()
     assert by_flag["ok"] > 0.4
     for flag in ("occluded", "missing"):
@@ -70,9 +94,10 @@ def test_cached_features_beat_the_mean(emi_data, emi_features):
     labels = release.labelled()
     meta = release.metadata().loc[labels.index]
     found = folders(emi_features)
+    srcs = sources(emi_data)
 
     def pooled(kind, vid):
-        entry = cache.read_entry(found[kind], emi_key(vid))
+        entry = read(found[kind], srcs[emi_key(vid)])
         if entry.missing:
             return np.zeros(3 * entry.features.shape[1] + 1)
         f = entry.features
@@ -121,8 +146,8 @@ def test_shards_together_equal_one_run(emi_data, emi_features, tmp_path):
     assert features.main(["--data", str(emi_data), "--work", str(tmp_path / "once")] + args[4:]) == 0
     once = folders(tmp_path / "once")["audio-fbank"]
     assert cache.read_manifest(once)["entries"] == both
-    vid = sorted(first)[0]
-    np.testing.assert_array_equal(cache.read_entry(fbank, vid).features, cache.read_entry(once, vid).features)
+    vid, key = sorted(first)[0].split(".")
+    np.testing.assert_array_equal(cache.read_entry(fbank, vid, key).features, cache.read_entry(once, vid, key).features)
     with pytest.raises(SystemExit):
         features.main(args + ["--shard", "2/2"])
 
@@ -144,17 +169,24 @@ def test_bad_media_recorded_and_strict_stops(emi_data, tmp_path, capsys):
     assert visual and "unreadable media file" in failures[visual[0]]
     audio = [k for k in failures.index if k[0] == emi_key(empty) and k[1].startswith("audio")]
     assert audio and "unreadable media file" in failures[audio[0]]
-    entry = cache.read_entry(folders(work)["visual-hog"], emi_key(corrupt))
+    entry = read(folders(work)["visual-hog"], sources(data)[emi_key(corrupt)])
     assert entry.missing and entry.features.shape == (0, 800)
     assert "missing entries" in capsys.readouterr().out
     # --strict: the first failure is an error naming the video.
     code = features.main(args[:4] + ["--work", str(tmp_path / "strict"), "--strict", "--visual", "hog", "--audio", "none",
                                      "--text", "none", "--organizer", "none"])
     assert code == 1 and emi_key(corrupt) in capsys.readouterr().err
-    # --retry-failed tries again once the file is fixed.
+    # A fixed file is another input: extracted again, and its old failure leaves failures.csv.
     shutil.copy(emi_data / "raw" / f"{emi_key(corrupt)}.mp4", release.path("video", corrupt))
+    assert features.main(args) == 0
+    assert not read(folders(work)["visual-hog"], sources(data)[emi_key(corrupt)]).missing
+    failures = pd.read_csv(work / "features" / "failures.csv", dtype=str)
+    assert emi_key(corrupt) not in set(failures.id) and emi_key(empty) in set(failures.id)
+    capsys.readouterr()
+    # --retry-failed tries the recorded failures of unchanged files again (and they fail again).
     assert features.main(args + ["--retry-failed"]) == 0
-    assert not cache.read_entry(folders(work)["visual-hog"], emi_key(corrupt)).missing
+    computed = {line.split()[0]: int(line.split()[-1]) for line in capsys.readouterr().out.splitlines()[1:3]}
+    assert computed == {"hog": 0, "fbank": int(failures.extractor.str.startswith("audio-fbank").sum())}
 
 
 def test_organizer_only_release_needs_no_media(emi_data, tmp_path, capsys):
@@ -172,8 +204,8 @@ def test_va_uses_crops_and_marks_faceless_frames(va_data, tmp_path):
     hog = folders(work)["visual-hog"]
     manifest = cache.read_manifest(hog)
     assert manifest["settings"]["face"] == "crops"
-    for vid in manifest["entries"]:
-        entry = cache.read_entry(hog, vid)
+    for info in manifest["entries"].values():
+        entry, vid = cache.read_entry(hog, info["id"], info["key"]), info["id"]
         crops = va_data / "cropped_aligned" / vid
         frames = np.round(entry.times * 10).astype(int) + 1
         expected = np.array([(crops / f"{f:05d}.jpg").is_file() for f in frames], float)
@@ -189,6 +221,97 @@ def test_unknown_or_mismatched_extractor_is_refused(emi_data, tmp_path, capsys):
     assert "egemaps is a audio extractor" in capsys.readouterr().err
     assert features.main(["--data", str(emi_data), "--work", str(tmp_path), "--audio", "hf-audio:/no/such"]) == 1
     assert "not found (weights are never downloaded)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the cache follows the input files
+
+@pytest.mark.filterwarnings("ignore::solution.metrics.ConstantInputWarning")  # tiny releases' ceilings
+def test_second_release_in_the_same_work_gets_its_own_features(tmp_path, capsys):
+    small = dict(workers=1, videos=12, subjects=6, seconds=1.0, fps=8.0, size=48)
+    a, b = tmp_path / "a", tmp_path / "b"
+    synth.generate("emi", a, seed=1, **small)
+    synth.generate("emi", b, seed=2, **small)
+    shared = sorted(set(sources(a)) & set(sources(b)))
+    assert shared, "the two releases must share video ids for this test to mean anything"
+    vit_a, vit_b = EmiRelease(a), EmiRelease(b)
+    assert any(not np.array_equal(vit_a.load_feature("vit", int(v)), vit_b.load_feature("vit", int(v))) for v in shared)
+    args = ["--visual", "hog", "--face", "none", "--audio", "fbank", "--text", "none"]
+    work = tmp_path / "work"
+    assert features.main(["--data", str(a), "--work", str(work)] + args) == 0
+    assert features.main(["--data", str(b), "--work", str(work)] + args) == 0
+    assert features.main(["--data", str(b), "--work", str(tmp_path / "fresh")] + args) == 0
+    found, fresh, srcs = folders(work), folders(tmp_path / "fresh"), sources(b)
+    for vid in shared:
+        np.testing.assert_array_equal(read(found["organizer-organizer_vit"], srcs[vid]).features,
+                                      vit_b.load_feature("vit", int(vid)))
+        for stream in ("visual-hog", "audio-fbank"):
+            ours, alone = read(found[stream], srcs[vid]), read(fresh[stream], srcs[vid])
+            assert ours.missing == alone.missing
+            np.testing.assert_array_equal(ours.features, alone.features)
+    entries = cache.read_manifest(found["organizer-organizer_vit"])["entries"]
+    assert len(entries) == len(sources(a)) + len(srcs)          # both releases' entries, shared ids twice
+    # The first release's entries are untouched: extracting it again computes nothing.
+    capsys.readouterr()
+    assert features.main(["--data", str(a), "--work", str(work)] + args) == 0
+    rows = capsys.readouterr().out.splitlines()[1:5]
+    assert len(rows) == 4 and all(row.split()[-1] == "0" for row in rows)
+
+
+def test_cached_rerun_loads_no_model(emi_data, emi_features, tmp_path, monkeypatch, capsys):
+    import sentence_transformers
+
+    from solution import extractors
+
+    work = tmp_path / "work"
+    shutil.copytree(emi_features, work)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded although every entry is cached")
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", refuse)
+    monkeypatch.setattr(extractors.Extractor, "load", refuse, raising=False)
+    monkeypatch.setattr(features, "MtcnnDetector", refuse)
+    assert features.main(["--data", str(emi_data), "--work", str(work), "--workers", "1"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:6]
+    assert len(rows) == 5 and all(row.split()[-1] == "0" for row in rows)
+
+
+def test_model_that_cannot_load_stops_the_run(emi_data, tmp_path, capsys):
+    weights = tmp_path / "broken.safetensors"
+    weights.write_bytes(b"not a safetensors file")
+    spec = f"timm:test_vit?weights={weights}"
+    work = tmp_path / "work"
+    code = features.main(["--data", str(emi_data), "--work", str(work), "--visual", spec, "--face", "none",
+                          "--audio", "none", "--text", "none", "--organizer", "none", "--workers", "2"])
+    assert code == 1 and f"error: {spec}: cannot load the model" in capsys.readouterr().err
+    assert not list((work / "features").glob("*/*.failed.json"))  # not every video's failure
+
+
+def test_pickle_of_another_width_is_recorded_and_1d_pickle_is_said(emi_data, tmp_path, capsys, caplog):
+    data = features_only_release(emi_data, tmp_path / "features-only")
+    ids = sorted(p.stem for p in (data / "vit").glob("*.pkl"))
+    narrow, flat = ids[3], ids[5]
+    width = EmiRelease(data).load_feature("vit", int(narrow)).shape[1]
+    (data / "vit" / f"{narrow}.pkl").write_bytes(pickle.dumps(np.zeros((10, width - 1), np.float32)))
+    (data / "vit" / f"{flat}.pkl").write_bytes(pickle.dumps(np.ones(width, np.float32)))
+    work = tmp_path / "work"
+    with caplog.at_level(logging.WARNING, logger="features"):
+        assert features.main(["--data", str(data), "--work", str(work)]) == 0
+    reason = f"{data / 'vit' / narrow}.pkl: {width - 1} columns where the other {len(ids) - 1} videos have {width}"
+    vit = folders(work)["organizer-organizer_vit"]
+    failures = pd.read_csv(work / "features" / "failures.csv", dtype=str)
+    assert failures.to_dict("records") == [{"id": narrow, "extractor": vit.name, "reason": reason}]
+    assert reason in caplog.text
+    assert f"{data / 'vit' / flat}.pkl: 1-D array read as a single frame" in caplog.text
+    summary = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:3]}
+    assert summary["organizer:vit"][2:5] == [str(width), str(len(ids) - 1), "1"]   # dim, ok, missing
+    srcs = sources(data)
+    assert read(vit, srcs[narrow]).missing and read(vit, srcs[narrow]).features.shape == (0, width)
+    assert read(vit, srcs[flat]).features.shape == (1, width)
+    assert cache.read_manifest(vit)["dim"] == width
+    # --strict: an error naming the file.
+    code = features.main(["--data", str(data), "--work", str(tmp_path / "strict"), "--strict"])
+    assert code == 1 and f"{narrow}.pkl: {width - 1} columns" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ pretrained backbones, tiny and random

@@ -1,41 +1,109 @@
-"""run_all.sh as a user runs it (on the small fixture release instead of the full demo)."""
+"""run_all.sh as a user runs it (on the small fixture releases instead of the full demo)."""
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import features_only_release
 from solution import submit
+from solution.runs import release_work
 
 REPO = Path(__file__).resolve().parent.parent
-FAST_TRAINING = "--set epochs=15 --set stage1_epochs=2 --set seeds=1"
+CONFIG = """
+[train]
+epochs = 12
+seeds = 1
+[model.dual_stage]
+stage1_epochs = 2
+dim = 32
+"""
 
 
-@pytest.mark.parametrize("track", ["emi", "va"])
-def test_run_all_writes_a_valid_zip(track, emi_data, va_data, tmp_path):
-    data = emi_data if track == "emi" else va_data
-    env = dict(os.environ, TRACK=track, DATA_DIR=str(data), WORK_DIR=str(tmp_path / "work"),
-               SUBMISSIONS_DIR=str(tmp_path / "subs"), FOLDS="2", TRAIN_ARGS=FAST_TRAINING)
-    done = subprocess.run(["bash", str(REPO / "run_all.sh")], env=env, capture_output=True, text=True, timeout=900)
+def run_all(tmp_path, **env):
+    env = {**os.environ, "WORK_DIR": str(tmp_path / "work"), "SUBMISSIONS_DIR": str(tmp_path / "subs"), "FOLDS": "2", **env}
+    return subprocess.run(["bash", str(REPO / "run_all.sh")], env=env, capture_output=True, text=True, timeout=1200)
+
+
+def test_run_all_emi_then_another_release_in_the_same_checkout(emi_data, tmp_path):
+    (tmp_path / "run.toml").write_text(CONFIG)
+    # TRAIN_ARGS with a quoted TOML inline table (split like a shell would), CONFIG for every stage.
+    streams = "--set 'streams={visual=[\"hog\", \"organizer:vit\"], audio=[\"egemaps\"], text=[\"minilm\"]}'"
+    done = run_all(tmp_path, DATA_DIR=str(emi_data), CONFIG=str(tmp_path / "run.toml"), TRAIN_ARGS=streams)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "dual_stage" in done.stdout and "linear" in done.stdout and "ceiling (noise-free)" in done.stdout
+    assert "the submitted predictions score" in done.stdout
+    rw = release_work(tmp_path / "work", emi_data)
+    metrics = json.loads((rw.fold("dual_stage", 0) / "metrics.json").read_text())
+    assert metrics["settings"]["train"]["epochs"] == 12 and metrics["settings"]["model_config"]["dim"] == 32
+    assert [s.split("@")[0] for s in metrics["settings"]["streams"]["visual"]] == ["hog", "organizer:vit"]
+    zips = list((tmp_path / "subs").glob("dual_stage-*.zip"))
+    assert len(zips) == 1 and submit.check_zip(zips[0], emi_data, "emi") == []
+
+    # The user's own release next, in the same checkout and work folder: nothing of the first is reused.
+    other = features_only_release(emi_data, tmp_path / "features-only")
+    train_csv = (other / "train_split.csv").read_text().splitlines()
+    (other / "train_split.csv").write_text("\n".join(train_csv[:1] + train_csv[6:]) + "\n")  # other labelled videos
+    (other / "test_split.csv").write_text("Filename\n" + "\n".join(
+        line.split(",")[0] for line in (emi_data / "test_split.csv").read_text().splitlines()[1:6]) + "\n")
+    done = run_all(tmp_path, DATA_DIR=str(other), CONFIG=str(tmp_path / "run.toml"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    second = release_work(tmp_path / "work", other)
+    assert second.root != rw.root
+    metrics = json.loads((second.fold("dual_stage", 1) / "metrics.json").read_text())
+    assert set(metrics["settings"]["streams"]) == {"visual", "audio"}
+    zips = sorted((tmp_path / "subs").glob("dual_stage-*.zip"))
+    assert len(zips) == 2 and any(submit.check_zip(z, other, "emi") == [] for z in zips)
+
+
+def test_run_all_va_writes_a_valid_zip(va_data, tmp_path):
+    done = run_all(tmp_path, TRACK="va", DATA_DIR=str(va_data))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "work" / "features" / "failures.csv").is_file()
-    if track == "emi":
-        assert "dual_stage" in done.stdout and "linear" in done.stdout and "ceiling (noise-free)" in done.stdout
-        assert "the submitted predictions score" in done.stdout
-        for model in ("dual_stage", "linear"):
-            assert all((tmp_path / "work" / "runs" / model / f"fold{k}" / "metrics.json").is_file() for k in range(2))
-        zips = list((tmp_path / "subs").glob("dual_stage-*.zip"))
-    else:
-        assert "model training for VA arrives with a later issue" in done.stdout
-        zips = list((tmp_path / "subs").glob("va-mean-*.zip"))
-    assert len(zips) == 1
-    assert submit.check_zip(zips[0], data, track) == []
+    assert "model training for VA arrives with a later issue" in done.stdout
+    zips = list((tmp_path / "subs").glob("va-mean-*.zip"))
+    assert len(zips) == 1 and submit.check_zip(zips[0], va_data, "va") == []
 
 
-def test_run_all_rejects_bad_settings(tmp_path):
-    env = dict(os.environ, TRACK="xyz", WORK_DIR=str(tmp_path))
-    done = subprocess.run(["bash", str(REPO / "run_all.sh")], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 2 and "TRACK must be emi or va" in done.stderr
-    env = dict(os.environ, DATA_DIR=str(tmp_path / "absent"), WORK_DIR=str(tmp_path))
-    done = subprocess.run(["bash", str(REPO / "run_all.sh")], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 2 and "is not a folder" in done.stderr
+@pytest.mark.parametrize("env,message", [
+    ({"TRACK": "xyz"}, "TRACK must be emi or va"),
+    ({"DATA_DIR": "/nonexistent/release"}, "is not a folder"),
+    ({"JOBS": "0"}, "JOBS must be a whole number of at least 1"),
+    ({"FOLDS": "two"}, "FOLDS must be a whole number"),
+    ({"CONFIG": "/nonexistent/run.toml"}, "is not a file"),
+    ({"TRAIN_ARGS": "--set 'lr=3"}, "unbalanced quotes"),
+])
+def test_run_all_rejects_bad_settings(tmp_path, env, message):
+    done = run_all(tmp_path, **env)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+
+
+VENV_PROBE = r"""
+set -u
+before="$(compgen -v | sort)"
+PYTHON="$1" VENV_DIR="$2" source "$3/solution/venv.sh"
+echo "status=$?"
+after="$(compgen -v | sort)"
+echo "new=$(comm -13 <(echo "$before") <(echo "$after") | grep -v -x -e before -e after -e PY | tr '\n' ' ')"
+echo alive
+"""
+
+
+def test_venv_script_returns_instead_of_closing_the_shell(tmp_path):
+    """Sourced with a Python that cannot build the environment, venv.sh reports, returns
+    non-zero and leaves the user's shell running, with no helper variables behind; a venv
+    built by another Python version is rebuilt, not reused."""
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/bash\nif [ \"$1\" = -c ]; then echo 3.99; exit 0; fi\necho \"$@\" >> \"$(dirname \"$0\")/calls\"; exit 1\n")
+    fake_python.chmod(0o755)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to("/usr/bin/env")  # 'python -c ...' in the old venv fails: another version
+    done = subprocess.run(["bash", "-c", VENV_PROBE, "probe", str(fake_python), str(venv), str(REPO)],
+                          capture_output=True, text=True, timeout=60)
+    assert "alive" in done.stdout and "status=1" in done.stdout, done.stdout + done.stderr
+    assert "built with another Python" in done.stdout and "could not rebuild" in done.stderr
+    assert "-m venv --clear" in (tmp_path / "calls").read_text()
+    new = done.stdout.split("new=")[1].split("\n")[0].split()
+    assert new == [], f"venv.sh left variables behind: {new}"

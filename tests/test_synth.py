@@ -13,7 +13,7 @@ from solution.layouts import EmiRelease, VaRelease, annotated_mask
 from solution.metrics import pearson_per_dim
 from solution.tracks import EMI_TARGETS
 
-from conftest import SMALL_EMI
+from conftest import SMALL_EMI, SMALL_VA
 
 
 def test_emi_layout_and_labels(emi_data):
@@ -40,23 +40,36 @@ def test_emi_layout_and_labels(emi_data):
     assert 0.3 < ceiling["train"]["mean"] < 1.0
 
 
+def test_emi_lengths_vary_around_the_mean(emi_data):
+    """Each video has its own length, so padding and masking downstream meet ragged input."""
+    meta = EmiRelease(emi_data).metadata()
+    frames, seconds = meta.frames.astype(int), meta.seconds.astype(float)
+    mean_frames = SMALL_EMI["seconds"] * SMALL_EMI["fps"]
+    assert frames.nunique() > 10
+    assert 0.85 * mean_frames < frames.mean() < 1.15 * mean_frames
+    assert frames.min() < 0.7 * mean_frames and frames.max() > 1.3 * mean_frames
+    assert np.allclose(seconds, frames / SMALL_EMI["fps"], atol=1e-4)
+
+
 def test_emi_media_is_real_and_matches_flags(emi_data):
+    """Every file of a video has that video's own length: frames, audio, both stand-ins."""
     release = EmiRelease(emi_data)
-    meta = release.metadata()
+    meta = release.metadata().astype({"frames": int, "seconds": float})
     for vid, row in meta.iterrows():
         video = release.path("video", vid)
         assert video is not None and video.name == f"{vid:05d}.mp4"
         assert (release.path("audio", vid) is None) == (row["audio"] == "missing")
         assert (release.path("transcript", vid) is None) == (row["transcript"] == "missing")
         vit, w2v = release.load_feature("vit", vid), release.load_feature("wav2vec2", vid)
-        assert vit.shape == (SMALL_EMI["seconds"] * SMALL_EMI["fps"], 96)
-        assert w2v.shape == (SMALL_EMI["seconds"] * 50, 64)
-    vid = int(meta.index[0])
-    info = media.video_info(release.path("video", vid))
-    assert info["frames"] == 30 and info["width"] == 64 and info["fps"] == 10
-    ok_audio = meta.index[meta.audio == "ok"][0]
-    samples = media.read_audio(release.path("audio", ok_audio))
-    assert len(samples) == 3 * 16000 and np.abs(samples).max() > 0.05
+        assert vit.shape == (row["frames"], 96)
+        assert w2v.shape == (round(row["seconds"] * 16000) // 320, 64)
+    for vid in meta.index[:3]:
+        info = media.video_info(release.path("video", vid))
+        assert info["frames"] == meta.loc[vid, "frames"] and info["width"] == 64 and info["fps"] == 10
+    ok_audio = meta.index[meta.audio == "ok"][:3]
+    for vid in ok_audio:
+        samples = media.read_audio(release.path("audio", vid))
+        assert len(samples) == round(meta.loc[vid, "seconds"] * 16000) and np.abs(samples).max() > 0.05
     silent = meta.index[meta.audio == "silent"]
     if len(silent):
         assert np.abs(media.read_audio(release.path("audio", silent[0]))).max() < 0.02
@@ -68,22 +81,34 @@ def test_emi_labels_drive_behaviour_over_time(emi_data):
     release = EmiRelease(emi_data)
     labels = release.labelled()
     meta = release.metadata().loc[labels.index]
-    mouth_activity, loudness = [], []
+    mouth_activity = []
     for vid in labels.index:
         gray = media.read_video(release.path("video", vid))[0].astype(np.float32).mean(-1)
         size = gray.shape[1]
         mouth = gray[:, int(size * .6):int(size * .85), int(size * .3):int(size * .7)]
         mouth_activity.append(np.percentile(np.abs(mouth - np.median(mouth, 0)).mean((1, 2)), 90))
-        audio = release.path("audio", vid)
-        loudness.append(np.sqrt(np.mean(media.read_audio(audio) ** 2)) if audio and meta.loc[vid, "audio"] == "ok"
-                        else np.nan)
     # Smiles, laughter and excitement move the mouth: more of them, more mouth activity.
     mouth_emotions = labels[["Amusement", "Excitement", "Joy"]].sum(axis=1).to_numpy()
     face_ok = (meta.face == "ok").to_numpy()
     assert np.corrcoef(np.array(mouth_activity)[face_ok], mouth_emotions[face_ok])[0, 1] > 0.2
-    # Excitement raises pitch and loudness: correlation across clean-audio videos.
-    ok = ~np.isnan(loudness)
-    assert np.corrcoef(np.array(loudness)[ok], labels["Excitement"].to_numpy()[ok])[0, 1] > 0.2
+
+    # Excitement raises the voice's loudness. The subject's own loudness (x0.5-1) and the
+    # share of pauses in a few seconds dwarf the effect in a plain RMS over 40-odd videos, so:
+    # loudness of the voiced 50 ms frames, compared within each subject, against the clean
+    # intensities (no rater noise), over every clean-audio video.
+    everyone = release.metadata()
+    clean = pd.read_csv(emi_data / "private" / "clean_intensities.csv", dtype={"Filename": str})
+    clean.index = clean.Filename.astype(int)
+    heard = everyone.index[everyone.audio == "ok"]
+    loudness = []
+    for vid in heard:
+        samples = media.read_audio(release.path("audio", vid))
+        frames = np.sqrt((samples[: len(samples) // 800 * 800].reshape(-1, 800) ** 2).mean(1))
+        loudness.append(np.log(frames[frames > 0.3 * frames.max()].mean()))
+    by_subject = pd.DataFrame({"loudness": loudness, "excitement": clean.loc[heard, "Excitement"].to_numpy()},
+                              index=heard).groupby(everyone.loc[heard, "subject"].to_numpy())
+    within = by_subject.transform(lambda x: x - x.mean())
+    assert np.corrcoef(within.loudness, within.excitement)[0, 1] > 0.2
 
     def pooled(a):
         return np.concatenate([a.mean(0), a.max(0), a.std(0)])
@@ -95,6 +120,67 @@ def test_emi_labels_drive_behaviour_over_time(emi_data):
     for train, held in GroupKFold(4).split(X, y, meta.subject):
         oof[held] = Ridge(alpha=10).fit(X[train], y[train]).predict(X[held])
     assert pearson_per_dim(oof, y).mean() > 0.2
+
+
+def test_va_crops_follow_the_face(va_data, tmp_path):
+    """One crop per frame with a face, numbered 1..frames: every frame for a face that stays,
+    fewer than frames (but some) for a face that leaves for part of the video."""
+    release = VaRelease(va_data)
+    meta = pd.read_csv(va_data / "metadata.csv").set_index("video")
+    for video, row in meta.iterrows():
+        numbers = _crop_numbers(release, video)
+        if row["face"] != "missing":
+            assert numbers == list(range(1, row["frames"] + 1)), video
+    gone = tmp_path / "gone"
+    synth.generate("va", gone, seed=2, workers=1, videos=5, seconds=3.0, fps=8.0, size=48,
+                   occluded=0.0, face_missing=1.0)
+    release = VaRelease(gone)
+    meta = pd.read_csv(gone / "metadata.csv").set_index("video")
+    assert (meta.face == "missing").all()
+    for video, row in meta.iterrows():
+        numbers = _crop_numbers(release, video)
+        assert 0 < len(numbers) < row["frames"], video
+        assert min(numbers) >= 1 and max(numbers) <= row["frames"]
+
+
+def test_standins_degrade_with_the_media():
+    """A covered or absent face, and noisy, silent or missing audio, leave the organizer
+    stand-ins with little or no emotion and make them look unlike a clean face or voice."""
+    rng = np.random.default_rng(0)
+    subject = synth.make_subject(rng, 6)
+    T = 300
+    acts = [rng.uniform(-0.3, 1.4, (T, len(synth.ACTIONS))) for _ in range(2)]
+    everywhere, nowhere = np.ones(T, bool), np.zeros(T, bool)
+    no_hand, hand = np.zeros(T, np.int64), np.full(T, 1)
+
+    def vit(actions, present, occluder):
+        return synth.vit_standin(actions, present, occluder, subject, 96, 1, np.random.default_rng(5))
+
+    def moved(present, occluder):  # how much the stand-in moves with the face's actions
+        return np.abs(vit(acts[0], present, occluder) - vit(acts[1], present, occluder)).mean()
+
+    assert moved(nowhere, no_hand) == 0  # no face, no emotion
+    assert moved(everywhere, hand) < 0.25 * moved(everywhere, no_hand)
+    clean = vit(acts[0], everywhere, no_hand)
+    for present, occluder in ((nowhere, no_hand), (everywhere, hand)):
+        corrupted = vit(acts[0], present, occluder)
+        assert np.linalg.norm(corrupted.mean(0) - clean.mean(0)) > 2  # another place in feature space
+
+    n = T * 16000 // 15
+    samples = [rng.normal(0, s, n).astype(np.float32) for s in (0.1, 0.3)]
+    controls = [{k: rng.uniform(0, 1, T) for k in ("f0", "energy", "rate", "tilt", "breath", "laugh")}
+                for _ in range(2)]
+
+    def w2v(kind, heard, said):  # `heard` picks the samples, `said` the voice controls
+        return synth.wav2vec2_standin(samples[heard], controls[said], 15.0, kind, subject, 64, 1,
+                                      np.random.default_rng(5))
+
+    def voiced(kind):  # how much the stand-in moves with what the voice does
+        return np.abs(w2v(kind, 0, 0) - w2v(kind, 0, 1)).mean()
+
+    assert voiced("silent") == voiced("missing") == 0
+    assert np.array_equal(w2v("missing", 0, 0), w2v("missing", 1, 0))  # not even the loudness
+    assert voiced("noisy") < 0.3 * voiced("ok")
 
 
 def _digest(folder):
@@ -123,15 +209,26 @@ def test_rerun_skips_and_refuses_foreign_folder(tmp_path, capsys):
         synth.generate("emi", tmp_path / "d", seed=2, workers=1, **small)
 
 
+def _crop_numbers(release, video):
+    """Frame numbers of a video's face crops; fails on any name that is not 5-digit .jpg."""
+    names = sorted(p.name for p in release.frames_dir(video).glob("*"))
+    assert all(len(n) == 9 and n.endswith(".jpg") and n[:5].isdigit() for n in names), names[:5]
+    return [int(n[:5]) for n in names]
+
+
 def test_va_layout(va_data):
     release = VaRelease(va_data)
+    meta = pd.read_csv(va_data / "metadata.csv").set_index("video")
     counts = release.test_frame_counts()
     train, valid = release.videos("train"), release.videos("valid")
     assert train and valid and counts
     assert not set(train) & set(valid) and not set(train) & set(counts)
-    n_frames = int(8 * 10)
+    assert meta.frames.nunique() > 1, "videos should differ in length"
+    assert np.allclose(meta.seconds, meta.frames / SMALL_VA["fps"], atol=1e-4)
     saw_unannotated = False
     for video in train + valid:
+        n_frames = meta.loc[video, "frames"]
+        assert video.split("-")[1] == str(round(meta.loc[video, "seconds"]))  # Aff-Wild2 names
         path = release.annotations / ("Train_Set" if video in train else "Validation_Set") / f"{video}.txt"
         assert path.read_text().splitlines()[0] == "valence,arousal"
         values = release.labels("train" if video in train else "valid", video)
@@ -140,13 +237,14 @@ def test_va_layout(va_data):
         assert np.abs(values[annotated_mask(values)]).max() <= 1
         info = media.video_info(release.video_path(video))
         assert info["frames"] == n_frames and info["has_audio"]
-        crops = sorted(release.frames_dir(video).glob("*.jpg"))
-        assert crops and crops[0].name == "00001.jpg" or len(crops) < n_frames
+        # The audio track decodes to 16 kHz mono of the video's own length.
+        audio = media.read_audio(release.video_path(video))
+        assert abs(len(audio) - meta.loc[video, "seconds"] * 16000) <= 16000 * 0.05
     assert saw_unannotated, "some frames should carry the -5 marker"
-    assert all(n == n_frames for n in counts.values())
+    # The test listing carries each test video's own frame count.
+    assert counts == {video: meta.loc[video, "frames"] for video in meta.index[meta.split == "test"]}
+    for video, n in counts.items():
+        assert media.video_info(release.video_path(video))["frames"] == n
     assert (va_data / "private" / "VA_Estimation_Challenge" / "Test_Set").is_dir()
-    # The audio track decodes to 16 kHz mono of the video's length.
-    audio = media.read_audio(release.video_path(train[0]))
-    assert abs(len(audio) - 8 * 16000) <= 16000 * 0.05
     ceiling = json.loads((va_data / "ceiling.json").read_text())
     assert 0.3 < ceiling["train"]["mean"] < 1.0

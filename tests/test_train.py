@@ -1,6 +1,7 @@
 """Folds and fold training, end to end on the small release's cached features."""
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -10,16 +11,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import features_only_release
 from solution import folds, synth
+from solution.config import TrainConfig, resolve_settings
+from solution.data import VideoStore, gather, prediction_pieces
 from solution.ensemble import combine
-from solution.layouts import EmiRelease
-from solution.metrics import pearson_per_dim
-from solution.predictions import read_emi_predictions
+from solution.errors import DataError
+from solution.evaluate import score_predictions
+from solution.layouts import EmiRelease, open_release, release_videos
+from solution.models import all_model_fields, load_checkpoint, model_class
+from solution.models.dual_stage import describe_labels
+from solution.predictions import read_predictions
 from solution.report import build_report
-from solution.tracks import EMI_TARGETS
-from solution.train_fold import describe_labels, main as train_main, resolve_settings
+from solution.runs import release_work
+from solution.tracks import EMI
+from solution.train_fold import main as train_main
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ["--set", "epochs=25", "--set", "stage1_epochs=3", "--set", "patience=8", "--set", "model.dim=32",
@@ -35,7 +43,7 @@ def trained(emi_data, emi_features, tmp_path_factory):
     for model in ("dual_stage", "linear"):
         for fold in range(3):
             args = ["--model", model, "--fold", str(fold), "--data", str(emi_data), "--work", str(work)]
-            assert train_main(args + (FAST if model == "dual_stage" else ["--set", "seeds=1"])) == 0
+            assert train_main(args + (FAST if model == "dual_stage" else ["--set", "seeds=1", "--threads", "1"])) == 0
     return work
 
 
@@ -46,55 +54,173 @@ def test_folds_are_grouped_balanced_and_shared(emi_data, tmp_path):
     sizes = table.fold.value_counts()
     assert sizes.max() - sizes.min() <= meta.subject.value_counts().max()
     assert info["grouping"] == "subject" and info["k"] == 3
-    folds.write_folds(tmp_path, table, info)
-    again, _ = folds.read_folds(tmp_path, emi_data)
+    rw = release_work(tmp_path, emi_data)
+    folds.write_folds(rw, table, info)
+    again, _ = folds.read_folds(rw, emi_data)
     pd.testing.assert_frame_equal(again.reset_index(drop=True), table.reset_index(drop=True), check_dtype=False)
     official, official_info = folds.make_folds(emi_data, scheme="official")
     assert official_info["k"] == 1
     assert set(official.fold[official.split == "valid"]) == {0} and set(official.fold[official.split == "train"]) == {-1}
 
 
-def test_fold_file_from_another_dataset_is_refused(emi_data, tmp_path, capsys):
+def test_groups_file(emi_data, tmp_path, capsys):
+    keys = sorted(EmiRelease(emi_data).labelled_keys())
+    # Unpadded ids, two videos per group: each pair must land in one fold.
+    rows = [f"{int(k)},speaker{i // 2}" for i, k in enumerate(keys)]
+    (tmp_path / "groups.csv").write_text("Filename,group\n" + "\n".join(rows) + "\n")
+    table, info = folds.make_folds(emi_data, k=3, groups_file=tmp_path / "groups.csv")
+    assert info["grouping"] == "file groups.csv"
+    assert table.groupby("group").fold.nunique().max() == 1 and table.group.nunique() == (len(keys) + 1) // 2
+    (tmp_path / "short.csv").write_text("Filename,group\n" + "\n".join(rows[1:]) + "\n")
+    assert folds.main(["--data", str(emi_data), "--work", str(tmp_path / "w"), "--groups", str(tmp_path / "short.csv")]) == 2
+    assert f"no group for 1 labelled video(s), e.g. ['{keys[0]}']" in capsys.readouterr().err
+    (tmp_path / "bad.csv").write_text("Filename,speaker\n1,a\n")
+    with pytest.raises(DataError, match="needs columns Filename,group"):
+        folds.make_folds(emi_data, k=3, groups_file=tmp_path / "bad.csv")
+
+
+def test_a_second_release_gets_its_own_folds(emi_data, tmp_path):
     other = tmp_path / "other"
     synth.generate("emi", other, seed=99, workers=1, videos=12, subjects=6, seconds=1.0, fps=8.0, size=48)
-    assert folds.main(["--data", str(other), "--work", str(tmp_path / "w"), "--k", "2"]) == 0
-    with pytest.raises(folds.DataError, match="made for another dataset"):
-        folds.read_folds(tmp_path / "w", emi_data)
-    assert folds.main(["--data", str(emi_data), "--work", str(tmp_path / "w"), "--k", "2"]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    work = tmp_path / "w"
+    assert folds.main(["--data", str(other), "--work", str(work), "--k", "2"]) == 0
+    assert folds.main(["--data", str(emi_data), "--work", str(work), "--k", "3"]) == 0
+    first, second = release_work(work, other), release_work(work, emi_data)
+    assert first.root != second.root and first.folds_csv.is_file() and second.folds_csv.is_file()
+    assert json.loads(first.folds_json.read_text())["k"] == 2
+    # A fold file from another release is refused if it is brought in by hand.
+    shutil.copy(first.folds_csv, second.folds_csv)
+    shutil.copy(first.folds_json, second.folds_json)
+    with pytest.raises(DataError, match="made for another release"):
+        folds.read_folds(second, emi_data)
 
 
 def test_training_outputs_and_scores(emi_data, trained):
-    labels = EmiRelease(emi_data).labelled()
-    test_ids = EmiRelease(emi_data).test_ids()
-    fold_table, _ = folds.read_folds(trained)
+    rw = release_work(trained, emi_data)
+    release = EmiRelease(emi_data)
+    fold_table, _ = folds.read_folds(rw)
     for fold in range(3):
-        run = trained / "runs" / "dual_stage" / f"fold{fold}"
+        run = rw.fold("dual_stage", fold)
         for name in ("oof.csv", "test.csv", "metrics.json", "fusion_weights.csv", "seed0/best.pt", "seed0/last.pt",
-                     "seed0/log.csv", "seed0/predictions.npz"):
+                     "seed0/log.csv", "seed0/predictions.pkl"):
             assert (run / name).is_file(), name
-        oof = read_emi_predictions(run / "oof.csv")
-        assert sorted(oof.index) == sorted(int(v) for v in fold_table.id[fold_table.fold == fold])
-        assert sorted(read_emi_predictions(run / "test.csv").index) == test_ids
+        oof = read_predictions(run / "oof.csv", EMI)
+        assert sorted(oof) == sorted(fold_table.id[fold_table.fold == fold])
+        assert sorted(read_predictions(run / "test.csv", EMI)) == release.test_keys()
         log = pd.read_csv(run / "seed0" / "log.csv")
         assert (log.phase == "stage1").sum() == 3 and (log.phase == "stage2").sum() >= 1
-        weights = pd.read_csv(run / "fusion_weights.csv")
-        np.testing.assert_allclose(weights.filter(like="w_").sum(axis=1), 1.0, atol=1e-5)
-    report = build_report(emi_data, trained, ["dual_stage", "linear"])
-    # The trained model beats the trivial predictor (a constant scores 0) out of fold.
+        # Epochs are chosen on the inner split: its score is logged, the held-out fold's is not.
+        assert "held_pearson" not in log.columns and log[log.phase == "stage2"].inner_score.notna().all()
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["best_epoch"][0] == int(log.epoch[log.inner_score == log.inner_score.max()].iloc[0])
+    report = build_report(emi_data, rw, ["dual_stage", "linear"])
+    # The trained models beat the trivial predictor (a constant scores 0) out of fold.
     assert report["runs"]["dual_stage"]["oof"] > 0.15
     assert report["runs"]["linear"]["oof"] > 0.05
     assert report["ceiling"] > report["runs"]["dual_stage"]["oof"]
-    oof, test = combine(trained, ["dual_stage"])
-    assert len(oof) == len(labels) and sorted(test.index) == test_ids
-    assert pearson_per_dim(oof.to_numpy(), labels.loc[oof.index, list(EMI_TARGETS)].to_numpy()).mean() == \
-        pytest.approx(report["runs"]["dual_stage"]["oof"], abs=1e-6)
+    oof, test = combine(rw, ["dual_stage"])
+    assert len(oof) == len(release.labelled_keys()) and sorted(test) == release.test_keys()
+    targets = {k: release.video_targets(k) for k in oof}
+    assert score_predictions(EMI, oof, targets)["mean"] == pytest.approx(report["runs"]["dual_stage"]["oof"], abs=1e-6)
 
 
-def test_finished_fold_is_skipped(emi_data, trained, capsys, caplog):
-    stamp = (trained / "runs" / "linear" / "fold0" / "metrics.json").stat().st_mtime
-    assert train_main(["--model", "linear", "--fold", "0", "--data", str(emi_data), "--work", str(trained)]) == 0
-    assert (trained / "runs" / "linear" / "fold0" / "metrics.json").stat().st_mtime == stamp
+def test_checkpoint_rebuilds_the_model(emi_data, trained):
+    """best.pt alone rebuilds the model and its normalisation; it predicts what the fold predicted."""
+    rw = release_work(trained, emi_data)
+    model, normalizer, payload = load_checkpoint(rw.fold("linear", 0) / "seed0" / "best.pt")
+    release = open_release("emi", emi_data)
+    sources = {s.vid: s for s in release_videos("emi", emi_data)}
+    store = VideoStore(trained, release, sources, TrainConfig(**payload["settings"]["train"]))
+    store.set_normalizer(normalizer)
+    held = sorted(read_predictions(rw.fold("linear", 0) / "oof.csv", EMI))
+    from solution.train_fold import predict
+
+    pred, _ = predict(model, store, held, "cpu")
+    saved = pickle.loads((rw.fold("linear", 0) / "seed0" / "predictions.pkl").read_bytes())["held"]
+    for key in held:
+        np.testing.assert_allclose(pred[key], saved[key], atol=1e-5)
+
+
+def test_held_out_labels_are_never_read(emi_data, trained, tmp_path):
+    """Epochs are chosen without the held-out fold: scrambling its labels changes nothing."""
+    rw = release_work(trained, emi_data)
+    table, _ = folds.read_folds(rw)
+    held = set(table.id[table.fold == 1])
+    scrambled = tmp_path / "scrambled"
+    scrambled.mkdir()
+    for item in emi_data.iterdir():  # the same media files (so the same cache entries), new label files
+        if item.suffix == ".csv":
+            shutil.copy(item, scrambled / item.name)
+        else:
+            (scrambled / item.name).symlink_to(item)
+    rng = np.random.default_rng(0)
+    for name in ("train_split.csv", "valid_split.csv"):
+        frame = pd.read_csv(scrambled / name, dtype={"Filename": str})
+        rows = frame.Filename.str.zfill(5).isin(held).to_numpy()
+        values = frame.loc[rows, list(EMI.targets)].to_numpy()
+        frame.loc[rows, list(EMI.targets)] = rng.permutation(values.ravel()).reshape(values.shape)
+        frame.to_csv(scrambled / name, index=False)
+    work = _work_copy(trained, tmp_path, "scrambled_work", emi_data, scrambled)
+    assert train_main(["--model", "linear", "--fold", "1", "--data", str(scrambled), "--work", str(work),
+                       "--set", "seeds=1", "--threads", "1"]) == 0
+    ours = read_predictions(release_work(work, scrambled).fold("linear", 1) / "oof.csv", EMI)
+    reference = read_predictions(rw.fold("linear", 1) / "oof.csv", EMI)
+    assert sorted(ours) == sorted(reference)
+    for key in ours:
+        np.testing.assert_allclose(ours[key], reference[key], atol=1e-6)
+
+
+def _work_copy(trained, tmp_path, name, emi_data, data=None):
+    """A new work folder with the features cache and the fold file of `trained`."""
+    work = tmp_path / name
+    work.mkdir()
+    shutil.copytree(trained / "features", work / "features")
+    src, dst = release_work(trained, emi_data), release_work(work, data or emi_data)
+    for item in ("folds.csv", "folds.json"):
+        shutil.copy(src.root / item, dst.root / item)
+    return work
+
+
+def test_finished_fold_is_skipped_or_refused(emi_data, trained, tmp_path, capsys):
+    rw = release_work(trained, emi_data)
+    stamp = (rw.fold("linear", 0) / "metrics.json").stat().st_mtime
+    args = ["--model", "linear", "--fold", "0", "--data", str(emi_data), "--work", str(trained), "--set", "seeds=1",
+            "--threads", "1"]
+    assert train_main(args) == 0
+    assert (rw.fold("linear", 0) / "metrics.json").stat().st_mtime == stamp
+    # Other settings: refused, naming what changed.
+    assert train_main(args + ["--set", "lr=0.01"]) == 2
+    assert "trained with other train.lr" in capsys.readouterr().err
+    # Other folds (remade with another seed): refused.
+    work = _work_copy(trained, tmp_path, "refolded", emi_data)
+    shutil.copytree(rw.run("linear"), release_work(work, emi_data).run("linear"))
+    work_args = ["--model", "linear", "--fold", "0", "--data", str(emi_data), "--work", str(work), "--set", "seeds=1",
+                 "--threads", "1"]
+    assert train_main(work_args) == 0
+    assert folds.main(["--data", str(emi_data), "--work", str(work), "--k", "3", "--seed", "5", "--overwrite"]) == 0
+    assert train_main(work_args) == 2
+    assert "trained with other folds." in capsys.readouterr().err
+
+
+def test_reextracted_features_refuse_a_finished_fold(emi_data, trained, tmp_path, capsys):
+    from solution import features
+
+    data = tmp_path / "release"
+    shutil.copytree(emi_data, data)
+    work = _work_copy(trained, tmp_path, "reextract", emi_data, data)
+    args = ["--model", "linear", "--fold", "0", "--data", str(data), "--work", str(work), "--set", "seeds=1",
+            "--threads", "1", "--set", "epochs=3"]
+    # Copied media have new modification times: their entries must be extracted anew.
+    assert train_main(args) == 2
+    assert "run python -m solution.features again" in capsys.readouterr().err
+    assert features.main(["--data", str(data), "--work", str(work), "--workers", "2"]) == 0
+    assert train_main(args) == 0
+    held = folds.read_folds(release_work(work, data))[0].id.iloc[0]
+    pickle_file = data / "vit" / f"{held}.pkl"
+    os.utime(pickle_file, (time.time() + 10, time.time() + 10))
+    assert features.main(["--data", str(data), "--work", str(work), "--workers", "1"]) == 0
+    assert train_main(args) == 2
+    assert "trained with other features" in capsys.readouterr().err
 
 
 def _train(emi_data, work, *extra):
@@ -102,27 +228,21 @@ def _train(emi_data, work, *extra):
                        *FAST, *extra])
 
 
-def _work_copy(trained, tmp_path, name):
-    work = tmp_path / name
-    work.mkdir()
-    for item in ("features", "folds.csv", "folds.json"):
-        (shutil.copytree if item == "features" else shutil.copy)(trained / item, work / item)
-    return work
-
-
 def test_same_seed_same_predictions_and_killed_fold_resumes(emi_data, trained, tmp_path):
-    reference = trained / "runs" / "dual_stage" / "fold1"
-    again = _work_copy(trained, tmp_path, "again")
+    reference = release_work(trained, emi_data).fold("dual_stage", 1)
+    again = _work_copy(trained, tmp_path, "again", emi_data)
     assert _train(emi_data, again) == 0
-    assert (again / "runs/dual_stage/fold1/oof.csv").read_bytes() == (reference / "oof.csv").read_bytes()
+    fold_dir = release_work(again, emi_data).fold("dual_stage", 1)
+    assert (fold_dir / "oof.csv").read_bytes() == (reference / "oof.csv").read_bytes()
     # Kill a run once it has checkpointed a few epochs, then rerun: it resumes and ends where
     # an uninterrupted run ends.
-    killed = _work_copy(trained, tmp_path, "killed")
+    killed = _work_copy(trained, tmp_path, "killed", emi_data)
+    fold_dir = release_work(killed, emi_data).fold("dual_stage", 1)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "solution.train_fold", "--model", "dual_stage", "--fold", "1", "--data", str(emi_data),
            "--work", str(killed), *FAST]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = killed / "runs/dual_stage/fold1/seed0/log.csv"
+    log = fold_dir / "seed0" / "log.csv"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if log.is_file() and len(pd.read_csv(log)) >= 6:
@@ -130,72 +250,113 @@ def test_same_seed_same_predictions_and_killed_fold_resumes(emi_data, trained, t
         time.sleep(0.2)
     proc.kill()
     proc.wait()
-    assert not (killed / "runs/dual_stage/fold1/metrics.json").exists(), "finished before it could be killed"
+    assert not (fold_dir / "metrics.json").exists(), "finished before it could be killed"
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stderr
-    assert (killed / "runs/dual_stage/fold1/oof.csv").read_bytes() == (reference / "oof.csv").read_bytes()
+    assert (fold_dir / "oof.csv").read_bytes() == (reference / "oof.csv").read_bytes()
 
 
-def test_ablation_switches(emi_data, trained, tmp_path):
-    work = _work_copy(trained, tmp_path, "ablate")
+def test_ablation_switches(emi_data, trained, tmp_path, capsys):
+    work = _work_copy(trained, tmp_path, "ablate", emi_data)
     assert _train(emi_data, work, "--no-stage1", "--fusion", "concat", "--name", "ds_plain") == 0
-    run = work / "runs/ds_plain/fold1"
+    run = release_work(work, emi_data).fold("ds_plain", 1)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["settings"]["model_config"]["stage1"] is False
     assert metrics["settings"]["model_config"]["fusion"] == "concat"
     assert (pd.read_csv(run / "seed0" / "log.csv").phase == "stage1").sum() == 0
-    weights = pd.read_csv(run / "fusion_weights.csv").filter(like="w_")
-    # Concatenation weighs every present modality alike.
-    assert np.allclose(weights.max(axis=1), weights.apply(lambda r: 1 / (r > 0).sum(), axis=1))
+    # A switch of another model is refused, not ignored.
+    assert train_main(["--model", "linear", "--fold", "1", "--data", str(emi_data), "--work", str(work),
+                       "--no-stage1"]) == 2
+    assert "--no-stage1 is a setting of ['dual_stage'], not of linear" in capsys.readouterr().err
 
 
 def test_seeds_are_averaged(emi_data, trained, tmp_path):
-    work = _work_copy(trained, tmp_path, "seeds")
+    work = _work_copy(trained, tmp_path, "seeds", emi_data)
     args = ["--model", "linear", "--fold", "0", "--data", str(emi_data), "--work", str(work), "--threads", "1",
             "--set", "epochs=10"]
     assert train_main(args + ["--set", "seeds=2"]) == 0
-    run = work / "runs" / "linear" / "fold0"
-    per_seed = [np.load(run / f"seed{i}" / "predictions.npz")["held"] for i in range(2)]
-    assert not np.allclose(per_seed[0], per_seed[1])
-    oof = read_emi_predictions(run / "oof.csv")
-    np.testing.assert_allclose(oof.to_numpy(), np.mean(per_seed, axis=0), atol=2e-6)
-    assert len(json.loads((run / "metrics.json").read_text())["seed_scores"]) == 2
+    run = release_work(work, emi_data).fold("linear", 0)
+    per_seed = [pickle.loads((run / f"seed{i}" / "predictions.pkl").read_bytes())["held"] for i in range(2)]
+    keys = sorted(per_seed[0])
+    assert not np.allclose([per_seed[0][k] for k in keys], [per_seed[1][k] for k in keys])
+    oof = read_predictions(run / "oof.csv", EMI)
+    np.testing.assert_allclose([oof[k] for k in keys], np.mean([[s[k] for k in keys] for s in per_seed], axis=0), atol=2e-6)
+    assert len(json.loads((run / "metrics.json").read_text())["inner_scores"]) == 2
 
 
 def test_bad_inputs_fail_before_training(emi_data, trained, tmp_path, capsys):
-    work = _work_copy(trained, tmp_path, "bad")
+    work = _work_copy(trained, tmp_path, "bad", emi_data)
     assert _train(emi_data, work, "--set", "model.nope=1") == 2
     assert "no such setting" in capsys.readouterr().err
-    (tmp_path / "c.toml").write_text("[model]\nwidth = 3\n")
+    (tmp_path / "c.toml").write_text("[model.dual_stage]\nwidth = 3\n")
     assert _train(emi_data, work, "--config", str(tmp_path / "c.toml")) == 2
-    assert "[model] has no setting(s) ['width']" in capsys.readouterr().err
+    assert "[model.dual_stage] has no setting(s) ['width']" in capsys.readouterr().err
     hog = next(p for p in (work / "features").iterdir() if p.name.startswith("visual-hog"))
-    entries = sorted(hog.glob("*.npz"))
-    victim = entries[0]
+    victim = sorted(hog.glob("*.npz"))[0]
     with np.load(victim) as data:
         arrays = dict(data)
     arrays["features"][0, 0] = np.nan
     np.savez(victim, **arrays)
     assert _train(emi_data, work) == 2
     assert f"{victim}: NaN or inf" in capsys.readouterr().err
-    entries[1].unlink()
-    victim.unlink()
+    for entry in sorted(hog.glob("*.npz"))[:2]:
+        entry.unlink()
     assert _train(emi_data, work) == 2
-    assert "features missing for 2 video(s)" in capsys.readouterr().err
+    assert "features 'hog' missing for 2 of" in capsys.readouterr().err
     assert train_main(["--model", "linear", "--fold", "7", "--data", str(emi_data), "--work", str(work)]) == 2
     assert "fold 7 is not in" in capsys.readouterr().err
-    assert not (work / "runs" / "dual_stage").exists()
+    assert not release_work(work, emi_data).run("dual_stage").exists()
 
 
-def test_config_file_and_label_descriptions(tmp_path):
-    (tmp_path / "c.toml").write_text("[train]\nepochs = 7\nlr = 0.01\n[model]\ndim = 16\n")
-    train_cfg, model_cfg = resolve_settings("dual_stage", tmp_path / "c.toml", ["model.fusion=concat", "patience=2"])
+def test_config_file_and_scoped_settings(tmp_path):
+    (tmp_path / "c.toml").write_text("[train]\nepochs = 7\nlr = 0.01\n[model]\ndropout = 0.3\n"
+                                     "[model.dual_stage]\ndim = 16\n")
+    cls = model_class("dual_stage")
+    train_cfg, model_cfg = resolve_settings("dual_stage", tmp_path / "c.toml", ["model.fusion=concat", "patience=2",
+                                            "model.linear.dropout=0.9"], cls.Config, all_model_fields())
     assert (train_cfg.epochs, train_cfg.lr, train_cfg.patience) == (7, 0.01, 2)
-    assert model_cfg == {"dim": 16, "fusion": "concat"}
-    text = describe_labels(np.array([[0.0, 0.8, 0.0, 0.0, 0.4, 0.15], [0, 0, 0, 0, 0, 0]]))
+    assert model_cfg == {"dim": 16, "dropout": 0.3, "fusion": "concat"}
+    _, linear_cfg = resolve_settings("linear", tmp_path / "c.toml", ["model.linear.dropout=0.9"],
+                                     model_class("linear").Config, all_model_fields())
+    assert linear_cfg == {"dropout": 0.9}
+    (tmp_path / "bad.toml").write_text("[model]\nwidth = 3\n")
+    with pytest.raises(DataError, match="no model has"):
+        resolve_settings("linear", tmp_path / "bad.toml", [], model_class("linear").Config, all_model_fields())
+    train_cfg, _ = resolve_settings("linear", None, ['streams={visual=["hog"], audio=["egemaps"]}'],
+                                    model_class("linear").Config, all_model_fields())
+    assert train_cfg.streams == {"visual": ["hog"], "audio": ["egemaps"]}
+
+
+def test_label_descriptions():
+    text = describe_labels(np.array([[0.0, 0.8, 0.0, 0.0, 0.4, 0.15], [0, 0, 0, 0, 0, 0]]), EMI.targets)
     assert text[0] == "A person showing strong amusement, moderate excitement and mild joy."
     assert text[1] == "A person showing no particular emotion."
+    va = describe_labels(np.array([[0.7, -0.2]]), ("valence", "arousal"), low=-1.0)
+    assert va[0] == "A person showing strongly positive valence and mildly negative arousal."
+
+
+def test_stage1_with_fewer_than_two_rows_of_a_pair(emi_data, trained):
+    """A batch where only one video has audio gives no audio-text loss; training goes on."""
+    model, _, payload = load_checkpoint(release_work(trained, emi_data).fold("dual_stage", 0) / "seed0" / "best.pt")
+    assert model.pairs, "the fixture's dual_stage has stage-1 pairs"
+    spec = model.spec
+    batch = {"keys": ["a", "b"], "present": torch.tensor([[True, False, True], [False, True, True]])[:, :len(spec.modalities)],
+             "cues": torch.zeros(2, sum(s.stop - s.start for s in spec.cue_slices.values()))}
+    for m in spec.modalities:
+        steps = 1 if m == "text" else 6
+        batch[m] = torch.randn(2, steps, spec.dims[m])
+        batch[f"{m}_mask"] = torch.ones(2, steps, dtype=torch.bool)
+        batch[f"{m}_quality"] = torch.ones(2, steps)
+    width = spec.extra["stage1_text_dim"]
+    model.attach({"labels": {"a": np.zeros(6, np.float32), "b": np.ones(6, np.float32)},
+                  "text": {"a": np.zeros(width, np.float32), "b": np.ones(width, np.float32)}})
+    model.train()
+    assert model.phase_loss("stage1", batch, None) is None  # no pair has two rows: nothing to learn, no crash
+    batch["present"][:, 0] = True
+    loss = model.phase_loss("stage1", batch, None)
+    loss.backward()
+    assert loss.item() > 0
 
 
 def test_features_only_release_trains(emi_data, tmp_path):
@@ -207,12 +368,39 @@ def test_features_only_release_trains(emi_data, tmp_path):
     work = tmp_path / "work"
     assert features.main(["--data", str(data), "--work", str(work)]) == 0
     assert folds.main(["--data", str(data), "--work", str(work), "--k", "2"]) == 0
-    assert json.loads((work / "folds.json").read_text())["grouping"] == "video"
+    rw = release_work(work, data)
+    assert json.loads(rw.folds_json.read_text())["grouping"] == "video"
     assert train_main(["--model", "dual_stage", "--fold", "0", "--data", str(data), "--work", str(work), *FAST]) == 0
-    metrics = json.loads((work / "runs" / "dual_stage" / "fold0" / "metrics.json").read_text())
-    assert metrics["settings"]["streams"] == {"visual": ["organizer:vit"], "audio": ["organizer:wav2vec2"]}
-    assert metrics["settings"]["text_model"] == "minilm"
-    assert metrics["held_pearson"] > 0.1
+    metrics = json.loads((rw.fold("dual_stage", 0) / "metrics.json").read_text())
+    assert set(metrics["settings"]["streams"]) == {"visual", "audio"}
+    assert metrics["settings"]["streams"]["visual"][0].startswith("organizer:vit@")
+    assert metrics["held_score"] > 0.1
+
+
+def test_videos_keep_their_duration(emi_data, emi_features):
+    """A second is the same number of steps in every video, whatever its length; a video
+    longer than the training crop is predicted whole, in chunks."""
+    release = open_release("emi", emi_data)
+    sources = {s.vid: s for s in release_videos("emi", emi_data)}
+    store = VideoStore(emi_features, release, sources, TrainConfig(crop_seconds=1.5))
+    meta = release.metadata()
+    lengths = {}
+    for key in list(sources)[:12]:
+        video = store.load(key)
+        expected = float(meta.loc[int(key), "seconds"])
+        assert video.duration == pytest.approx(expected, abs=0.25)
+        for m in ("visual", "audio"):
+            if video.seqs[m] is not None:
+                assert len(video.seqs[m]) == pytest.approx(expected * store.rate(m), abs=2)
+        lengths[key] = video.duration
+    assert max(lengths.values()) - min(lengths.values()) > 0.5, "the fixture's videos should differ in length"
+    long = max(lengths, key=lengths.get)
+    pieces = prediction_pieces(store, [long])
+    assert len(pieces) > 1 and pieces[0].start == 0 and pieces[-1].stop == pytest.approx(lengths[long])
+    items = [store.piece(p) for p in pieces]
+    assert all(len(it["seqs"]["visual"]) <= 1.5 * store.rate("visual") + 2 for it in items if it["seqs"]["visual"] is not None)
+    merged = gather(store, pieces, [np.full(6, i, float) for i in range(len(pieces))])
+    assert merged[long].shape == (6,) and 0 < merged[long][0] < len(pieces) - 1
 
 
 def test_report_and_ensemble_name_what_is_missing(emi_data, trained, tmp_path, capsys):
@@ -222,18 +410,46 @@ def test_report_and_ensemble_name_what_is_missing(emi_data, trained, tmp_path, c
     assert "no trained runs" in capsys.readouterr().err
     assert report.main(["--data", str(emi_data), "--work", str(trained), "--runs", "absent"]) == 2
     assert "fold(s) [0, 1, 2] not finished" in capsys.readouterr().err
-    assert ensemble.main(["--work", str(trained), "--runs", "dual_stage", "--out", str(tmp_path / "p")]) == 0
-    assert len(read_emi_predictions(tmp_path / "p" / "test.csv")) == len(EmiRelease(emi_data).test_ids())
+    assert ensemble.main(["--data", str(emi_data), "--work", str(trained), "--runs", "dual_stage",
+                          "--out", str(tmp_path / "p")]) == 0
+    assert len(read_predictions(tmp_path / "p" / "test.csv", EMI)) == len(EmiRelease(emi_data).test_ids())
 
 
-def test_report_shows_fusion_weights_by_condition(emi_data, trained, capsys):
+def test_report_shows_scores_and_fusion_weights_by_condition(emi_data, trained, capsys):
     from solution import report
 
     assert report.main(["--data", str(emi_data), "--work", str(trained), "--runs", "dual_stage,linear"]) == 0
     out = capsys.readouterr().out
     assert "mean fusion weights of dual_stage by condition" in out and "face=ok" in out
-    table = report.fusion_by_condition(emi_data, trained, "dual_stage")
+    assert "OOF by condition" in out
+    rw = release_work(trained, emi_data)
+    table = report.fusion_by_condition(emi_data, rw, "dual_stage")
     missing_text = table[table.condition == "transcript=missing"]
-    if len(missing_text):
-        assert missing_text.w_text.iloc[0] == 0.0
-    assert report.fusion_by_condition(emi_data, trained, "linear") is None
+    assert len(missing_text) and missing_text.w_text.iloc[0] == 0.0
+    saved = json.loads(rw.report_json.read_text())
+    assert "face=ok" in saved["runs"]["linear"]["score_by_condition"]
+    assert report.fusion_by_condition(emi_data, rw, "linear") is None
+
+
+def test_frame_level_track_trains_on_windows(va_data, tmp_path):
+    """The same loop on VA: windows of label frames, -5 frames masked, every frame predicted once."""
+    from solution import features
+    from solution.tracks import VA
+
+    work = tmp_path / "work"
+    assert features.main(["--data", str(va_data), "--work", str(work), "--workers", "2"]) == 0
+    assert folds.main(["--data", str(va_data), "--work", str(work), "--k", "2"]) == 0
+    assert train_main(["--model", "linear", "--fold", "0", "--data", str(va_data), "--work", str(work),
+                       "--set", "seeds=1", "--set", "epochs=4", "--set", "window=30", "--set", "hop=20",
+                       "--threads", "1"]) == 0
+    rw = release_work(work, va_data)
+    release = open_release("va", va_data)
+    table, _ = folds.read_folds(rw)
+    oof = read_predictions(rw.fold("linear", 0) / "oof.csv", VA)
+    assert sorted(oof) == sorted(table.id[table.fold == 0])
+    for video, values in oof.items():
+        assert values.shape == release.video_targets(video).shape and np.isfinite(values).all()
+    test = read_predictions(rw.fold("linear", 0) / "test.csv", VA)
+    assert {v: len(p) for v, p in test.items()} == release.test_frame_counts()
+    metrics = json.loads((rw.fold("linear", 0) / "metrics.json").read_text())
+    assert metrics["metric"] == "ccc" and np.isfinite(metrics["held_score"])

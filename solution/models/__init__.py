@@ -1,19 +1,34 @@
 """Models, created by name: scripts say `--model dual_stage` and never branch on model types.
 
-Each model module registers a class with a config dataclass (`Config`). A model takes an
-InputSpec (what the data offers) and its config, and its forward(batch) returns a dict with
-`pred` (batch, targets) inside the track's range, and optionally `aux_loss` (added to the
-task loss) and `weights` (per-modality fusion weights, for reports). A model that has a
-pretraining stage implements pretrain_loss(batch).
+Every module in this folder is imported on first use, and each registers its classes with
+`@register_model(name)`: a new model is a new file, nothing else to edit.
+
+A model subclasses `HarnessModel`: it takes an InputSpec (what the data offers) and its own
+`Config` dataclass; forward(batch) returns a dict with `pred` inside the track's range,
+(batch, targets) for video-level tracks or (batch, frames, targets) for frame-level ones,
+and optionally `aux_loss` (added to the task loss) and `weights` (per-modality fusion
+weights, logged for reports). What a model does beyond that lives in its own file behind
+the hooks below, so the training loop names no model:
+
+  prepare(config, context) -> (spec extras, side data)   before the model is built
+  attach(side)                                           side data (e.g. stage-1 text targets)
+  phases(train_cfg) -> [Phase]                           e.g. a contrastive stage, then the task
+  phase_loss(phase, batch, task_loss) -> loss or None    one batch's loss in a phase
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from solution.config import config_fields
 
 MODELS: dict[str, type] = {}
-_MODULES = ("linear", "dual_stage")
 
 
 def register_model(name: str):
@@ -25,8 +40,9 @@ def register_model(name: str):
 
 
 def _load_all():
-    for module in _MODULES:
-        importlib.import_module(f"solution.models.{module}")
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
 
 
 def model_names() -> list[str]:
@@ -41,6 +57,11 @@ def model_class(name: str) -> type:
     return MODELS[name]
 
 
+def all_model_fields() -> dict[str, dict]:
+    _load_all()
+    return {name: config_fields(cls.Config) for name, cls in MODELS.items()}
+
+
 @dataclass
 class InputSpec:
     modalities: tuple
@@ -49,18 +70,98 @@ class InputSpec:
     n_targets: int
     low: float
     high: float
-    stage1_text_dim: int = 0    # width of the stage-1 text targets (0: none)
-    extra: dict = field(default_factory=dict)
+    level: str = "video"        # "video": one output per video; "frame": one per frame of the shared grid
+    extra: dict = field(default_factory=dict)  # what a model's prepare() adds (JSON-serialisable)
+
+    def state(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["cue_slices"] = {m: [s.start, s.stop] for m, s in self.cue_slices.items()}
+        out["modalities"] = list(self.modalities)
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict) -> "InputSpec":
+        state = dict(state)
+        state["cue_slices"] = {m: slice(a, b) for m, (a, b) in state["cue_slices"].items()}
+        state["modalities"] = tuple(state["modalities"])
+        return cls(**state)
 
 
-def config_fields(config_class) -> dict:
-    return {f.name: f for f in dataclasses.fields(config_class)}
+@dataclass
+class Phase:
+    name: str
+    epochs: int
+    lr: float
+    select: bool = True  # choose the epoch on the inner validation split; otherwise train every epoch
 
 
-def create_model(name: str, spec: InputSpec, config: dict | None = None):
+@dataclass
+class TrainContext:
+    """What prepare() may read: the training videos, their targets, the settings."""
+    track: object
+    store: object               # data.VideoStore (normalised)
+    train_keys: list
+    train_cfg: object
+    device: str = "cpu"
+
+
+class HarnessModel(nn.Module):
+    """Defaults of the hooks: one phase trained on the task loss."""
+
+    levels: tuple = ("video",)
+
+    @dataclass
+    class Config:
+        pass
+
+    @classmethod
+    def prepare(cls, config, context: TrainContext) -> tuple[dict, object]:
+        return {}, None
+
+    def attach(self, side) -> None:
+        pass
+
+    def phases(self, train_cfg) -> list[Phase]:
+        return [Phase("main", train_cfg.epochs, train_cfg.lr)]
+
+    def phase_loss(self, phase: str, batch: dict, task_loss) -> torch.Tensor | None:
+        out = self(batch)
+        loss = task_loss(out["pred"].float(), batch["target"], batch.get("target_mask"))
+        return loss + out["aux_loss"] if "aux_loss" in out else loss
+
+    def to_range(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.spec.low + (self.spec.high - self.spec.low) * torch.sigmoid(logits)
+
+
+def create_model(name: str, spec: InputSpec, config: dict | None = None) -> HarnessModel:
     cls = model_class(name)
     known = config_fields(cls.Config)
     unknown = sorted(set(config or {}) - set(known))
     if unknown:
         raise ValueError(f"model {name!r} has no setting(s) {unknown}; its settings: {sorted(known)}")
+    if spec.level not in cls.levels:
+        raise ValueError(f"model {name!r} supports {cls.levels} tracks, not {spec.level}-level ones")
     return cls(spec, cls.Config(**(config or {})))
+
+
+def checkpoint_payload(model: HarnessModel, normalizer, settings: dict, **extra) -> dict:
+    """Everything needed to rebuild the model with load_checkpoint, and nothing else to read."""
+    return {"model_name": model.name, "spec": model.spec.state(), "model_config": dataclasses.asdict(model.config),
+            "model": model.state_dict(), "normalizer": normalizer.state(), "settings": settings, **extra}
+
+
+def load_checkpoint(path, device: str = "cpu"):
+    """best.pt -> (model in eval mode, its feature Normalizer, the payload)."""
+    from solution.data import Normalizer
+    from solution.errors import DataError
+
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # a truncated file can raise almost anything
+        raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or "spec" not in payload:
+        raise DataError(f"{path}: not a checkpoint written by solution.train_fold")
+    model = create_model(payload["model_name"], InputSpec.from_state(payload["spec"]), payload["model_config"])
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), Normalizer.from_state(payload["normalizer"]), payload

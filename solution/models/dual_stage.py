@@ -1,39 +1,72 @@
 """Dual-stage cross-modal alignment (arXiv 2503.10603), our implementation.
 
-Stage 1 (pretrain_loss): modality-decoupled CLIP-style alignment. The visual encoder and
+Stage 1 (phase "stage1"): modality-decoupled CLIP-style alignment. The visual encoder and
 the text encoder are aligned with one symmetric InfoNCE loss, the audio encoder and the text
 encoder with another; each pair has its own projection heads and learnable temperature.
 The text side is the video's transcript embedding, or, where a video has no transcript, the
-embedding of a description of its training label ("strong amusement, mild joy"): the
-training script supplies it as batch["stage1_text"]. Many videos mimic the same seed clip
-and get near-identical labels, so targets are soft: a softmax of label similarity, which
-keeps near-duplicates from being pushed apart as negatives.
+embedding of a description of its training label ("strong amusement, mild joy"; for a
+frame-level track, of the video's mean label over its annotated frames), computed by
+`prepare` before the model is built. Many videos mimic the same seed clip and get
+near-identical labels, so targets are soft: a softmax of label similarity, which keeps
+near-duplicates from being pushed apart as negatives.
 
-Stage 2 (forward): a TCN over the (aligned) visual sequence for the slow evolution of the
-face, a gated bidirectional LSTM over the audio for its local dynamics, the text branch,
-and quality-guided fusion: per modality a score from its pooled features and the cached
-quality cues, softmax over the modalities present (a missing one gets weight 0). With
-`fusion = "quality"` (default) each modality's summary is scaled by its weight and the
-summaries are concatenated; `"quality_sum"` is the literal weighted sum, which on the demo
-let the strongest modality crowd out the others (out-of-fold 0.571 against 0.617);
-`"concat"` is plain concatenation (the ablation). `stage1 = false` skips the pretraining.
+Stage 2 (phase "stage2", forward): a TCN over the (aligned) visual sequence for the slow
+evolution of the face, a gated bidirectional LSTM over the audio for its local dynamics, the
+text branch, and quality-guided fusion: per modality a score from its features and the cached
+quality cues (per video, plus the per-step face confidence or voice activity), softmax over
+the modalities present (a missing one gets weight 0). With `fusion = "quality"` (default)
+each modality's summary is scaled by its weight and the summaries are concatenated;
+`"quality_sum"` is the literal weighted sum; `"concat"` is plain concatenation (the
+ablation). Video-level tracks pool each modality over time (attention + max) and fuse once;
+frame-level tracks fuse every frame of the shared grid. `stage1 = false` skips stage 1.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from solution.layers import (AttentionPool, GatedBiLSTM, InputProjection, LearnableTemperature, ProjectionHead, TCN,
-                             mlp, soft_clip_loss)
-from solution.models import InputSpec, register_model
+                             masked_mean, mlp, soft_clip_loss)
+from solution.models import HarnessModel, InputSpec, Phase, TrainContext, register_model
 
 FUSIONS = ("quality", "quality_sum", "concat")
 
 
+def describe_labels(values: np.ndarray, targets, low: float = 0.0) -> list[str]:
+    """'A person showing strong amusement, moderate excitement and mild joy.' For signed
+    targets (valence, arousal in [-1, 1]): 'A person showing strongly positive valence and
+    mildly negative arousal.'"""
+    out = []
+    for row in values:
+        if low < 0:
+            parts = [f"{'strongly' if abs(v) >= 0.5 else 'mildly'} {'positive' if v > 0 else 'negative'} {name.lower()}"
+                     for v, name in zip(row, targets) if abs(v) >= 0.15]
+        else:
+            parts = [f"{word} {name.lower()}" for value, name in sorted(zip(row, targets), reverse=True)
+                     for word in [("strong" if value >= 0.66 else "moderate" if value >= 0.33 else "mild" if value >= 0.1 else "")]
+                     if word]
+        body = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] if parts else "no particular emotion"
+        out.append(f"A person showing {body}.")
+    return out
+
+
+def video_label(target: np.ndarray) -> np.ndarray:
+    """A video's label as one vector: itself (video-level) or the mean of its annotated frames."""
+    if target.ndim == 1:
+        return target
+    annotated = target[~(target == -5).any(1)]
+    return annotated.mean(0) if len(annotated) else np.zeros(target.shape[1], np.float32)
+
+
 @register_model("dual_stage")
-class DualStage(nn.Module):
+class DualStage(HarnessModel):
+    levels = ("video", "frame")
+    switches = {"--no-stage1": ("stage1=false", "dual_stage: skip the contrastive pretraining"),
+                "--fusion": ("fusion={}", "dual_stage: quality (gated concatenation), quality_sum or concat")}
+
     @dataclass
     class Config:
         dim: int = 128
@@ -47,6 +80,9 @@ class DualStage(nn.Module):
         fusion: str = "quality"        # "quality" (gated concatenation), "quality_sum" or "concat"
         modality_dropout: float = 0.15
         stage1: bool = True
+        stage1_epochs: int = 15
+        stage1_lr: float = 1e-3
+        text_model: str = ""           # extractor for label descriptions; default: the text stream's, else minilm
         label_temperature: float = 0.05  # softness of stage-1 targets, in squared label distance
 
     def __init__(self, spec: InputSpec, config: Config):
@@ -62,13 +98,15 @@ class DualStage(nn.Module):
             self.sequence["visual"] = TCN(d, config.tcn_levels, config.tcn_kernel, config.dropout, config.causal)
         if "audio" in self.modalities:
             self.sequence["audio"] = GatedBiLSTM(d, config.lstm_layers, config.dropout)
-        self.pools = nn.ModuleDict({m: AttentionPool(d) for m in self.sequence})
-        self.summaries = nn.ModuleDict({m: nn.Linear(2 * d, d) for m in self.sequence})
+        frame = spec.level == "frame"
+        self.pools = nn.ModuleDict({} if frame else {m: AttentionPool(d) for m in self.sequence})
+        # Video-level: a summary from the pooled (attention + max) sequence; frame-level: per frame.
+        self.summaries = nn.ModuleDict({m: nn.Linear(d if frame else 2 * d, d) for m in self.sequence})
         if "text" in self.modalities:
             self.summaries["text"] = mlp(d, d, d, config.dropout)
 
-        # Stage 1: the text encoder reads transcripts or label descriptions (stage1_text_dim wide).
-        text_dim = spec.stage1_text_dim or spec.dims.get("text", 0)
+        # Stage 1: the text encoder reads transcripts or label descriptions.
+        text_dim = spec.extra.get("stage1_text_dim", 0)
         self.pairs = [m for m in ("visual", "audio") if m in self.modalities] if text_dim else []
         if self.pairs:
             self.text_encoder = nn.Sequential(InputProjection(text_dim, d, config.input_dropout), mlp(d, d, d, config.dropout))
@@ -76,30 +114,85 @@ class DualStage(nn.Module):
             self.text_heads = nn.ModuleDict({m: ProjectionHead(d, config.proj_dim) for m in self.pairs})
             self.temperatures = nn.ModuleDict({m: LearnableTemperature() for m in self.pairs})
 
-        cue_width = {m: spec.cue_slices[m].stop - spec.cue_slices[m].start for m in self.modalities}
+        # Quality: per-video cues, plus the mean (video) or per-step (frame) face confidence / voice activity.
+        cue_width = {m: spec.cue_slices[m].stop - spec.cue_slices[m].start + 1 for m in self.modalities}
         self.quality = nn.ModuleDict({m: mlp(d + cue_width[m], d // 2, 1, config.dropout) for m in self.modalities})
         fused = d if config.fusion == "quality_sum" else d * len(self.modalities)
         self.head = mlp(fused, d, spec.n_targets, config.dropout)
+        self._stage1 = {}
+
+    # ---------------------------------------------------------------- hooks
+
+    @classmethod
+    def prepare(cls, config, context: TrainContext):
+        """Stage-1 text per training video: its transcript's embedding, or its label's description's."""
+        if not (config.stage1 and config.stage1_epochs > 0):
+            return {}, None
+        from solution.extractors import create_extractor
+
+        store = context.store
+        text_spec = config.text_model or (store.streams["text"][0].spec if "text" in store.modalities else "minilm")
+        extractor = create_extractor(text_spec, context.device)
+        track = context.track
+        labels = {k: video_label(store.load(k).target) for k in context.train_keys}
+        texts = describe_labels(np.stack([labels[k] for k in context.train_keys]), track.targets, track.low)
+        embedded = {t: extractor(t)[0] for t in dict.fromkeys(texts)}
+        side = {"labels": labels, "text": {}}
+        for key, description in zip(context.train_keys, texts):
+            seq = store.load(key).seqs.get("text") if "text" in store.modalities else None
+            vector = embedded[description]
+            if seq is not None and seq.shape[1] == len(vector):
+                side["text"][key] = seq[0]
+            elif "text" in store.modalities and store.normalizer is not None and store.dims["text"] == len(vector):
+                side["text"][key] = store.normalizer.apply("text", vector[None])[0]
+            else:
+                side["text"][key] = vector.astype(np.float32)
+        width = len(next(iter(side["text"].values())))
+        return {"stage1_text_dim": width, "text_model": text_spec}, side
+
+    def attach(self, side) -> None:
+        self._stage1 = side or {}
+
+    def phases(self, train_cfg) -> list[Phase]:
+        main = Phase("stage2", train_cfg.epochs, train_cfg.lr)
+        if self.pairs and self.config.stage1 and self.config.stage1_epochs > 0:
+            return [Phase("stage1", self.config.stage1_epochs, self.config.stage1_lr, select=False), main]
+        return [main]
+
+    def phase_loss(self, phase: str, batch: dict, task_loss):
+        if phase == "stage1":
+            return self.pretrain_loss(batch)
+        return super().phase_loss(phase, batch, task_loss)
 
     # ---------------------------------------------------------------- encoders
 
-    def encode(self, batch: dict, modality: str) -> torch.Tensor:
-        """One modality -> a (batch, dim) summary."""
+    def sequence_features(self, batch: dict, modality: str) -> torch.Tensor:
+        """(B, T, d) for visual/audio; (B, 1, d) for text."""
         x = self.inputs[modality](batch[modality])
         if modality == "text":
-            return self.summaries["text"](x[:, 0])
+            return x
+        return self.sequence[modality](x, batch[f"{modality}_mask"])
+
+    def encode(self, batch: dict, modality: str) -> torch.Tensor:
+        """One modality -> a (batch, dim) summary of the whole piece."""
+        h = self.sequence_features(batch, modality)
+        if modality == "text":
+            return self.summaries["text"](h[:, 0])
         mask = batch[f"{modality}_mask"]
-        h = self.sequence[modality](x, mask)
+        if self.spec.level == "frame":
+            return masked_mean(self.summaries[modality](h), mask)
         return self.summaries[modality](self.pools[modality](h, mask))
 
     # ---------------------------------------------------------------- stage 1
 
-    def pretrain_loss(self, batch: dict) -> torch.Tensor:
-        if not self.pairs:
-            raise RuntimeError("dual_stage stage 1 needs text targets (transcripts or label descriptions)")
-        target = batch["target"]
+    def pretrain_loss(self, batch: dict) -> torch.Tensor | None:
+        """Soft symmetric InfoNCE of each (modality, text) pair; None when no pair has two rows."""
+        device = batch["present"].device
+        keys = batch["keys"]
+        target = torch.from_numpy(np.stack([self._stage1["labels"][k] for k in keys]).astype(np.float32)).to(device)
+        text_in = torch.from_numpy(np.stack([self._stage1["text"][k] for k in keys])).to(device)
         distance = torch.cdist(target, target) ** 2
-        text = self.text_encoder(batch["stage1_text"])
+        text = self.text_encoder(text_in)
         losses = []
         for index, modality in enumerate(self.modalities):
             if modality not in self.pairs:
@@ -111,7 +204,7 @@ class DualStage(nn.Module):
             t = self.text_heads[modality](text[rows])
             soft = torch.softmax(-distance[rows][:, rows] / self.config.label_temperature, dim=1)
             losses.append(soft_clip_loss(z, t, self.temperatures[modality](), soft))
-        return torch.stack(losses).mean() if losses else target.sum() * 0
+        return torch.stack(losses).mean() if losses else None
 
     # ---------------------------------------------------------------- stage 2
 
@@ -122,23 +215,40 @@ class DualStage(nn.Module):
             kept = present & ~drop
             # Never drop every modality a sample has.
             present = torch.where(kept.any(1, keepdim=True), kept, present)
-        summaries = [self.encode(batch, m) * present[:, i:i + 1] for i, m in enumerate(self.modalities)]
+        frame = self.spec.level == "frame"
+        frames = batch["frame_mask"].shape[1] if frame else 1
+        summaries, step_quality = [], []
+        for m in self.modalities:
+            if frame:
+                h = self.sequence_features(batch, m)
+                z = self.summaries[m](h[:, 0]).unsqueeze(1).expand(-1, frames, -1) if m == "text" else self.summaries[m](h)
+                q = batch[f"{m}_quality"].expand(-1, frames) if m == "text" else batch[f"{m}_quality"]
+            else:
+                z = self.encode(batch, m).unsqueeze(1)
+                q = masked_mean(batch[f"{m}_quality"].unsqueeze(-1), batch[f"{m}_mask"])
+                q = q.unsqueeze(1)
+            summaries.append(z)
+            step_quality.append(q.reshape(z.shape[0], frames, 1))
+        alive = present.unsqueeze(1).expand(-1, frames, -1)                       # (B, T, M)
+        summaries = [z * alive[..., i:i + 1] for i, z in enumerate(summaries)]
         if self.config.fusion == "concat":
             fused = torch.cat(summaries, dim=-1)
-            weights = present.float() / present.float().sum(1, keepdim=True).clamp_min(1)
+            weights = alive.float() / alive.float().sum(-1, keepdim=True).clamp_min(1)
         else:
-            cues = batch["cues"]
-            scores = torch.cat([self.quality[m](torch.cat([z, cues[:, self.spec.cue_slices[m]]], -1))
-                                for m, z in zip(self.modalities, summaries)], dim=-1)
-            weights = torch.softmax(scores.masked_fill(~present, float("-inf")), dim=-1)
+            cues = batch["cues"].unsqueeze(1).expand(-1, frames, -1)
+            scores = torch.cat([self.quality[m](torch.cat([z, cues[..., self.spec.cue_slices[m]], q], -1))
+                                for m, z, q in zip(self.modalities, summaries, step_quality)], dim=-1)
+            weights = torch.softmax(scores.masked_fill(~alive, float("-inf")), dim=-1)
             weights = torch.nan_to_num(weights, nan=0.0)
             if self.config.fusion == "quality_sum":
-                fused = sum(weights[:, i:i + 1] * z for i, z in enumerate(summaries))
+                fused = sum(weights[..., i:i + 1] * z for i, z in enumerate(summaries))
             else:
                 # Gate each summary by its weight (scaled so equal weights leave it unchanged),
                 # then concatenate: a weighted sum would let the strongest modality crowd out
                 # what the others add.
-                scale = weights * present.sum(1, keepdim=True).clamp_min(1)
-                fused = torch.cat([scale[:, i:i + 1] * z for i, z in enumerate(summaries)], dim=-1)
-        pred = self.spec.low + (self.spec.high - self.spec.low) * torch.sigmoid(self.head(fused))
+                scale = weights * alive.sum(-1, keepdim=True).clamp_min(1)
+                fused = torch.cat([scale[..., i:i + 1] * z for i, z in enumerate(summaries)], dim=-1)
+        pred = self.to_range(self.head(fused))
+        if not frame:
+            pred, weights = pred[:, 0], weights[:, 0]
         return {"pred": pred, "weights": weights}

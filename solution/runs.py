@@ -1,0 +1,106 @@
+"""The work layout, defined once: training writes it; report, ensemble and predict read it.
+
+    WORK/features/                          the features cache (shared; entries keyed by their source files)
+    WORK/<track>-<fingerprint>/             one folder per release, keyed by its labelled videos
+        release.json                        the track, the data folder, how many labelled videos
+        folds.csv, folds.json               the fold assignment every model of this release shares
+        runs/<name>/fold<k>/                oof.csv, test.csv, metrics.json, fusion_weights.csv
+        runs/<name>/fold<k>/seed<s>/        best.pt, last.pt, log.csv, predictions.npz
+        report.json, predictions/           the report and the blended predictions
+
+The fingerprint hashes the labelled video keys only, so a second release in the same WORK
+never meets the first one's folds, runs or predictions, while a test listing that arrives
+later in the same release folder still finds the trained folds.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from solution import fileio
+from solution.errors import DataError
+from solution.layouts import detect_track, open_release
+from solution.tracks import Track, get_track
+
+
+def fingerprint(keys) -> str:
+    return hashlib.sha256(",".join(sorted(map(str, keys))).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ReleaseWork:
+    root: Path
+    track: Track
+
+    @property
+    def folds_csv(self) -> Path:
+        return self.root / "folds.csv"
+
+    @property
+    def folds_json(self) -> Path:
+        return self.root / "folds.json"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def run(self, name: str) -> Path:
+        return self.runs / name
+
+    def fold(self, name: str, fold: int) -> Path:
+        return self.run(name) / f"fold{fold}"
+
+    def seed(self, name: str, fold: int, seed: int) -> Path:
+        return self.fold(name, fold) / f"seed{seed}"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    def run_names(self) -> list[str]:
+        return sorted(p.name for p in self.runs.iterdir() if p.is_dir()) if self.runs.is_dir() else []
+
+
+def release_work(work, data, track: Track | str | None = None) -> ReleaseWork:
+    """The work folder of the release in `data` (created, with release.json, on first use)."""
+    track = get_track(track) if isinstance(track, str) else track or get_track(detect_track(data))
+    release = open_release(track, data)
+    keys = list(release.labelled_keys())
+    if not keys:
+        raise DataError(f"{data}: no labelled videos")
+    root = Path(work) / f"{track.name}-{fingerprint(keys)}"
+    info = root / "release.json"
+    if not info.is_file():
+        fileio.write_json(info, {"track": track.name, "data": str(Path(data).resolve()), "labelled": len(keys)})
+    return ReleaseWork(root, track)
+
+
+def read_release_info(root: Path) -> dict:
+    return json.loads((Path(root) / "release.json").read_text())
+
+
+def main(argv=None) -> int:
+    """python -m solution.runs --data DIR --work WORK: print the release's work folder."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m solution.runs", description=main.__doc__.split(": ", 1)[1])
+    parser.add_argument("--data", type=Path, required=True, help="the release folder")
+    parser.add_argument("--work", type=Path, required=True, help="the work folder")
+    args = parser.parse_args(argv)
+    try:
+        print(release_work(args.work, args.data).root)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
