@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from solution.extractors import create_extractor  # noqa: E402
-from solution.faces import MtcnnDetector, faces_from_crops, faces_from_video, resolve_detector  # noqa: E402
+from solution.faces import DETECTORS, MtcnnDetector, faces_from_crops, faces_from_video, resolve_detector  # noqa: E402
 from solution.layouts import detect_track, release_videos  # noqa: E402
 from solution.media import SAMPLE_RATE  # noqa: E402
 from solution.voice import MissingAudio, load_voice  # noqa: E402
@@ -31,13 +31,19 @@ def timed(fn, *args):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("work/demo-emi"))
-    parser.add_argument("--videos", type=int, default=20)
-    parser.add_argument("--extractors", default="hog,egemaps,fbank,minilm")
-    parser.add_argument("--face", default="auto")
-    parser.add_argument("--fps", type=float, default=5.0)
-    parser.add_argument("--device", default="cpu")
+    summary, _, details = __doc__.partition("\n\n")
+    parser = argparse.ArgumentParser(description=summary, epilog=details,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("work/demo-emi"),
+                        help="the release to read (default work/demo-emi, the demo run_all.sh makes)")
+    parser.add_argument("--videos", type=int, default=20, help="how many of its videos to time (default 20)")
+    parser.add_argument("--extractors", default="hog,egemaps,fbank,minilm",
+                        help="comma list of extractor specs, as solution.features takes them "
+                             "(default hog,egemaps,fbank,minilm)")
+    parser.add_argument("--face", default="auto", choices=DETECTORS,
+                        help="face detector (see solution/faces.py; default auto)")
+    parser.add_argument("--fps", type=float, default=5.0, help="face frames sampled per second (default 5)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda for neural extractors (default cpu)")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found: run `bash run_all.sh` (or python -m solution.synth) first")
@@ -47,7 +53,8 @@ def main() -> int:
     sources = release_videos(detect_track(args.data), args.data)[: args.videos]
     face = resolve_detector(args.face, any(s.crops for s in sources))
     detector = MtcnnDetector(args.device) if face == "mtcnn" else None
-    extractors = {spec: create_extractor(spec, args.device) for spec in args.extractors.split(",")}
+    # Models load on first call; load them here so the timings below are compute only.
+    extractors = {spec: create_extractor(spec, args.device).load() for spec in args.extractors.split(",") if spec}
 
     tracks, voices, texts, face_time = [], [], [], 0.0
     for src in sources:

@@ -2,14 +2,18 @@
 
     python bench/probe_features.py [--data work/demo-emi] [--work work]
 
-For each EMI extractor in the cache, pooled statistics (mean, max, std over frames; zeros
-and a flag when the modality is missing) feed a ridge regressor, scored by mean Pearson in
-5 folds grouped by subject (the synthetic metadata's subject ids), at the best of a few
-ridge strengths. Prints one row per extractor and one for all of them together.
+For each EMI feature stream in the cache that covers this release's labelled videos (entries
+found by the identity of each video's source files, see solution/cache.py; streams extracted
+for another release are skipped), pooled statistics (mean, max, std over frames; zeros and a
+flag when the modality is missing) feed a ridge regressor, scored by mean Pearson in 5 folds
+grouped by subject (the synthetic metadata's subject ids; one group per video when the
+release names no subjects), at the best of a few ridge strengths. Prints one row per stream
+and one for all of them together.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -21,13 +25,17 @@ from sklearn.linear_model import Ridge  # noqa: E402
 from sklearn.model_selection import GroupKFold  # noqa: E402
 
 from solution import cache  # noqa: E402
-from solution.layouts import EmiRelease, emi_key  # noqa: E402
+from solution.layouts import EmiRelease, VideoSources, emi_key, release_videos  # noqa: E402
 from solution.metrics import pearson_per_dim  # noqa: E402
 from solution.tracks import EMI_TARGETS  # noqa: E402
 
 
-def pooled(folder: Path, vid: str, dim: int) -> np.ndarray:
-    entry = cache.read_entry(folder, vid, dim)
+def pooled(folder: Path, src: VideoSources, key: str, dim: int) -> np.ndarray | None:
+    """Mean, max and std over frames and a present flag; zeros for a missing modality; None
+    when the stream has no entry for this video's current source files (source key `key`)."""
+    if cache.status(folder, src.vid, key) is None:
+        return None
+    entry = cache.read_entry(folder, src.vid, key, dim)
     if entry.missing or not len(entry.features):
         return np.zeros(3 * dim + 1)
     f = entry.features
@@ -46,22 +54,52 @@ def probe(X, y, groups) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("work/demo-emi"))
-    parser.add_argument("--work", type=Path, default=Path("work"))
+    summary, _, details = __doc__.partition("\n\n")
+    parser = argparse.ArgumentParser(description=summary, epilog=details,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("work/demo-emi"),
+                        help="the EMI release (default work/demo-emi, the demo run_all.sh makes)")
+    parser.add_argument("--work", type=Path, default=Path("work"),
+                        help="the work folder whose features/ cache was extracted from --data (default work)")
     args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"{args.data} not found: run `bash run_all.sh` (or python -m solution.synth) first")
+    root = cache.features_root(args.work)
+    if not root.is_dir():
+        sys.exit(f"{root}: no features cache; run python -m solution.features --data {args.data} --work {args.work}")
     release = EmiRelease(args.data)
     labels = release.labelled()
+    sources = {s.vid: s for s in release_videos("emi", args.data)}
+    labelled = [sources[emi_key(v)] for v in labels.index]
     meta = release.metadata()
-    if meta is None:
-        sys.exit(f"{args.data}: no metadata.csv with subject ids (made by solution.synth)")
-    groups = meta.loc[labels.index, "subject"].to_numpy()
+    if meta is not None and "subject" in meta.columns:
+        groups, grouping = meta.loc[labels.index, "subject"].to_numpy(), "subject"
+    else:
+        groups, grouping = labels.index.to_numpy(), "video"
     y = labels[list(EMI_TARGETS)].to_numpy()
     blocks = {}
-    for folder in sorted(p for p in cache.features_root(args.work).iterdir() if (p / "manifest.json").is_file()):
-        manifest = cache.read_manifest(folder)
-        blocks[manifest["extractor"]] = np.stack([pooled(folder, emi_key(v), manifest["dim"]) for v in labels.index])
-    print(f"{len(labels)} labelled videos, 5 subject-grouped folds; ceiling {args.data / 'ceiling.json'}")
+    for folder in sorted(p for p in root.iterdir() if (p / "spec.json").is_file() and (p / "manifest.json").is_file()):
+        stream = json.loads((folder / "spec.json").read_text())
+        dim = cache.read_manifest(folder).get("dim")
+        if not dim:
+            print(f"skipped {folder.name}: no feature width in its manifest (no entry with frames)")
+            continue
+        keys = [cache.stream_source_key(stream, src) for src in labelled]
+        if not any(cache.status(folder, src.vid, key) == "ok" for src, key in zip(labelled, keys)):
+            continue  # a stream of another release (or only failures: the input, e.g. transcripts, is absent here)
+        rows = [pooled(folder, src, key, dim) for src, key in zip(labelled, keys)]
+        absent = sum(r is None for r in rows)
+        if absent:
+            print(f"{stream['extractor']}: no entry for {absent} of {len(rows)} videos (run solution.features again); "
+                  "read as missing")
+        name = stream["extractor"] if stream["extractor"] not in blocks else folder.name
+        blocks[name] = np.stack([np.zeros(3 * dim + 1) if r is None else r for r in rows])
+    if not blocks:
+        sys.exit(f"{root}: no cached stream covers {args.data}; run python -m solution.features "
+                 f"--data {args.data} --work {args.work}")
+    ceiling = args.data / "ceiling.json"
+    print(f"{len(labels)} labelled videos, 5 folds grouped by {grouping}"
+          + (f"; ceiling {ceiling}" if ceiling.is_file() else ""))
     print(f"{'features':<22}{'mean Pearson':>14}{'ridge alpha':>13}")
     for name, X in list(blocks.items()) + [("all", np.hstack(list(blocks.values())))]:
         score, alpha = probe(X, y, groups)

@@ -167,9 +167,7 @@ def write_manifest(folder: Path, spec: dict) -> dict:
         match = _stem(path.name, ".npz")
         if match is None:
             continue
-        with np.load(path) as data:
-            shape = list(data["features"].shape)
-            meta = json.loads(str(data["meta"]))
+        shape, meta = _entry_header(path)
         if len(shape) == 2 and shape[0]:  # no frames (no face found, say): no width to speak of
             widths[shape[1]] += 1
         entries[path.stem] = {"status": "ok", "id": match["vid"], "key": match["key"], "shape": shape,
@@ -184,6 +182,20 @@ def write_manifest(folder: Path, spec: dict) -> dict:
     manifest = {**spec, "dim": dim, "version": CACHE_VERSION, "entries": dict(sorted(entries.items()))}
     fileio.write_json(Path(folder) / "manifest.json", manifest)
     return manifest
+
+
+def _entry_header(path: Path) -> tuple[list, dict]:
+    """An entry's feature shape and metadata without reading its features (a manifest of
+    thousands of entries would otherwise read every array)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive, archive.open("features.npy") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, _ = read_header(handle)
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+    return list(shape), meta
 
 
 def read_manifest(folder: Path) -> dict:

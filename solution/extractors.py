@@ -100,6 +100,10 @@ class Extractor:
     def compute(self, inputs):
         raise NotImplementedError
 
+    def many(self, items) -> np.ndarray:
+        """One row per item, stacked (text extractors embed many sentences at once)."""
+        return np.concatenate([self(item) for item in items])
+
     def settings(self) -> dict:
         """Everything that changes the output; hashed into the cache key."""
         return {"extractor": self.kind, "argument": self.argument, "options": self.options}
@@ -347,7 +351,12 @@ class MiniLmExtractor(Extractor):
         self.model = SentenceTransformer(str(self.folder), device=self.device)
 
     def compute(self, text: str) -> np.ndarray:
-        return self.model.encode([text], convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+        return self.many([text])
+
+    def many(self, texts) -> np.ndarray:
+        self.load()
+        return self.model.encode(list(texts), batch_size=64, convert_to_numpy=True,
+                                 show_progress_bar=False).astype(np.float32)
 
 
 @register("hf-text")

@@ -159,7 +159,7 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
     extra, side = cls.prepare(config, TrainContext(track, store, train_keys, train_cfg, device))
     spec.extra.update(extra)
     task_loss = make_loss(train_cfg.loss)
-    targets = {k: store.load(k).target for k in train_keys + held_keys}
+    targets = {k: release.video_targets(k) for k in train_keys + held_keys}
     use_amp = device.startswith("cuda")
 
     def run_seed(seed_index: int) -> dict:
@@ -181,7 +181,7 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
         def optimizer(phase):
-            return torch.optim.AdamW(model.parameters(), lr=phase.lr, weight_decay=train_cfg.weight_decay)
+            return torch.optim.AdamW(model.param_groups(phase.lr), lr=phase.lr, weight_decay=train_cfg.weight_decay)
 
         state = {"phase": 0, "epoch": 0, "best": -np.inf, "best_epoch": -1, "bad_epochs": 0, "log": []}
         opt = optimizer(phases[0])
@@ -243,9 +243,10 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                 state["log"].append(row)
                 checkpoint()
                 if state["epoch"] % log_every == 0:
-                    log.info("%s fold %d seed %d %s epoch %d: loss %.4f inner %s %.4f (best %.4f @ %d)", name, fold,
-                             seed_index, phase.name, state["epoch"], row["train_loss"], track.metric, row["inner_score"],
-                             state["best"], state["best_epoch"])
+                    scored = (f", inner {track.metric} {row['inner_score']:.4f} (best {state['best']:.4f} "
+                              f"@ {state['best_epoch']})") if phase.select and choose_keys else ""
+                    log.info("%s fold %d seed %d %s epoch %d: loss %.4f%s", name, fold, seed_index, phase.name,
+                             state["epoch"], row["train_loss"], scored)
             if phase.select:
                 model.load_state_dict(torch.load(best_path, map_location=device, weights_only=False)["model"])
             state.update(phase=state["phase"] + 1, epoch=0, best=-np.inf, bad_epochs=0)

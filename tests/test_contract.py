@@ -66,8 +66,10 @@ CASES = list(_cases())
 
 
 def training_without_dropout(model: nn.Module) -> nn.Module:
-    """Train mode (batch statistics), but dropout off: its masks depend on the tensor shape."""
+    """Train mode (batch statistics), but dropout and augmentations off: their random draws
+    depend on the tensor shape."""
     model.train()
+    model.augment = False
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.eval()

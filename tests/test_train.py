@@ -453,3 +453,38 @@ def test_frame_level_track_trains_on_windows(va_data, tmp_path):
     assert {v: len(p) for v, p in test.items()} == release.test_frame_counts()
     metrics = json.loads((rw.fold("linear", 0) / "metrics.json").read_text())
     assert metrics["metric"] == "ccc" and np.isfinite(metrics["held_score"])
+
+
+def test_fusion_weights_follow_the_quality_cues(emi_data, trained):
+    """The quality-guided fusion earns its name: when a video's cues say its face is gone (or
+    its voice is noise), that modality's weight falls, on the very same features."""
+    from solution.data import CUE_NAMES, loader
+    from solution.train_fold import predict  # noqa: F401  (the same loader path training uses)
+
+    rw = release_work(trained, emi_data)
+    release = open_release("emi", emi_data)
+    sources = {s.vid: s for s in release_videos("emi", emi_data)}
+    meta = release.metadata()
+    keys = [k for k in sorted(release.labelled_keys()) if meta.loc[int(k), "face"] == "ok" and meta.loc[int(k), "audio"] == "ok"]
+    drops = {"visual": [], "audio": []}
+    for fold in range(3):
+        model, normalizer, payload = load_checkpoint(rw.fold("dual_stage", fold) / "seed0" / "best.pt")
+        store = VideoStore(trained, release, sources, TrainConfig(**payload["settings"]["train"]))
+        store.set_normalizer(normalizer)
+        pieces = prediction_pieces(store, keys)
+        for index, m in enumerate(model.modalities):
+            if m == "text":
+                continue
+            start = model.spec.cue_slices[m].start
+            cues = [start + CUE_NAMES[m].index(n) for n in ("face_share", "face_confidence", "snr", "speech_share")
+                    if n in CUE_NAMES[m]]
+            as_is, told_gone = [], []
+            with torch.inference_mode():
+                for batch in loader(store, pieces, 64):
+                    as_is.append(model(batch)["weights"][:, index])
+                    batch["cues"][:, cues] = 0.0
+                    batch[f"{m}_quality"][:] = 0.0
+                    told_gone.append(model(batch)["weights"][:, index])
+            drops[m].append(float(torch.cat(as_is).mean() - torch.cat(told_gone).mean()))
+    assert np.mean(drops["visual"]) > 0.05, drops
+    assert np.mean(drops["audio"]) > 0.02, drops

@@ -14,6 +14,7 @@ the hooks below, so the training loop names no model:
   attach(side)                                           side data (e.g. stage-1 text targets)
   phases(train_cfg) -> [Phase]                           e.g. a contrastive stage, then the task
   phase_loss(phase, batch, task_loss) -> loss or None    one batch's loss in a phase
+  param_groups(lr) -> [dict]                             e.g. a faster learning rate for a small head
 """
 from __future__ import annotations
 
@@ -109,6 +110,7 @@ class HarnessModel(nn.Module):
     """Defaults of the hooks: one phase trained on the task loss."""
 
     levels: tuple = ("video",)
+    augment: bool = True  # random training-time augmentations on; tests of exact outputs turn them off
 
     @dataclass
     class Config:
@@ -123,6 +125,10 @@ class HarnessModel(nn.Module):
 
     def phases(self, train_cfg) -> list[Phase]:
         return [Phase("main", train_cfg.epochs, train_cfg.lr)]
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """The optimizer's parameter groups in a phase whose learning rate is `lr`."""
+        return [{"params": list(self.parameters()), "lr": lr}]
 
     def phase_loss(self, phase: str, batch: dict, task_loss) -> torch.Tensor | None:
         out = self(batch)

@@ -27,12 +27,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from solution.data import CUE_NAMES
 from solution.layers import (AttentionPool, GatedBiLSTM, InputProjection, LearnableTemperature, ProjectionHead, TCN,
                              masked_mean, mlp, soft_clip_loss)
 from solution.models import HarnessModel, InputSpec, Phase, TrainContext, register_model
 
 FUSIONS = ("quality", "quality_sum", "concat")
+QUALITY_CUES = {"visual": ("face_share", "face_confidence"), "audio": ("snr", "speech_share")}
 
 
 def describe_labels(values: np.ndarray, targets, low: float = 0.0) -> list[str]:
@@ -84,6 +87,9 @@ class DualStage(HarnessModel):
         stage1_lr: float = 1e-3
         text_model: str = ""           # extractor for label descriptions; default: the text stream's, else minilm
         label_temperature: float = 0.05  # softness of stage-1 targets, in squared label distance
+        quality_augment: float = 0.15  # share of training samples whose face or voice is swapped for another
+        #                                video's, with cues that say the signal is gone
+        quality_loss: float = 0.1      # weight of the auxiliary task: tell those samples' modalities apart
 
     def __init__(self, spec: InputSpec, config: Config):
         super().__init__()
@@ -117,6 +123,10 @@ class DualStage(HarnessModel):
         # Quality: per-video cues, plus the mean (video) or per-step (frame) face confidence / voice activity.
         cue_width = {m: spec.cue_slices[m].stop - spec.cue_slices[m].start + 1 for m in self.modalities}
         self.quality = nn.ModuleDict({m: mlp(d + cue_width[m], d // 2, 1, config.dropout) for m in self.modalities})
+        # Reliability from the measured cues alone (face share and confidence, SNR, speech share,
+        # per-frame quality): log r is added to the score, so r near 1 leaves the learned weights
+        # alone and r near 0 takes a modality out. Trained by the quality augmentation below.
+        self.reliability = nn.ModuleDict({m: mlp(cue_width[m], 16, 1, 0.0) for m in self.modalities if m in QUALITY_CUES})
         fused = d if config.fusion == "quality_sum" else d * len(self.modalities)
         self.head = mlp(fused, d, spec.n_targets, config.dropout)
         self._stage1 = {}
@@ -134,9 +144,10 @@ class DualStage(HarnessModel):
         text_spec = config.text_model or (store.streams["text"][0].spec if "text" in store.modalities else "minilm")
         extractor = create_extractor(text_spec, context.device)
         track = context.track
-        labels = {k: video_label(store.load(k).target) for k in context.train_keys}
+        labels = {k: video_label(store.release.video_targets(k)) for k in context.train_keys}
         texts = describe_labels(np.stack([labels[k] for k in context.train_keys]), track.targets, track.low)
-        embedded = {t: extractor(t)[0] for t in dict.fromkeys(texts)}
+        unique = list(dict.fromkeys(texts))
+        embedded = dict(zip(unique, extractor.many(unique)))
         side = {"labels": labels, "text": {}}
         for key, description in zip(context.train_keys, texts):
             seq = store.load(key).seqs.get("text") if "text" in store.modalities else None
@@ -158,6 +169,14 @@ class DualStage(HarnessModel):
         if self.pairs and self.config.stage1 and self.config.stage1_epochs > 0:
             return [Phase("stage1", self.config.stage1_epochs, self.config.stage1_lr, select=False), main]
         return [main]
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """The reliability heads are tiny and see one loss term: at the shared rate they would
+        barely move in the few hundred steps a fold takes, so they learn 10 times faster."""
+        fast = [p for p in self.reliability.parameters()]
+        ids = {id(p) for p in fast}
+        return [{"params": [p for p in self.parameters() if id(p) not in ids], "lr": lr},
+                {"params": fast, "lr": 10 * lr, "weight_decay": 0.0}]
 
     def phase_loss(self, phase: str, batch: dict, task_loss):
         if phase == "stage1":
@@ -208,7 +227,44 @@ class DualStage(HarnessModel):
 
     # ---------------------------------------------------------------- stage 2
 
+    def corrupt(self, batch: dict) -> tuple[dict, dict]:
+        """Quality augmentation: for a random share of the samples, one modality's frames are
+        swapped for another sample's (they look like real features but say nothing about this
+        video, as a hand over the face or street noise would), and its quality cues (face share
+        and confidence; SNR and speech share) and per-frame quality say the signal is gone.
+        Returns the batch and, per modality, which samples were hit: the auxiliary quality task
+        learns to tell them apart, and only the cues can, so the fusion weights follow the cues."""
+        batch = dict(batch)
+        cues = batch["cues"].clone()
+        n = cues.shape[0]
+        hits = {}
+        if n < 2:
+            return batch, hits
+        donor = (torch.arange(n, device=cues.device) + torch.randint(1, n, (1,), device=cues.device)) % n
+        for m in ("visual", "audio"):
+            if m not in self.modalities:
+                continue
+            index = self.modalities.index(m)
+            hit = torch.rand(n, device=cues.device) < self.config.quality_augment
+            hit &= batch["present"][:, index] & batch["present"][donor, index]
+            hits[m] = hit
+            if not hit.any():
+                continue
+            x, mask, q = batch[m].clone(), batch[f"{m}_mask"].clone(), batch[f"{m}_quality"].clone()
+            x[hit], mask[hit] = batch[m][donor][hit], batch[f"{m}_mask"][donor][hit]
+            level = torch.rand(n, device=cues.device) * 0.3  # what a bad face or voice measures: low, not nil
+            q[hit] = q[hit] * level[hit, None]
+            start = self.spec.cue_slices[m].start
+            for name in QUALITY_CUES[m]:
+                cues[hit, start + CUE_NAMES[m].index(name)] *= level[hit]
+            batch[m], batch[f"{m}_mask"], batch[f"{m}_quality"] = x, mask, q
+        batch["cues"] = cues
+        return batch, hits
+
     def forward(self, batch: dict) -> dict:
+        hits = {}
+        if self.training and self.augment and self.config.quality_augment > 0:
+            batch, hits = self.corrupt(batch)
         present = batch["present"].clone()
         if self.training and self.config.modality_dropout > 0:
             drop = torch.rand(present.shape, device=present.device) < self.config.modality_dropout
@@ -238,6 +294,10 @@ class DualStage(HarnessModel):
             cues = batch["cues"].unsqueeze(1).expand(-1, frames, -1)
             scores = torch.cat([self.quality[m](torch.cat([z, cues[..., self.spec.cue_slices[m]], q], -1))
                                 for m, z, q in zip(self.modalities, summaries, step_quality)], dim=-1)
+            reliable = torch.cat([self.reliability[m](torch.cat([cues[..., self.spec.cue_slices[m]], q], -1))
+                                  if m in self.reliability else torch.full_like(q, 20.0)
+                                  for m, q in zip(self.modalities, step_quality)], dim=-1)
+            scores = scores + F.logsigmoid(reliable)
             weights = torch.softmax(scores.masked_fill(~alive, float("-inf")), dim=-1)
             weights = torch.nan_to_num(weights, nan=0.0)
             if self.config.fusion == "quality_sum":
@@ -249,6 +309,18 @@ class DualStage(HarnessModel):
                 scale = weights * alive.sum(-1, keepdim=True).clamp_min(1)
                 fused = torch.cat([scale[..., i:i + 1] * z for i, z in enumerate(summaries)], dim=-1)
         pred = self.to_range(self.head(fused))
+        out = {}
+        if hits and self.config.fusion != "concat" and self.config.quality_loss > 0:
+            # The reliability head learns which samples were swapped: from the cues alone.
+            terms = []
+            for m, hit in hits.items():
+                i = self.modalities.index(m)
+                rows = present[:, i]
+                if rows.any():
+                    logit = reliable[..., i].mean(1)[rows]
+                    terms.append(F.binary_cross_entropy_with_logits(logit, (~hit[rows]).float()))
+            if terms:
+                out["aux_loss"] = self.config.quality_loss * torch.stack(terms).mean()
         if not frame:
             pred, weights = pred[:, 0], weights[:, 0]
-        return {"pred": pred, "weights": weights}
+        return {"pred": pred, "weights": weights, **out}
