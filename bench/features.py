@@ -30,7 +30,7 @@ def timed(fn, *args):
     return out, time.perf_counter() - start
 
 
-def main() -> int:
+def main(argv=None) -> int:
     summary, _, details = __doc__.partition("\n\n")
     parser = argparse.ArgumentParser(description=summary, epilog=details,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,7 +44,7 @@ def main() -> int:
                         help="face detector (see solution/faces.py; default auto)")
     parser.add_argument("--fps", type=float, default=5.0, help="face frames sampled per second (default 5)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda for neural extractors (default cpu)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found: run `bash run_all.sh` (or python -m solution.synth) first")
     import torch

@@ -53,7 +53,7 @@ def probe(X, y, groups) -> tuple[float, float]:
     return best
 
 
-def main() -> int:
+def main(argv=None) -> int:
     summary, _, details = __doc__.partition("\n\n")
     parser = argparse.ArgumentParser(description=summary, epilog=details,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,7 +61,7 @@ def main() -> int:
                         help="the EMI release (default work/demo-emi, the demo run_all.sh makes)")
     parser.add_argument("--work", type=Path, default=Path("work"),
                         help="the work folder whose features/ cache was extracted from --data (default work)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found: run `bash run_all.sh` (or python -m solution.synth) first")
     root = cache.features_root(args.work)

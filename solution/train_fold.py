@@ -1,8 +1,10 @@
 """python -m solution.train_fold: train one (model, fold) on the cached features.
 
-    python -m solution.train_fold --model dual_stage --fold 0 --data DIR --work WORK
-    python -m solution.train_fold --model dual_stage --fold 0 --data DIR --work WORK --no-stage1 --name ds_no_stage1
-    python -m solution.train_fold --model linear --fold 2 --data DIR --work WORK --set lr=3e-3 --set model.dropout=0.1
+    python -m solution.train_fold --model MODEL --fold 0 --data DIR --work WORK
+    python -m solution.train_fold --model MODEL --fold 2 --data DIR --work WORK --set lr=3e-3 --set model.dropout=0.1
+    python -m solution.train_fold --model MODEL --fold 0 --data DIR --work WORK --SWITCH --name ablation_name
+
+MODEL is any registered model (see --model); a model's own switches are listed below.
 
 Writes WORK/<track>-<fingerprint>/runs/<name>/fold<k>/ (see solution/runs.py): oof.csv
 (predictions for the fold's held-out videos), test.csv (for the test videos), metrics.json,

@@ -212,7 +212,7 @@ def test_reextracted_features_refuse_a_finished_fold(emi_data, trained, tmp_path
             "--threads", "1", "--set", "epochs=3"]
     # Copied media have new modification times: their entries must be extracted anew.
     assert train_main(args) == 2
-    assert "run python -m solution.features again" in capsys.readouterr().err
+    assert "run python -m solution.features" in capsys.readouterr().err
     assert features.main(["--data", str(data), "--work", str(work), "--workers", "2"]) == 0
     assert train_main(args) == 0
     held = folds.read_folds(release_work(work, data))[0].id.iloc[0]
@@ -401,6 +401,10 @@ def test_videos_keep_their_duration(emi_data, emi_features):
     assert all(len(it["seqs"]["visual"]) <= 1.5 * store.rate("visual") + 2 for it in items if it["seqs"]["visual"] is not None)
     merged = gather(store, pieces, [np.full(6, i, float) for i in range(len(pieces))])
     assert merged[long].shape == (6,) and 0 < merged[long][0] < len(pieces) - 1
+    # One shared grid for every modality (what joint cross-modal attention needs).
+    shared = VideoStore(emi_features, release, sources, TrainConfig(grid="shared", shared_rate=8.0)).load(long)
+    steps = {len(s) for m, s in shared.seqs.items() if s is not None and m != "text"}
+    assert steps == {round(lengths[long] * 8.0)}
 
 
 def test_report_and_ensemble_name_what_is_missing(emi_data, trained, tmp_path, capsys):

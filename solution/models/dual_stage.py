@@ -14,9 +14,9 @@ Stage 2 (phase "stage2", forward): a TCN over the (aligned) visual sequence for 
 evolution of the face, a gated bidirectional LSTM over the audio for its local dynamics, the
 text branch, and quality-guided fusion: per modality a score from its features and the cached
 quality cues (per video, plus the per-step face confidence or voice activity), softmax over
-the modalities present (a missing one gets weight 0). With `fusion = "quality"` (default)
-each modality's summary is scaled by its weight and the summaries are concatenated;
-`"quality_sum"` is the literal weighted sum; `"concat"` is plain concatenation (the
+the modalities present (a missing one gets weight 0). With `fusion = "quality"` each
+modality's summary is scaled by its weight and the summaries are concatenated;
+`"quality_sum"` (default) is the literal weighted sum; `"concat"` is plain concatenation (the
 ablation). Video-level tracks pool each modality over time (attention + max) and fuse once;
 frame-level tracks fuse every frame of the shared grid. `stage1 = false` skips stage 1.
 """
@@ -68,7 +68,7 @@ def video_label(target: np.ndarray) -> np.ndarray:
 class DualStage(HarnessModel):
     levels = ("video", "frame")
     switches = {"--no-stage1": ("stage1=false", "dual_stage: skip the contrastive pretraining"),
-                "--fusion": ("fusion={}", "dual_stage: quality (gated concatenation), quality_sum or concat")}
+                "--fusion": ("fusion={}", "dual_stage: quality_sum (weighted sum, default), quality (gated concatenation) or concat")}
 
     @dataclass
     class Config:
@@ -80,7 +80,7 @@ class DualStage(HarnessModel):
         causal: bool = False
         lstm_layers: int = 1
         proj_dim: int = 64
-        fusion: str = "quality"        # "quality" (gated concatenation), "quality_sum" or "concat"
+        fusion: str = "quality_sum"    # "quality_sum" (weighted sum), "quality" (gated concatenation) or "concat"
         modality_dropout: float = 0.15
         stage1: bool = True
         stage1_epochs: int = 15
