@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -61,6 +61,7 @@ class Stream:
     dim: int
     cache_modality: str  # the cache folder's own modality ("organizer" for the pickles)
     kind: str = ""      # organizer kind
+    entry_keys: dict = field(default_factory=dict, compare=False)  # video -> its entry's source key
 
 
 def _folder_info(folder: Path) -> dict | None:
@@ -107,10 +108,10 @@ def resolve_streams(work, sources: dict, wanted: dict | None = None) -> dict[str
     streams: dict[str, list[Stream]] = {m: [] for m in MODALITIES}
     for spec in sorted(chosen):
         best, best_missing = None, None
+        # Every folder of one spec reads the same inputs: the videos' source keys are computed once.
+        entry_keys = {k: cache.stream_source_key(by_spec[spec][0], src) for k, src in sources.items()}
         for info in by_spec[spec]:
-            modality, kind = stream_modality(info)
-            found = {k: cache.status(info["folder"], k, cache.source_key(src, info["modality"], kind))
-                     for k, src in sources.items()}
+            found = {k: cache.status(info["folder"], k, entry_keys[k]) for k in sources}
             missing = [k for k, state in found.items() if state is None]
             if not missing:
                 best = info
@@ -126,7 +127,8 @@ def resolve_streams(work, sources: dict, wanted: dict | None = None) -> dict[str
         if not best["dim"]:
             raise DataError(f"{best['folder']}: no manifest with the feature width; run python -m solution.features again")
         modality, kind = stream_modality(best)
-        streams[chosen[spec]].append(Stream(spec, chosen[spec], best["folder"], int(best["dim"]), best["modality"], kind))
+        streams[chosen[spec]].append(Stream(spec, chosen[spec], best["folder"], int(best["dim"]), best["modality"], kind,
+                                            entry_keys))
     streams = {m: s for m, s in streams.items() if s}
     if not streams:
         raise DataError(f"{root}: no cached stream covers this release's videos; run python -m solution.features "
@@ -229,11 +231,9 @@ class Piece(NamedTuple):
 class VideoStore:
     """Reads, aligns and normalises videos on demand, keeping recent ones within a byte budget."""
 
-    def __init__(self, work, release, sources: dict, cfg: TrainConfig, streams: dict | None = None,
-                 frame_counts: dict | None = None):
+    def __init__(self, work, release, sources: dict, cfg: TrainConfig, frame_counts: dict | None = None):
         self.release, self.track, self.cfg = release, release.track, cfg
-        self.sources = sources
-        self.streams = streams or resolve_streams(work, sources, cfg.streams or None)
+        self.streams = resolve_streams(work, sources, cfg.streams or None)
         self.modalities = tuple(m for m in MODALITIES if m in self.streams)
         self.dims = {m: sum(s.dim for s in self.streams[m]) for m in self.modalities}
         self.frame_level = self.track.level == "frame"
@@ -264,7 +264,7 @@ class VideoStore:
         for key in sorted(keys):
             for m in self.modalities:
                 for s in self.streams[m]:
-                    h.update(f"{key}:{s.folder.name}:{cache.source_key(self.sources[key], s.cache_modality, s.kind)};".encode())
+                    h.update(f"{key}:{s.folder.name}:{s.entry_keys[key]};".encode())
         return h.hexdigest()[:16]
 
     def set_normalizer(self, normalizer: Normalizer) -> None:
@@ -274,10 +274,9 @@ class VideoStore:
 
     # ---- reading
     def _entry(self, stream: Stream, key: str) -> cache.Entry:
-        src_key = cache.source_key(self.sources[key], stream.cache_modality, stream.kind)
-        entry = cache.read_entry(stream.folder, key, src_key, stream.dim)
+        entry = cache.read_entry(stream.folder, key, stream.entry_keys[key], stream.dim)
         if not entry.missing:
-            path = cache.entry_path(stream.folder, key, src_key)
+            path = cache.entry_path(stream.folder, key, stream.entry_keys[key])
             if entry.features.ndim != 2 or entry.features.shape[1] != stream.dim:
                 raise DataError(f"{path}: features of shape {entry.features.shape} in a stream {stream.dim} wide; "
                                 "delete the file and run python -m solution.features again")

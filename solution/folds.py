@@ -29,7 +29,7 @@ import pandas as pd
 from solution import fileio
 from solution.config import apply_stage_config
 from solution.errors import DataError
-from solution.layouts import _read_csv, emi_key, open_release, parse_video_id
+from solution.layouts import _read_csv, detect_track, emi_key, open_release, parse_video_id
 from solution.runs import ReleaseWork, fingerprint, release_work
 
 
@@ -79,7 +79,7 @@ def read_groups(path: Path, track, keys) -> dict[str, str]:
 
 def make_folds(data, k: int = 5, scheme: str = "grouped", seed: int = 0, groups_file: Path | None = None,
                track=None) -> tuple[pd.DataFrame, dict]:
-    release = open_release(track or _detect(data), data)
+    release = open_release(track or detect_track(data), data)
     track = release.track
     split_of = release.labelled_keys()
     keys = sorted(split_of)
@@ -116,12 +116,6 @@ def make_folds(data, k: int = 5, scheme: str = "grouped", seed: int = 0, groups_
     info = {"track": track.name, "scheme": scheme, "k": k, "seed": seed, "grouping": grouping,
             "fingerprint": fingerprint(table["id"]), "videos": len(table)}
     return table, info
-
-
-def _detect(data):
-    from solution.layouts import detect_track
-
-    return detect_track(data)
 
 
 def write_folds(rw: ReleaseWork, table: pd.DataFrame, info: dict) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import random
 import sys
 import time
@@ -74,8 +75,7 @@ def predict(model, store: VideoStore, keys: list[str], device: str, batch_size: 
                     mask = batch["frame_mask"].to(w.device).unsqueeze(-1).float()
                     w = (w * mask).sum(1) / mask.sum(1).clamp_min(1)
                 weights += list(w.cpu().numpy())
-    outputs = [o[: int(p.stop) - int(p.start)] if store.frame_level else o for p, o in zip(pieces, outputs)]
-    preds = gather(store, pieces, outputs)
+    preds = gather(store, pieces, outputs)  # cuts each window's padding off
     if not weights:
         return preds, None
     per_video: dict[str, list] = {}
@@ -169,8 +169,6 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
         seed_dir = rw.seed(name, fold, seed_index)
         done = seed_dir / "predictions.pkl"
         if done.is_file():
-            import pickle
-
             return pickle.loads(done.read_bytes())
         seed_settings = {**settings, "seed_index": seed_index}
         base_seed = train_cfg.seed * 1000 + fold + 100_003 * seed_index
