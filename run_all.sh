@@ -2,23 +2,27 @@
 # From a release (the synthetic demo by default) to a validated leaderboard zip:
 # demo data -> features -> folds -> every fold of every model -> report -> submission.
 #
-#   bash run_all.sh                      # EMI demo, dual-stage model (+ the linear baseline for the report)
+#   bash run_all.sh                      # EMI demo: dual-stage, Foal-Net and RCMA, blended (+ the linear baseline for the report)
 #   DATA_DIR=/data/hume bash run_all.sh  # a real release in the official layout (features-only works too)
 #   CONFIG=run.toml bash run_all.sh      # settings for every stage from one TOML file (see solution/config.py)
 #   TRACK=va bash run_all.sh             # the VA demo (training for VA comes later: trivial predictor)
+#   PREDICT_DATA=/data/test bash run_all.sh   # later: a new release or test listing through the trained models
 #
 # Environment:
 #   TRACK          emi | va (default emi)
 #   DATA_DIR       a release to read instead of generating the demo
 #   WORK_DIR       intermediate files (default ./work); SUBMISSIONS_DIR (default ./submissions)
 #   CONFIG         a TOML file with [features], [folds], [train], [model] tables, read by every stage
-#   MODELS         comma list of models; the submission is made from exactly these (default dual_stage)
+#   MODELS         comma list of models; the submission blends exactly these, with weights fit out of fold
+#                  (default dual_stage,foalnet,rcma)
 #   BASELINE       a model trained for the report only (default linear; empty to skip)
 #   FOLDS          number of folds (default 5); JOBS: folds trained in parallel (default: cores)
 #   DEVICE         cpu | cuda (default cpu); SEED: demo generator seed (default 0)
 #   FEATURE_ARGS   extra flags for solution.features, shell-quoted (e.g. "--visual 'hog,timm:resnet50?weights=/m/r50.safetensors'")
 #   TRAIN_ARGS     extra flags for every solution.train_fold run, shell-quoted
 #                  (e.g. "--set epochs=30 --set 'streams={visual=[\"hog\"]}'"; model.NAME.KEY=V reaches one model only)
+#   PREDICT_DATA   a release or test listing that arrived later: predict it with the models trained
+#                  earlier with the same DATA_DIR/WORK_DIR (no training; solution.predict)
 #   VENV_DIR       the virtual environment (default ./.venv); PYTHON: the interpreter that builds it
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,7 +31,7 @@ source solution/venv.sh
 TRACK="${TRACK:-emi}"
 WORK_DIR="${WORK_DIR:-work}"
 SUBMISSIONS_DIR="${SUBMISSIONS_DIR:-submissions}"
-MODELS="${MODELS:-dual_stage}"
+MODELS="${MODELS:-dual_stage,foalnet,rcma}"
 BASELINE="${BASELINE-linear}"
 FOLDS="${FOLDS:-5}"
 JOBS="${JOBS:-$(nproc)}"
@@ -49,6 +53,27 @@ split_args() {  # split_args NAME VALUE -> fills the array NAME
 }
 split_args FEATURE_EXTRA "${FEATURE_ARGS:-}"
 split_args TRAIN_EXTRA "${TRAIN_ARGS:-}"
+
+# ---- PREDICT_DATA: predict a release that arrived after training (no training) ----
+# With the DATA_DIR and WORK_DIR of the training run: the new release's (or test listing's)
+# features with the trained extractor settings, every fold's checkpoints, the saved blend, the zip.
+if [ -n "${PREDICT_DATA:-}" ]; then
+  [ -d "$PREDICT_DATA" ] || { echo "PREDICT_DATA=$PREDICT_DATA is not a folder" >&2; exit 2; }
+  TRAIN_DATA="${DATA_DIR:-$WORK_DIR/demo-$TRACK}"
+  RELEASE_WORK="$("$PY" -m solution.runs --data "$TRAIN_DATA" --work "$WORK_DIR")"
+  BLEND_ARGS=()  # the blend solution.ensemble saved; without one, MODELS with equal weights
+  [ -f "$RELEASE_WORK/predictions/blend.json" ] || BLEND_ARGS=(--runs "$MODELS")
+  THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
+  NAME="predict-$(date +%Y%m%d-%H%M%S)"
+  echo "== predicting $PREDICT_DATA with the models trained on $TRAIN_DATA ($RELEASE_WORK)"
+  "$PY" -m solution.predict --train-data "$TRAIN_DATA" --data "$PREDICT_DATA" --work "$WORK_DIR" \
+      --out-dir "$SUBMISSIONS_DIR" --name "$NAME" --device "$DEVICE" --threads "$THREADS" --workers "$JOBS" \
+      ${BLEND_ARGS[@]+"${BLEND_ARGS[@]}"}
+  "$PY" -m solution.submit --check "$SUBMISSIONS_DIR/$NAME.zip" --data "$PREDICT_DATA" --track "$TRACK"
+  echo "done: $SUBMISSIONS_DIR/$NAME.zip"
+  exit 0
+fi
+# ---- end of PREDICT_DATA ----
 
 if [ -z "${DATA_DIR:-}" ]; then
   DATA_DIR="$WORK_DIR/demo-$TRACK"
@@ -83,7 +108,7 @@ else
       --device "$DEVICE" --threads "$THREADS" --log-every 10 \
       ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
 
-  echo "== 5/6 report (out-of-fold, epochs chosen without the held-out fold; the submission uses $MODELS)"
+  echo "== 5/6 report (out-of-fold, epochs chosen without the held-out fold) and the blend of $MODELS"
   "$PY" -m solution.report --data "$DATA_DIR" --work "$WORK_DIR" --runs "$RUNS"
   "$PY" -m solution.ensemble --data "$DATA_DIR" --work "$WORK_DIR" --runs "$MODELS"
   PRED="$RELEASE_WORK/predictions/test.$EXT"

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from solution.extractors import create_extractor  # noqa: E402
 from solution.faces import DETECTORS, MtcnnDetector, faces_from_crops, faces_from_video, resolve_detector  # noqa: E402
-from solution.layouts import detect_track, release_videos  # noqa: E402
+from solution.layouts import detect_track, read_transcript, release_videos  # noqa: E402
 from solution.media import SAMPLE_RATE  # noqa: E402
 from solution.voice import MissingAudio, load_voice  # noqa: E402
 
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         except MissingAudio:
             pass
         if src.transcript:
-            texts.append(src.transcript.read_text())
+            texts.append(read_transcript(src.transcript).text)
     frames = sum(len(t.faces) for t in tracks)
     audio_seconds = sum(len(v) for v in voices) / SAMPLE_RATE
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread, "

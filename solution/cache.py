@@ -2,7 +2,8 @@
 
     WORK/features/<extractor key>/<video>.<source key>.npz          features (T, D), times (T,),
                                                                     frame_quality (T,), quality cues
-                                                                    (scalars) and extraction info
+                                                                    (scalars) and extraction info;
+                                                                    timed text adds ends (T,)
     WORK/features/<extractor key>/<video>.<source key>.failed.json  the modality is missing for this
                                                                     video, and why
     WORK/features/<extractor key>/manifest.json   extractor name, settings, their hash, and every entry
@@ -14,6 +15,11 @@ the input files an entry was computed from (path, size, modification time), so a
 release extracted into the same WORK, or a video replaced in place, gets its own entries
 instead of another release's features for the same id. Entries are written atomically; an
 entry that exists is done, which is what makes runs resumable and shards independent.
+
+Spans. An entry whose rows are spans rather than instants (a word-timed transcript: one row
+per word, `times` its start) also holds `ends` (T,), and its metadata and manifest entry say
+`"timed": true`. The array is optional, so the version stays 2: every entry written before
+it existed has none and reads as before (`ends` None, untimed), and no cache is invalidated.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ import pandas as pd
 
 from solution import fileio
 
-CACHE_VERSION = 2
+CACHE_VERSION = 2   # the optional `ends` of timed rows extends version 2: an entry without it is untimed
 KEY_LENGTH = 12
 # What each stream reads, by its spec.json modality (organizer streams add their pickle).
 SOURCE_INPUTS = {"visual": ("video", "crops"), "audio": ("audio", "video"), "text": ("transcript",),
@@ -54,6 +60,11 @@ class Entry:
     missing: bool = False
     reason: str = ""
     source: str = ""                   # the input file it was computed from, for messages
+    ends: np.ndarray | None = None     # (T,) seconds: rows are spans [times, ends) (timed text); None: instants
+
+    @property
+    def timed(self) -> bool:
+        return self.ends is not None
 
 
 # ------------------------------------------------------------------ what an entry was computed from
@@ -121,8 +132,14 @@ def status(folder: Path, vid: str, key: str) -> str | None:
 def write_entry(folder: Path, vid: str, key: str, entry: Entry) -> None:
     buffer = io.BytesIO()
     meta = {"quality": entry.quality, "fps": entry.fps, "source": entry.source, "version": CACHE_VERSION}
+    arrays = {}
+    if entry.ends is not None:
+        if len(entry.ends) != len(entry.times):
+            raise ValueError(f"video {vid}: {len(entry.ends)} span ends for {len(entry.times)} rows")
+        meta["timed"] = True
+        arrays["ends"] = np.asarray(entry.ends, np.float32)
     np.savez(buffer, features=entry.features.astype(np.float32), times=entry.times.astype(np.float32),
-             frame_quality=entry.frame_quality.astype(np.float32), meta=np.array(json.dumps(meta)))
+             frame_quality=entry.frame_quality.astype(np.float32), meta=np.array(json.dumps(meta)), **arrays)
     fileio.write_bytes(entry_path(folder, vid, key), buffer.getvalue())
     failure_path(folder, vid, key).unlink(missing_ok=True)
 
@@ -142,7 +159,7 @@ def read_entry(folder: Path, vid: str, key: str, dim: int | None = None) -> Entr
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
             return Entry(data["features"], data["times"], data["frame_quality"], meta["quality"], meta["fps"],
-                         source=meta.get("source", ""))
+                         source=meta.get("source", ""), ends=data["ends"] if "ends" in data.files else None)
     failed = failure_path(folder, vid, key)
     if failed.is_file():
         info = json.loads(failed.read_text())
@@ -172,6 +189,8 @@ def write_manifest(folder: Path, spec: dict) -> dict:
             widths[shape[1]] += 1
         entries[path.stem] = {"status": "ok", "id": match["vid"], "key": match["key"], "shape": shape,
                               "fps": meta["fps"], "source": meta.get("source", "")}
+        if meta.get("timed"):
+            entries[path.stem]["timed"] = True
     for path in sorted(Path(folder).glob("*.failed.json")):
         match = _stem(path.name, ".failed.json")
         if match is None:
@@ -182,6 +201,11 @@ def write_manifest(folder: Path, spec: dict) -> dict:
     manifest = {**spec, "dim": dim, "version": CACHE_VERSION, "entries": dict(sorted(entries.items()))}
     fileio.write_json(Path(folder) / "manifest.json", manifest)
     return manifest
+
+
+def entry_meta(folder: Path, vid: str, key: str) -> dict:
+    """An entry's metadata (quality, fps, source, version, timed) without its arrays."""
+    return _entry_header(entry_path(folder, vid, key))[1]
 
 
 def _entry_header(path: Path) -> tuple[list, dict]:

@@ -1,7 +1,7 @@
 """Settings: the one place they are defined and resolved.
 
 Training reads `TrainConfig` (below) and the model's own `Config` dataclass; precedence is
-defaults < a TOML file (`--config FILE`, or `CONFIG=FILE bash run_all.sh`) < `--set KEY=VALUE`.
+defaults < the model's `train_defaults` (what it needs, e.g. one time grid) < a TOML file (`--config FILE`, or `CONFIG=FILE bash run_all.sh`) < `--set KEY=VALUE`.
 One TOML file serves every stage:
 
     [features]              # options of python -m solution.features (long names, - or _)
@@ -90,11 +90,13 @@ def coerce(value: str, kind):
 
 
 def resolve_settings(model: str, config_file: Path | None, overrides: list[str],
-                     model_config_class, all_model_fields: dict[str, dict] | None = None) -> tuple[TrainConfig, dict]:
-    """Defaults, then the TOML file, then --set overrides -> (TrainConfig, model settings)."""
+                     model_config_class, all_model_fields: dict[str, dict] | None = None,
+                     train_defaults: dict | None = None) -> tuple[TrainConfig, dict]:
+    """Defaults (TrainConfig's, then the model's own `train_defaults`, e.g. rcma's shared time
+    grid), then the TOML file, then --set overrides -> (TrainConfig, model settings)."""
     train_fields = config_fields(TrainConfig)
     model_fields = config_fields(model_config_class)
-    train, model_cfg = {}, {}
+    train, model_cfg = dict(train_defaults or {}), {}
     if config_file is not None:
         loaded = load_toml(config_file)
         unknown = sorted(set(loaded.get("train", {})) - set(train_fields))
@@ -147,6 +149,8 @@ def settings_help(models: dict[str, type]) -> str:
     lines += [f"  {f.name} = {_default(f)!r}" for f in dataclasses.fields(TrainConfig)]
     for name, cls in sorted(models.items()):
         lines.append(f"model {name} (--set model.NAME=VALUE, or model.{name}.NAME=VALUE):")
+        if getattr(cls, "train_defaults", None):
+            lines.append(f"  (trains with {', '.join(f'{k} = {v!r}' for k, v in cls.train_defaults.items())} unless set)")
         lines += [f"  {f.name} = {_default(f)!r}" for f in dataclasses.fields(cls.Config)]
     return "\n".join(lines)
 

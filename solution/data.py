@@ -10,7 +10,23 @@ by linear interpolation at the grid's times: at its own rate (visual 5 Hz, audio
 on one shared grid (`grid = "shared"`); a frame-level track's grid is its label frames, frame
 k at k / fps - label_delay, fps read from the video. A stream whose rate is unknown
 (organizer pickles in a release without videos) is spread over the video's duration as the
-other streams give it; wav2vec2's rate is its fixed 50 frames a second. Text is one vector.
+other streams give it; wav2vec2's rate is its fixed 50 frames a second.
+
+Text. A plain transcript is one vector per video, (B, 1, d) in a batch, as always. When any
+video the store reads has a word-timed transcript (cache entries with span `ends`: ASR JSON),
+the text modality goes on a time grid like visual and audio (`VideoStore.text_timed`): its
+own grid at `shared_rate` (10 Hz by default; grid = "shared": the shared grid; frame-level:
+the label frames). Each word's embedding is held on the grid steps whose time falls in its
+span [start, end); a word too short to contain a step takes the step nearest its middle if
+no other word holds it (so no word vanishes between the steps of a coarse grid). Steps
+without a word are masked (`text_mask` False, zeros after normalisation), not filled with
+the last word: silence says nothing, and a word held into the pause after it would be
+aligned with faces and voices it was not spoken over; the masks keep "no word here" apart
+from "this word", which a model can still pool or carry forward itself. Where some videos
+have timed transcripts and others plain ones, a plain transcript's vector is held over the
+whole video, every step unmasked: it says what is said without saying when, which is what
+it said as one vector. Normalisation statistics count word steps only. There is no separate
+text rate setting (a new train setting would make every finished fold refuse to be reused).
 
 Reading. `VideoStore.load(key)` reads one video's entries, aligns and normalises them, and
 keeps them in a least-recently-used cache with a byte budget (`cache_mb`). Batches come from
@@ -158,6 +174,53 @@ def cue_slices(modalities) -> dict:
     return out
 
 
+def _has_timed_entries(stream: Stream) -> bool:
+    """Whether any of the stream's entries for the store's videos holds word spans: read from
+    the manifest, or from the entry itself when the manifest does not list it."""
+    listed = cache.read_manifest(stream.folder).get("entries", {})
+    for vid, key in stream.entry_keys.items():
+        info = listed.get(f"{vid}.{key}")
+        if info is None:
+            if cache.status(stream.folder, vid, key) != "ok":
+                continue
+            info = cache.entry_meta(stream.folder, vid, key)
+        if info.get("timed"):
+            return True
+    return False
+
+
+def hold_spans(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows `values` (N, D) spoken over spans [starts, ends) -> (len(at), D) on the grid times
+    `at` (ascending) and a mask of the steps that hold a word. A step takes the word whose
+    span contains its time (of overlapping words, the one that started last); a word whose
+    span contains no step takes the step nearest its middle when no word holds that step
+    (and the middle is within half a step of the grid). Other steps are zeros, masked."""
+    at = np.asarray(at, np.float64)
+    index = np.full(len(at), -1, np.int64)
+    if len(at) == 0 or len(values) == 0:
+        return np.zeros((len(at), values.shape[1]), np.float32), index >= 0
+    starts, ends = np.asarray(starts, np.float64), np.asarray(ends, np.float64)
+    order = np.argsort(starts, kind="stable")
+    first = np.searchsorted(at, starts, side="left")   # first step at or after the start
+    stop = np.searchsorted(at, ends, side="left")      # first step at or after the end
+    for w in order:                                    # later starts overwrite: the word just begun
+        index[first[w]:stop[w]] = w
+    half = 0.5 * float(np.median(np.diff(at))) if len(at) > 1 else np.inf
+    for w in order[first[order] >= stop[order]]:       # too short for a step of its own
+        middle = 0.5 * (starts[w] + ends[w])
+        if not at[0] - half <= middle < at[-1] + half:
+            continue                                   # outside the grid (e.g. after the video's end)
+        k = int(np.searchsorted(at, middle))           # the nearer of the steps around the middle
+        if k == len(at) or (k > 0 and middle - at[k - 1] <= at[k] - middle):
+            k -= 1
+        if index[k] < 0:
+            index[k] = w
+    held = index >= 0
+    out = np.zeros((len(at), values.shape[1]), np.float32)
+    out[held] = values[index[held]]
+    return out, held
+
+
 # ------------------------------------------------------------------ normalisation
 
 @dataclass
@@ -174,6 +237,8 @@ class Normalizer:
             video = store.load(key, normalise=False, keep=False)
             for m, seq in video.seqs.items():
                 if seq is not None:
+                    if video.masks.get(m) is not None:
+                        seq = seq[video.masks[m]]  # timed text: word steps only, not the gaps' zeros
                     s = sums[m]
                     s[0] += seq.sum(0, dtype=np.float64)
                     s[1] += np.square(seq, dtype=np.float64).sum(0)
@@ -212,10 +277,13 @@ class Video:
     cues: np.ndarray                     # (C,)
     present: np.ndarray                  # (M,) bool
     target: np.ndarray | None = None     # (k,) video-level; (T, k) frame-level with -5 rows unannotated
+    masks: dict = field(default_factory=dict)  # modality -> (T_m,) bool, False on steps without data (timed
+    #                                            text's gaps); a modality absent here is real at every step
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in list(self.seqs.values()) + list(self.quality.values()) if a is not None)
+        arrays = list(self.seqs.values()) + list(self.quality.values()) + list(self.masks.values())
+        return sum(a.nbytes for a in arrays if a is not None)
 
 
 class Piece(NamedTuple):
@@ -231,10 +299,17 @@ class Piece(NamedTuple):
 class VideoStore:
     """Reads, aligns and normalises videos on demand, keeping recent ones within a byte budget."""
 
-    def __init__(self, work, release, sources: dict, cfg: TrainConfig, frame_counts: dict | None = None):
+    def __init__(self, work, release, sources: dict, cfg: TrainConfig, frame_counts: dict | None = None,
+                 text_timed: bool | None = None):
+        """`text_timed`: None decides from the cache (timed when any of these videos' text
+        entries has word times); True or False forces it (a checkpoint's model was built for
+        one or the other: False pools a timed transcript's words into one vector, their mean)."""
         self.release, self.track, self.cfg = release, release.track, cfg
         self.streams = resolve_streams(work, sources, cfg.streams or None)
         self.modalities = tuple(m for m in MODALITIES if m in self.streams)
+        # Whether text is on a time grid (the model's InputSpec.extra["text_timed"]); else one vector.
+        self.text_timed = "text" in self.streams and (
+            any(_has_timed_entries(s) for s in self.streams["text"]) if text_timed is None else bool(text_timed))
         self.dims = {m: sum(s.dim for s in self.streams[m]) for m in self.modalities}
         self.frame_level = self.track.level == "frame"
         if cfg.grid not in ("own", "shared"):
@@ -282,6 +357,11 @@ class VideoStore:
                                 "delete the file and run python -m solution.features again")
             if not np.isfinite(entry.features).all():
                 raise DataError(f"{path}: NaN or inf in the cached features; delete the file and extract it again")
+            if entry.ends is not None and (entry.ends.shape != entry.times.shape or not np.isfinite(entry.ends).all()
+                                           or not np.isfinite(entry.times).all() or (entry.ends < entry.times).any()):
+                raise DataError(f"{path}: span ends do not match the rows' start times (shape {entry.ends.shape} "
+                                f"for {entry.times.shape}, NaN, or an end before its start); delete the file and "
+                                "extract it again")
         return entry
 
     def _label_grid(self, key: str) -> tuple[np.ndarray, np.ndarray | None, float]:
@@ -303,14 +383,17 @@ class VideoStore:
         timed = [(s, e) for m in self.modalities if m != "text" for s, e in entries[m] if not e.missing and len(e.features)]
         known = [e.times[-1] + 1 / e.fps for s, e in timed if e.fps] + \
                 [len(e.features) / KNOWN_RATES[s.kind] for s, e in timed if not e.fps and s.kind in KNOWN_RATES]
-        duration = max(known) if known else max([len(e.features) / FALLBACK_RATE for _, e in timed] or [1.0])
+        spans = [float(e.ends.max()) for s, e in entries.get("text", []) if not e.missing and e.ends is not None
+                 and len(e.ends)] if self.text_timed else []
+        # Word times say how long a video is only when nothing else does (a text-only store).
+        duration = max(known) if known else max([len(e.features) / FALLBACK_RATE for _, e in timed] + spans or [1.0])
         label_times, target = None, None
         if self.frame_level:
             label_times, target, fps = self._label_grid(key)
             duration = max(duration, len(label_times) / fps)
         elif key not in self.frame_counts and key in self._labelled:
             target = self.release.video_targets(key)
-        seqs, quality, rates, cues, present = {}, {}, {}, [], []
+        seqs, quality, rates, cues, present, masks = {}, {}, {}, [], [], {}
         for m in self.modalities:
             have = [(s, e) for s, e in entries[m] if not e.missing and len(e.features)]
             merged = {}
@@ -319,9 +402,25 @@ class VideoStore:
                     merged.setdefault(name, value)
             cues += _cues(m, merged, not have)
             present.append(bool(have))
-            rates[m] = None if m == "text" else (None if self.frame_level else self.rate(m))
+            untimed_text = m == "text" and not self.text_timed
+            rates[m] = None if untimed_text else (None if self.frame_level else self.rate(m))
             if not have:
                 seqs[m] = quality[m] = None
+                continue
+            if m == "text" and self.text_timed:
+                at = label_times if self.frame_level else grid_times(duration, rates[m])
+                parts, mask = [], np.zeros(len(at), bool)
+                for s, e in entries[m]:
+                    if e.missing or not len(e.features):
+                        parts.append(np.zeros((len(at), s.dim), np.float32))
+                    elif e.ends is None:  # a plain transcript among timed ones: held over the whole video
+                        parts.append(np.repeat(e.features.mean(0, keepdims=True), len(at), 0).astype(np.float32))
+                        mask[:] = True
+                    else:
+                        values, held = hold_spans(e.features, e.times, e.ends, at)
+                        parts.append(values)
+                        mask |= held
+                seqs[m], quality[m], masks[m] = np.concatenate(parts, 1), mask.astype(np.float32), mask
                 continue
             if m == "text":
                 parts = [e.features.mean(0, keepdims=True) if not e.missing and len(e.features) else
@@ -341,10 +440,12 @@ class VideoStore:
             seqs[m] = np.concatenate(parts, 1)
             quality[m] = q if q is not None else np.ones(len(at), np.float32)
         video = Video(key, float(duration), seqs, quality, rates, np.asarray(cues, np.float32),
-                      np.asarray(present, bool), target)
+                      np.asarray(present, bool), target, masks)
         self._lengths[key] = len(label_times) if self.frame_level else video.duration
         if normalise and self.normalizer is not None:
             video.seqs = {m: None if v is None else self.normalizer.apply(m, v) for m, v in video.seqs.items()}
+            for m, mask in masks.items():
+                video.seqs[m][~mask] = 0.0  # a gap is zeros (the mean) whatever the statistics
         if keep and normalise:
             self._remember(video)
         return video
@@ -388,11 +489,13 @@ class VideoStore:
             length = min(self.cfg.crop_seconds, video.duration)
             start = float(np.random.default_rng(piece.crop_seed).uniform(0, video.duration - length))
             stop = start + length
-        item = {"key": piece.key, "cues": video.cues, "present": video.present, "seqs": {}, "quality": {}}
+        item = {"key": piece.key, "cues": video.cues, "present": video.present, "seqs": {}, "quality": {}, "masks": {}}
         for m in self.modalities:
             seq = video.seqs[m]
-            if seq is None or m == "text" or start is None:
+            if seq is None or (m == "text" and not self.text_timed) or start is None:
                 item["seqs"][m], item["quality"][m] = seq, video.quality[m]
+                if seq is not None and m in video.masks:
+                    item["masks"][m] = video.masks[m]
                 continue
             if self.frame_level:
                 a, b = int(start), int(stop)
@@ -401,6 +504,8 @@ class VideoStore:
                 a = min(int(np.floor(start * rate + 1e-6)), len(seq) - 1)
                 b = max(a + 1, min(len(seq), int(np.ceil(stop * rate - 1e-6))))
             item["seqs"][m], item["quality"][m] = seq[a:b], video.quality[m][a:b]
+            if m in video.masks:
+                item["masks"][m] = video.masks[m][a:b]
         if video.target is not None:
             if self.frame_level:
                 a, b = (0, len(video.target)) if start is None else (int(start), int(stop))
@@ -415,15 +520,24 @@ class VideoStore:
 
 # ------------------------------------------------------------------ batches
 
-def collate(items: list[dict], modalities, dims, frame_level: bool) -> dict:
+def collate(items: list[dict], modalities, dims, frame_level: bool, text_timed: bool = False,
+            shared_grid: bool = False) -> dict:
     """Items -> padded tensors: <modality> (B, T, D), <modality>_mask and _quality (B, T),
     present (B, M), cues (B, C), keys; target (B, k) or (B, T, k) with target_mask (B, T)
-    and frame_mask (B, T) for frame-level tracks."""
+    and frame_mask (B, T) for frame-level tracks. Untimed text is (B, 1, D); timed text
+    (`text_timed`) is a sequence like the others, its mask False on steps without a word.
+    `shared_grid` (video-level, grid = "shared"): every timed modality is padded to one
+    length, so step t is the same instant in all of them even where the longest piece of
+    the batch lacks one (its face, voice or transcript missing)."""
     batch = {"keys": [it["key"] for it in items]}
     frames = max(it["frames"] for it in items) if frame_level else None
+    timed = [m for m in modalities if m != "text" or text_timed]
+    common = max([len(it["seqs"][m]) for it in items for m in timed if it["seqs"][m] is not None] or [1])
     for m in modalities:
         seqs = [it["seqs"][m] for it in items]
-        longest = frames if frame_level and m != "text" else max([len(s) for s in seqs if s is not None] or [1])
+        on_frames = frame_level and m in timed
+        longest = frames if on_frames else common if shared_grid and m in timed else \
+            max([len(s) for s in seqs if s is not None] or [1])
         x = np.zeros((len(items), longest, dims[m]), np.float32)
         q = np.zeros((len(items), longest), np.float32)
         mask = np.zeros((len(items), longest), bool)
@@ -431,7 +545,8 @@ def collate(items: list[dict], modalities, dims, frame_level: bool) -> dict:
             if seq is not None:
                 x[j, :len(seq)] = seq
                 q[j, :len(seq)] = it["quality"][m]
-                mask[j, :len(seq)] = True
+                steps = it.get("masks", {}).get(m)
+                mask[j, :len(seq)] = True if steps is None else steps
         batch[m], batch[f"{m}_mask"], batch[f"{m}_quality"] = torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(q)
     batch["present"] = torch.from_numpy(np.stack([it["present"] for it in items]))
     batch["cues"] = torch.from_numpy(np.stack([it["cues"] for it in items]))
@@ -484,7 +599,8 @@ def loader(store: VideoStore, pieces: list[Piece], batch_size: int, rng: np.rand
     """A DataLoader over `pieces`; shuffled batches when `rng` is given."""
     return torch.utils.data.DataLoader(
         _Pieces(store, pieces), batch_sampler=batch_indices(len(pieces), batch_size, rng),
-        collate_fn=lambda items: collate(items, store.modalities, store.dims, store.frame_level),
+        collate_fn=lambda items: collate(items, store.modalities, store.dims, store.frame_level, store.text_timed,
+                                         store.cfg.grid == "shared"),
         num_workers=store.cfg.loader_workers, persistent_workers=False)
 
 

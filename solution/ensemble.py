@@ -1,13 +1,35 @@
-"""python -m solution.ensemble: one set of predictions from trained runs.
+"""python -m solution.ensemble: one blend of trained runs, fit out of fold, and its predictions.
 
-    python -m solution.ensemble --data DIR --work WORK --runs dual_stage [--out DIR]
+    python -m solution.ensemble --data DIR --work WORK --runs dual_stage,foalnet,rcma
+        [--equal] [--no-rescale] [--out DIR] [--zip NAME [--zip-dir DIR]]
 
-Per run: its out-of-fold predictions (every fold's held-out videos, so each labelled video
-once) and its test predictions averaged over the folds. Several runs are combined with
-equal weights for now (weights fit on the out-of-fold predictions come with the blending
-step). Writes oof and test predictions in the track's leaderboard format to
-WORK/<track>-<fingerprint>/predictions/ (or --out): oof.csv/test.csv for EMI,
-oof.txt/test.txt for VA.
+Per run: its out-of-fold predictions (every labelled video once, from the fold that held it
+out) and its test predictions averaged over the folds. The runs are blended with
+non-negative weights that sum to one, fit on the out-of-fold predictions to maximise the
+track's metric as the leaderboard computes it (EMI: mean Pearson over videos; VA: mean CCC
+over every annotated frame), either one weight vector for every target ("shared") or one
+per target ("per_target"). On CCC tracks an affine rescale per target may follow the blend:
+averaging shrinks the predictions' spread, CCC punishes that, and the map that matches the
+labels' mean and spread undoes it (solution/blend.py says why this map is the best one).
+For Pearson an affine map changes nothing, so none is fit.
+
+Weights fit on the rows they are scored on flatter themselves, so every way of blending is
+also estimated honestly: each fold's videos are blended with weights (and rescale) fit on
+the other folds only, and all folds are scored together. The table shows each run alone,
+equal weights, and both fitted modes, in-sample and honest (with and without the rescale on
+CCC tracks). The blend used is the fitted mode, with or without the rescale, whose honest
+estimate is best (--equal: equal weights); no test label is ever read. Its weights are then
+fit on every out-of-fold row. With one run the blend is that run, weight 1.
+
+Writes to WORK/<track>-<fingerprint>/predictions/ (or --out): blend.json (solution/blend.py
+gives the format; solution.predict applies it to new data), test predictions (the blend of
+the fold-averaged test predictions), and oof predictions, the blend's own out-of-fold
+predictions (each fold blended without its labels), so scoring them gives the honest
+estimate; oof.csv/test.csv for EMI, oof.txt/test.txt for VA. --zip NAME also writes the
+submission zip through solution.submit and validates it.
+
+The test predictions average the folds' models, so their spread is somewhat smaller than
+that of the out-of-fold predictions the rescale was fit on; the rescale does not undo that.
 """
 from __future__ import annotations
 
@@ -18,9 +40,17 @@ from pathlib import Path
 
 import numpy as np
 
+from solution import submit
+from solution.blend import (Fit, apply_blend, choose, compare_blends, holdout_parts, part_blend, single_scores,
+                            stack_predictions, to_blend, write_blend)
 from solution.errors import DataError
+from solution.folds import read_folds
+from solution.layouts import open_release
 from solution.predictions import read_predictions, write_predictions
 from solution.runs import ReleaseWork, release_work
+from solution.tracks import Track
+
+SUBMISSIONS = Path(submit.__file__).resolve().parent.parent / "submissions"
 
 
 def run_predictions(rw: ReleaseWork, run: str) -> tuple[dict, dict, list[dict]]:
@@ -39,19 +69,109 @@ def run_predictions(rw: ReleaseWork, run: str) -> tuple[dict, dict, list[dict]]:
             raise DataError(f"{rw.run(run)}: a video is held out in more than one fold; were the folds remade mid-run?")
         oof.update(part)
     tests = [read_predictions(rw.fold(run, f) / "test.csv", rw.track) for f in range(k)]
+    for f, t in enumerate(tests[1:], start=1):
+        if set(t) != set(tests[0]):
+            raise DataError(f"{rw.run(run)}: folds 0 and {f} predict different test videos")
     test = {key: np.mean([t[key] for t in tests], axis=0) for key in tests[0]}
     return oof, test, metrics
 
 
 def combine(rw: ReleaseWork, runs: list[str]) -> tuple[dict, dict]:
+    """Equal-weight averages of the runs' out-of-fold and test predictions."""
     parts = [run_predictions(rw, run)[:2] for run in runs]
     oof = {k: np.mean([p[0][k] for p in parts], axis=0) for k in parts[0][0]}
     test = {k: np.mean([p[1][k] for p in parts], axis=0) for k in parts[0][1]}
     return oof, test
 
 
+def load_runs(rw: ReleaseWork, runs: list[str]) -> tuple[dict, dict]:
+    """{run: out-of-fold predictions}, {run: fold-averaged test predictions}; every run must
+    predict the same videos, with finite values."""
+    oof_by_run, test_by_run = {}, {}
+    for run in runs:
+        oof_by_run[run], test_by_run[run], _ = run_predictions(rw, run)
+    for what, table in (("out-of-fold", oof_by_run), ("test", test_by_run)):
+        for run in runs[1:]:
+            differ = sorted(set(table[run]) ^ set(table[runs[0]]))
+            if differ:
+                raise DataError(f"runs {runs[0]} and {run} predict different {what} videos "
+                                f"({len(differ)}, e.g. {differ[:5]}); were they trained on the same release and folds?")
+        for run, preds in table.items():
+            bad = [k for k, v in preds.items() if not np.isfinite(v).all()]
+            if bad:
+                raise DataError(f"{rw.run(run)}: NaN or inf in the {what} predictions of {len(bad)} video(s), e.g. {bad[:5]}")
+    return oof_by_run, test_by_run
+
+
+def holdout_of(rw: ReleaseWork, keys) -> dict:
+    """{video: the part it is held out in for the honest estimate}, from the release's folds.csv."""
+    table, _ = read_folds(rw)
+    held = table[table.fold >= 0]
+    fold_of = dict(zip(held.id, held.fold.astype(int)))
+    stray = sorted(set(keys) - set(fold_of))
+    if stray:
+        raise DataError(f"{rw.folds_csv}: {len(stray)} video(s) with out-of-fold predictions are held out in no fold, "
+                        f"e.g. {stray[:5]}; were the folds remade after training?")
+    unpredicted = sorted(set(fold_of) - set(keys))
+    if unpredicted:
+        raise DataError(f"{rw.folds_csv}: no out-of-fold prediction for {len(unpredicted)} held-out video(s), "
+                        f"e.g. {unpredicted[:5]}")
+    return holdout_parts(fold_of, dict(zip(held.id, held.group)))
+
+
+def label(fit: Fit) -> str:
+    name = {"fitted": f"fitted {fit.mode.replace('_', ' ')}", "equal": "equal weights", "single": "one run, weight 1"}
+    return name[fit.method] + (" + rescale" if fit.rescale is not None else "")
+
+
+def format_table(track: Track, runs, singles: dict, fits: list[Fit], chosen: Fit) -> str:
+    short = [t[:9] for t in track.targets]
+    lines = [f"{'blend (' + track.metric + ')':<30}{'in-sample':>10}{'honest':>10}  honest per target",
+             f"{'':<50}" + "".join(f"{t:>10}" for t in short)]
+    for run, result in singles.items():
+        lines.append(f"{run + ' alone':<30}{result['mean']:>10.4f}{result['mean']:>10.4f}"
+                     + "".join(f"{v:>10.4f}" for v in result["per_dim"].values()))
+    for fit in fits:
+        mark = " *" if fit is chosen else "  "
+        lines.append(f"{label(fit) + mark:<30}{fit.in_sample['mean']:>10.4f}{fit.honest['mean']:>10.4f}"
+                     + "".join(f"{v:>10.4f}" for v in fit.honest["per_dim"].values()))
+    lines.append(f"* chosen by the honest estimate: {label(chosen)}")
+    if track.metric == "pearson":
+        lines.append("  (Pearson track: an affine rescale would change nothing, so none is fit)")
+    lines.append(f"{'weights':<30}" + "".join(f"{t:>10}" for t in short))
+    for i, run in enumerate(runs):
+        lines.append(f"{run:<30}" + "".join(f"{w:>10.3f}" for w in chosen.weights[i]))
+    if chosen.rescale is not None:
+        lines.append(f"{'rescale: scale':<30}" + "".join(f"{a:>10.3f}" for a in chosen.rescale[0]))
+        lines.append(f"{'         shift':<30}" + "".join(f"{b:>10.3f}" for b in chosen.rescale[1]))
+    return "\n".join(lines)
+
+
 def prediction_name(rw: ReleaseWork, what: str) -> str:
     return f"{what}.{'csv' if rw.track.level == 'video' else 'txt'}"
+
+
+def blend_runs(data, rw: ReleaseWork, runs: list[str], equal: bool = False, rescale: bool = True):
+    """Fit, choose and apply the blend: (blend dict, honest oof predictions, test predictions, table text)."""
+    if len(set(runs)) != len(runs):
+        raise DataError(f"a run is named twice in {runs}")
+    track = rw.track
+    oof_by_run, test_by_run = load_runs(rw, runs)
+    keys = sorted(oof_by_run[runs[0]])
+    part_of = holdout_of(rw, keys)
+    release = open_release(track, data)
+    stack = stack_predictions(track, oof_by_run, {k: release.video_targets(k) for k in keys}, part_of)
+    fits = compare_blends(track, stack, rescale=rescale)
+    chosen = choose(fits, equal=equal)
+    singles = single_scores(track, stack)
+    blend = to_blend(track, runs, chosen, fits, singles, len(chosen.by_part))
+    oof = {}
+    for part in chosen.by_part:
+        held = [k for k in keys if part_of[k] == part]
+        oof.update(apply_blend(part_blend(blend, chosen, part), {r: {k: oof_by_run[r][k] for k in held} for r in runs},
+                               track.low, track.high))
+    test = apply_blend(blend, test_by_run, track.low, track.high)
+    return blend, oof, test, format_table(track, runs, singles, fits, chosen)
 
 
 def main(argv=None) -> int:
@@ -60,20 +180,35 @@ def main(argv=None) -> int:
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--data", type=Path, required=True, help="the release the runs were trained on")
     parser.add_argument("--work", type=Path, required=True, help="the work folder given to train_fold")
-    parser.add_argument("--runs", required=True, help="comma list of run names (models)")
+    parser.add_argument("--runs", required=True, help="comma list of run names (models) to blend")
+    parser.add_argument("--equal", action="store_true", help="blend with equal weights instead of fitted ones")
+    parser.add_argument("--no-rescale", action="store_true",
+                        help="CCC tracks: never rescale the blend (by default the honest estimate decides)")
     parser.add_argument("--out", type=Path, help="output folder (default: WORK/<track>-<fingerprint>/predictions)")
+    parser.add_argument("--zip", metavar="NAME", help="also write and validate the submission zip NAME.zip")
+    parser.add_argument("--zip-dir", type=Path, default=SUBMISSIONS,
+                        help="where --zip writes (default: submissions/ in the repository)")
     args = parser.parse_args(argv)
     try:
         rw = release_work(args.work, args.data)
-        oof, test = combine(rw, [r for r in args.runs.split(",") if r])
+        runs = [r for r in args.runs.split(",") if r]
+        if not runs:
+            raise DataError("--runs names no run")
+        blend, oof, test, table = blend_runs(args.data, rw, runs, args.equal, not args.no_rescale)
+        out = args.out or rw.predictions
+        write_blend(out / "blend.json", blend)
+        write_predictions(out / prediction_name(rw, "oof"), rw.track, oof)
+        write_predictions(out / prediction_name(rw, "test"), rw.track, test)
+        print(table)
+        print(f"[ensemble] {','.join(runs)}: wrote {out / 'blend.json'}, {out / prediction_name(rw, 'oof')} "
+              f"({len(oof)} videos, out of fold) and {out / prediction_name(rw, 'test')} ({len(test)} videos)")
+        if args.zip:
+            path = submit.make_submission(rw.track.name, out / prediction_name(rw, "test"), args.data,
+                                          args.zip_dir, args.zip)
+            print(f"[ensemble] wrote {path} (validated against the test listing of {args.data})")
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = args.out or rw.predictions
-    write_predictions(out / prediction_name(rw, "oof"), rw.track, oof)
-    write_predictions(out / prediction_name(rw, "test"), rw.track, test)
-    print(f"[ensemble] {args.runs}: wrote {out / prediction_name(rw, 'oof')} ({len(oof)} videos) and "
-          f"{out / prediction_name(rw, 'test')} ({len(test)} videos)")
     return 0
 
 

@@ -374,13 +374,23 @@ class HfTextExtractor(Extractor):
         self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).eval().to(self.device)
 
     def compute(self, text: str) -> np.ndarray:
+        return self.many([text])
+
+    def many(self, texts) -> np.ndarray:
+        """Mean-pooled embeddings of `texts`, `batch_size` at a time (padding is masked out of
+        the mean, so a text's vector does not depend on its batch)."""
         import torch
 
-        tokens = self.tokenizer([text], return_tensors="pt", truncation=True, max_length=256).to(self.device)
-        with torch.inference_mode():
-            hidden = self.model(**tokens).last_hidden_state
-        mask = tokens["attention_mask"].unsqueeze(-1).float()
-        return ((hidden * mask).sum(1) / mask.sum(1)).float().cpu().numpy().astype(np.float32)
+        self.load()
+        texts, outputs = list(texts), []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", truncation=True,
+                                    max_length=256, padding=True).to(self.device)
+            with torch.inference_mode():
+                hidden = self.model(**tokens).last_hidden_state
+            mask = tokens["attention_mask"].unsqueeze(-1).float()
+            outputs.append(((hidden * mask).sum(1) / mask.sum(1).clamp_min(1)).float().cpu().numpy())
+        return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros((0, 0), np.float32)
 
 
 # ------------------------------------------------------------------ organizer features
@@ -422,13 +432,17 @@ def _pickle_is_1d(path: Path) -> bool:
 
 class AsrTranscriber:
     """Transcripts for videos without one: a Whisper model saved on disk, through the
-    transformers speech-recognition pipeline."""
+    transformers speech-recognition pipeline, with word timestamps (`return_timestamps="word"`;
+    timestamps are also what lets Whisper transcribe audio past 30 s). A model that cannot
+    give word times (no alignment heads in its generation config) falls back, once and said,
+    to segment timestamps (`return_timestamps=True`): one timed chunk per segment."""
 
     def __init__(self, folder: str, device: str = "cpu"):
         self.path, self.device = _local_folder(folder, "--asr"), device
         self.pipe = None
+        self.timestamps = "word"
 
-    def __call__(self, samples: np.ndarray) -> str:
+    def _pipeline(self):
         if self.pipe is None:  # loaded on first use, like the extractors
             from transformers import pipeline
 
@@ -436,4 +450,39 @@ class AsrTranscriber:
                 self.pipe = pipeline("automatic-speech-recognition", model=str(self.path), device=self.device)
             except Exception as exc:  # noqa: BLE001 - stop the run, not fail every video
                 raise ModelLoadError(f"--asr {self.path}: cannot load the model ({type(exc).__name__}: {exc})") from exc
-        return self.pipe({"raw": samples, "sampling_rate": SAMPLE_RATE})["text"].strip()
+        return self.pipe
+
+    def __call__(self, samples: np.ndarray):
+        """-> layouts.Transcript with word (or segment) times in seconds from the audio's start."""
+        pipe = self._pipeline()
+        inputs = {"raw": samples, "sampling_rate": SAMPLE_RATE}
+        try:
+            out = pipe(dict(inputs), return_timestamps=self.timestamps)
+        except Exception as exc:  # noqa: BLE001 - e.g. no alignment heads: word times impossible
+            if self.timestamps != "word":
+                raise
+            log.warning("--asr %s: no word timestamps (%s: %s); using segment timestamps", self.path,
+                        type(exc).__name__, exc)
+            self.timestamps = True
+            out = pipe(dict(inputs), return_timestamps=True)
+        return asr_transcript(out, len(samples) / SAMPLE_RATE, f"--asr {self.path}")
+
+
+def asr_transcript(out: dict, duration: float, where: str):
+    """The speech-recognition pipeline's output -> layouts.Transcript. Whisper leaves the last
+    chunk's end open (None) when speech runs to the end of the audio: it becomes the audio's
+    end (a start left open becomes the previous chunk's end); other problems raise DataError."""
+    from solution.layouts import parse_transcript
+
+    chunks = []
+    for i, chunk in enumerate(out.get("chunks") or []):
+        start, end = (list(chunk.get("timestamp") or (None, None)) + [None, None])[:2]
+        if start is None:
+            start = chunks[-1]["timestamp"][1] if chunks else 0.0
+        if end is None:
+            end = max(float(duration), float(start))
+        chunks.append({"text": chunk.get("text", ""), "timestamp": [start, end]})
+    text = str(out.get("text") or "").strip()
+    if not chunks:
+        return parse_transcript({"text": text, "chunks": []} if not text else {"text": text}, where)
+    return parse_transcript({"text": text, "chunks": chunks}, where)

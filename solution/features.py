@@ -14,6 +14,13 @@ pickle whose width differs from the rest of its folder are recorded in failures.
 the id and reason, the modality is marked missing for that video, and the run ends with a
 summary; --strict makes the first failure an error instead. A model that cannot be loaded
 stops the run with an error naming its spec.
+
+Text. A plain transcript (`transcripts/<id>.txt`) is one embedding for the whole video. A
+timed one (`transcripts/<id>.json`, ASR output with word times: see
+solution.layouts.read_transcript) is one embedding per word or ASR chunk, the rows' `times`
+their starts and `ends` their ends (see solution/cache.py); a malformed one is a recorded
+failure naming the file. `--asr` transcribes videos without a transcript with word
+timestamps, and saves each as WORK/transcripts/<id>.txt and .json.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ from solution.config import apply_stage_config
 from solution.cache import Entry
 from solution.extractors import REGISTRY, AsrTranscriber, ModelLoadError, create_extractor, parse_spec
 from solution.faces import DETECTORS, MtcnnDetector, face_cues, faces_from_crops, faces_from_video, resolve_detector
-from solution.layouts import DataError, VideoSources, detect_track, release_videos
+from solution.layouts import DataError, Transcript, VideoSources, detect_track, read_transcript, release_videos
 from solution.media import MediaError, video_info
 from solution.progress import progress
 from solution.voice import MissingAudio, load_voice, voice_cues
@@ -71,7 +78,8 @@ class Plan:
         if modality == "visual":
             return {"fps": self.fps, "face": self.face, "face_size": self.face_size}
         if modality == "text":
-            return {"asr": self.asr or ""}
+            # ASR transcripts are word-timed since timed text: a new key, not the old untimed entries.
+            return {"asr": self.asr, "asr_timestamps": "word"} if self.asr else {"asr": ""}
         return {}
 
 
@@ -180,26 +188,46 @@ def _audio(plan, job: Job, specs) -> list[tuple]:
     return _run_each(plan, job, specs, compute)
 
 
+def _said(transcript: Transcript | None) -> bool:
+    return transcript is not None and bool(transcript.text) and (not transcript.timed or bool(transcript.words))
+
+
 def _text(plan, job: Job, specs) -> list[tuple]:
+    """One embedding of the whole transcript (plain text), or one per word (timed: rows at the
+    words' starts, with their ends; the encoder embeds all of a video's words in one call)."""
     src = job.src
-    text, source = None, "transcript"
+    transcript, source = None, "transcript"
     if src.transcript is not None:
-        text = src.transcript.read_text(encoding="utf-8", errors="replace").strip() or None
-    if text is None and _STATE["asr"] is not None:
         try:
-            text, source = _STATE["asr"](load_voice(src.audio, src.video)) or None, "asr"
+            transcript = read_transcript(src.transcript)
+        except (DataError, OSError) as exc:
+            return [_fail(plan, spec, job, str(exc), {"missing": 1.0}) for spec in specs]
+    if not _said(transcript) and _STATE["asr"] is not None:
+        try:
+            transcript, source = _STATE["asr"](load_voice(src.audio, src.video)), "asr"
         except (MissingAudio, MediaError) as exc:
             return [_fail(plan, spec, job, f"no transcript, and ASR had no audio: {exc}") for spec in specs]
-        if text:
-            fileio.write_text(Path(plan.work) / "transcripts" / f"{src.vid}.txt", text + "\n")
-    if text is None:
+        except DataError as exc:  # ASR output with impossible times
+            return [_fail(plan, spec, job, f"ASR: {exc}", {"missing": 1.0}) for spec in specs]
+        if _said(transcript):
+            folder = Path(plan.work) / "transcripts"
+            fileio.write_text(folder / f"{src.vid}.txt", transcript.text + "\n")
+            if transcript.timed:
+                fileio.write_json(folder / f"{src.vid}.json", transcript.to_json("chunks"))
+    if not _said(transcript):
         reason = "empty transcript" if src.transcript is not None else "no transcript"
         return [_fail(plan, spec, job, reason, {"missing": 1.0}) for spec in specs]
-    cues = {"words": float(len(text.split())), "from_asr": float(source == "asr"), "missing": 0.0}
+    cues = {"words": float(len(transcript.text.split())), "from_asr": float(source == "asr"), "missing": 0.0}
     extractors = _STATE["extractors"]
     origin = str(src.transcript if source == "transcript" else src.audio or src.video)
+    if not transcript.timed:
+        return _run_each(plan, job, specs, lambda spec: Entry(
+            extractors[spec](transcript.text), np.zeros(1, np.float32), np.ones(1, np.float32), cues, None,
+            source=origin))
+    n = len(transcript.words)
     return _run_each(plan, job, specs, lambda spec: Entry(
-        extractors[spec](text), np.zeros(1, np.float32), np.ones(1, np.float32), cues, None, source=origin))
+        extractors[spec].many(transcript.words), transcript.starts.astype(np.float32), np.ones(n, np.float32), cues,
+        None, source=origin, ends=transcript.ends.astype(np.float32)))
 
 
 def _organizer(plan, job: Job, specs) -> list[tuple]:
@@ -374,7 +402,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fps", type=float, default=5.0, help="face frames sampled per second")
     parser.add_argument("--face", choices=DETECTORS, default="auto", help="face detector (see solution/faces.py)")
     parser.add_argument("--face-size", type=int, default=112, help="face crop side in pixels")
-    parser.add_argument("--asr", metavar="FOLDER", help="a Whisper model on disk: transcribe videos without a transcript")
+    parser.add_argument("--asr", metavar="FOLDER", help="a Whisper model on disk: transcribe videos without a transcript, "
+                        "with word times (saved as WORK/transcripts/<id>.txt and .json)")
     parser.add_argument("--splits", default="train,valid,test", help="which splits to extract")
     parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="i/n", help="do every n-th video from the i-th (0-based)")
     parser.add_argument("--workers", type=int, default=1, help="processes on this machine")

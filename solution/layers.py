@@ -29,7 +29,8 @@ class AttentionPool(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.score = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1))
+        # No bias on the last layer: softmax ignores a shift, so it would never learn.
+        self.score = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
         self.out_dim = 2 * dim
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -39,36 +40,76 @@ class AttentionPool(nn.Module):
         return torch.cat([(weights.unsqueeze(-1) * x).sum(1), masked_max(x, mask)], dim=-1)
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout drawing its mask with torch.rand: the same distribution, and on the CPU about
+    a third faster forward and backward than torch's bernoulli kernel, which took an eighth of a
+    training step of the dual-stage model."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * torch.rand_like(x).ge_(self.p).mul_(1 / (1 - self.p))
+
+
 class InputProjection(nn.Module):
-    """LayerNorm -> dropout -> Linear: brings a feature stream to the model width."""
+    """Channel dropout -> Linear -> LayerNorm -> GELU: brings a feature stream to the model width.
+
+    The streams arrive standardised per channel (data.Normalizer), so the LayerNorm acts on the
+    narrow side: over a 768-d stream of 400 frames, normalising the input took a third of a
+    training step on the CPU. The dropout drops whole input channels of a sample for all its
+    frames (one draw per sample and channel) rather than single values, for the same reason
+    (300k random draws per video) and because a channel gone for the whole clip is the
+    stronger regulariser for features that change slowly."""
 
     def __init__(self, in_dim: int, dim: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, dim), nn.GELU())
+        self.dropout = dropout
+        self.linear = nn.Linear(in_dim, dim)
+        self.norm = nn.LayerNorm(dim)
 
     def forward(self, x):
-        return self.net(x)
+        if self.training and self.dropout > 0:
+            keep = torch.empty(x.shape[0], *([1] * (x.dim() - 2)), x.shape[-1], device=x.device, dtype=x.dtype)
+            x = x * keep.bernoulli_(1 - self.dropout).div_(1 - self.dropout)
+        return F.gelu(self.norm(self.linear(x)))
 
 
 class TemporalBlock(nn.Module):
     """Two weight-normed dilated convolutions with a residual. `causal` pads on the left only;
-    otherwise the kernel is centred and sees both sides (better for offline scoring)."""
+    otherwise the kernel is centred and sees both sides (better for offline scoring).
 
-    def __init__(self, channels: int, kernel: int, dilation: int, dropout: float, causal: bool):
+    `bottleneck` b > 1 makes it a bottleneck block: a 1x1 convolution down to channels / b, the
+    dilated convolution at that width, a 1x1 convolution back up. At 512 channels and kernel 5
+    that is 12 times fewer multiply-adds than two full-width convolutions, which were nearly all
+    of RCMA's training time on the CPU; the receptive field is the same."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int, dropout: float, causal: bool, bottleneck: int = 1):
         super().__init__()
         self.pad = (kernel - 1) * dilation
         self.causal = causal
-        self.conv1 = weight_norm(nn.Conv1d(channels, channels, kernel, dilation=dilation))
-        self.conv2 = weight_norm(nn.Conv1d(channels, channels, kernel, dilation=dilation))
-        self.drop = nn.Dropout(dropout)
+        self.bottleneck = max(1, bottleneck)
+        if self.bottleneck > 1:
+            inner = max(1, channels // self.bottleneck)
+            # No bias: zero padding stays zero through the 1x1 and the activation, so no mask is needed.
+            self.reduce = weight_norm(nn.Conv1d(channels, inner, 1, bias=False))
+            self.conv1 = weight_norm(nn.Conv1d(inner, inner, kernel, dilation=dilation))
+            self.conv2 = weight_norm(nn.Conv1d(inner, channels, 1))
+        else:
+            self.conv1 = weight_norm(nn.Conv1d(channels, channels, kernel, dilation=dilation))
+            self.conv2 = weight_norm(nn.Conv1d(channels, channels, kernel, dilation=dilation))
+        self.drop = Dropout(dropout)
 
     def _conv(self, conv, x):
         left = self.pad if self.causal else self.pad // 2
         return conv(F.pad(x, (left, self.pad - left)))
 
     def forward(self, x, keep):
-        out = self.drop(F.leaky_relu(self._conv(self.conv1, x * keep)))
-        out = self.drop(F.leaky_relu(self._conv(self.conv2, out * keep)))
+        if self.bottleneck > 1:  # x arrives masked (TCN masks its input; every block masks its output)
+            out = self.drop(F.leaky_relu(self._conv(self.conv1, F.leaky_relu(self.reduce(x)))))
+            out = self.conv2(out)
+        else:
+            out = self.drop(F.leaky_relu(self._conv(self.conv1, x * keep)))
+            out = self.drop(F.leaky_relu(self._conv(self.conv2, out * keep)))
         return F.leaky_relu(out + x) * keep
 
 
@@ -103,14 +144,15 @@ class MaskedBatchNorm(nn.Module):
 class TCN(nn.Module):
     """A stack of temporal blocks with dilation 2^i, then BatchNorm over channels (real frames only)."""
 
-    def __init__(self, dim: int, levels: int = 3, kernel: int = 3, dropout: float = 0.1, causal: bool = False):
+    def __init__(self, dim: int, levels: int = 3, kernel: int = 3, dropout: float = 0.1, causal: bool = False,
+                 bottleneck: int = 1):
         super().__init__()
-        self.blocks = nn.ModuleList(TemporalBlock(dim, kernel, 2 ** i, dropout, causal) for i in range(levels))
+        self.blocks = nn.ModuleList(TemporalBlock(dim, kernel, 2 ** i, dropout, causal, bottleneck) for i in range(levels))
         self.norm = MaskedBatchNorm(dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         keep = mask.unsqueeze(1).to(x.dtype)
-        h = x.transpose(1, 2)
+        h = x.transpose(1, 2) * keep
         for block in self.blocks:
             h = block(h, keep)
         return self.norm(h.transpose(1, 2), mask)
@@ -119,23 +161,46 @@ class TCN(nn.Module):
 class GatedBiLSTM(nn.Module):
     """A bidirectional LSTM whose output is gated, per frame and channel, against a linear
     path from the input (highway style): g = sigmoid(W[x; h]), out = g*h + (1-g)*Ux.
-    Sequences are packed, so padding never reaches the recurrent state."""
+    Sequences are packed, so padding never reaches the recurrent state.
 
-    def __init__(self, dim: int, layers: int = 1, dropout: float = 0.1):
+    `stride` > 1 runs the recurrence on the mean of every `stride` consecutive real frames and
+    repeats its states back: an LSTM steps through time one frame after another, so on the CPU
+    it costs in proportion to the length; the gate and the skip path keep full resolution."""
+
+    def __init__(self, dim: int, layers: int = 1, dropout: float = 0.1, stride: int = 1):
         super().__init__()
         self.lstm = nn.LSTM(dim, dim // 2, num_layers=layers, batch_first=True, bidirectional=True,
                             dropout=dropout if layers > 1 else 0.0)
         self.gate = nn.Linear(2 * dim, dim)
         self.skip = nn.Linear(dim, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
+        self.stride = stride
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        lengths = mask.sum(1).clamp_min(1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        steps = x.shape[1]
+        seq, seq_mask = x, mask
+        if self.stride > 1:
+            seq, seq_mask = strided_mean(x, mask, self.stride)
+        lengths = seq_mask.sum(1).clamp_min(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(seq, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
-        h, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        h, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=seq.shape[1])
+        if self.stride > 1:
+            h = h.repeat_interleave(self.stride, dim=1)[:, :steps]
         g = torch.sigmoid(self.gate(torch.cat([x, h], dim=-1)))
         return self.drop(g * h + (1 - g) * self.skip(x)) * mask.unsqueeze(-1)
+
+
+def strided_mean(x: torch.Tensor, mask: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, C) -> (B, ceil(T/stride), C): the mean of each group of `stride` frames over its
+    real frames; a group is real when any of its frames is. Real frames come first in every row,
+    so the groups of a row's real frames come first too (as packing needs)."""
+    batch, steps, channels = x.shape
+    pad = (-steps) % stride
+    weights = F.pad(mask, (0, pad)).to(x.dtype).reshape(batch, -1, stride, 1)
+    sums = (F.pad(x, (0, 0, 0, pad)).reshape(batch, -1, stride, channels) * weights).sum(2)
+    counts = weights.sum(2)
+    return sums / counts.clamp_min(1), counts.squeeze(-1) > 0
 
 
 class ProjectionHead(nn.Module):
@@ -171,4 +236,4 @@ def soft_clip_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, target
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, out_dim))

@@ -15,7 +15,11 @@ be a fair benchmark rather than a toy:
   transcript, recorded in metadata.csv, and the organizer feature stand-ins degrade with
   the media they are computed from;
 * labels are noisy k/N fractions; ceiling.json holds the score a perfect model of the clean
-  intensities would reach on each split.
+  intensities would reach on each split;
+* with `--timed-transcripts SHARE` (EMI; default 0), that share of the transcripts is written
+  as word-timed ASR JSON (`transcripts/<id>.json`, in the transformers pipeline's `chunks`
+  form or the whisperX `words` form, drawn per video) instead of `.txt`: fillers spread over
+  the video, each emotion's words spoken inside that emotion's burst.
 
 Every random draw for a video comes from (seed, video id), so the same seed writes the same
 bytes whatever the number of worker processes.
@@ -375,6 +379,16 @@ class Config:
     silent: float = 0.03
     audio_missing: float = 0.02
     no_transcript: float = 0.10
+    timed_transcripts: float = 0.0   # share of EMI transcripts written as word-timed JSON
+
+
+def _marker_config(cfg: "Config") -> dict:
+    """The settings synth_config.json records. A setting at its "off" default that older
+    generators did not have is left out, so their releases are still recognised as complete."""
+    settings = asdict(cfg)
+    if not settings["timed_transcripts"]:
+        settings.pop("timed_transcripts")
+    return settings
 
 
 def _video_frames(cfg: Config, n: int) -> np.ndarray:
@@ -481,19 +495,65 @@ def _emi_video(job):
     if flags["audio"] != "missing":
         write_audio(out / "audio" / f"{stem}.mp3", voice)
     if flags["transcript"] == "ok":
-        words = list(rng.choice(FILLER_WORDS, size=int(rng.poisson(8 * subject.verbosity)) + 3))
+        fillers = rng.choice(FILLER_WORDS, size=int(rng.poisson(8 * subject.verbosity)) + 3)
+        words = [(str(w), -1) for w in fillers]          # (word, the emotion whose burst it is spoken in)
         for e in range(6):
             for _ in range(rng.poisson(3.0 * z[e] * subject.verbosity)):
                 source = e if rng.random() > 0.15 else int(rng.integers(0, 6))
-                words.append(str(rng.choice(EMOTION_WORDS[source])))
-        rng.shuffle(words)
-        fileio.write_text(out / "transcripts" / f"{stem}.txt", " ".join(words) + "\n")
+                words.append((str(rng.choice(EMOTION_WORDS[source])), e))
+        rng.shuffle(words)  # the same permutation as shuffling the words alone: the .txt bytes do not change
+        timing_rng = np.random.default_rng([cfg.seed, 4, video.vid])  # its own stream: the rest stays as it was
+        if timing_rng.random() < cfg.timed_transcripts:
+            flags["timed"] = True
+            transcript = timed_words(words, timing, seconds, timing_rng)
+            form = "chunks" if timing_rng.random() < 0.5 else "words"
+            fileio.write_json(out / "transcripts" / f"{stem}.json", transcript.to_json(form))
+        else:
+            fileio.write_text(out / "transcripts" / f"{stem}.txt", " ".join(w for w, _ in words) + "\n")
     fileio.write_pickle(out / "vit" / f"{stem}.pkl",
                         vit_standin(actions, present, occluder, subject, cfg.vit_dim, cfg.seed, rng))
     fileio.write_pickle(out / "wav2vec2" / f"{stem}.pkl",
                         wav2vec2_standin(voice, controls, cfg.fps, flags["audio"], subject,
                                          cfg.wav2vec2_dim, cfg.seed, rng))
     return video.vid, z, flags
+
+
+def timed_words(words: list[tuple[str, int]], timing: np.ndarray, seconds: float, rng):
+    """Word times for a transcript, as an ASR would give them: (word, emotion) pairs -> a
+    layouts.Transcript in time order. A word tagged with emotion e is spoken inside e's burst
+    (`timing` rows: onset, rise, hold, fall, in seconds), a filler (-1) anywhere; each lasts
+    about 0.15 s + 0.05 s a letter, words never overlap and all fit in [0, seconds)."""
+    from solution.layouts import Transcript
+
+    if not words:
+        return Transcript("", [], np.zeros(0), np.zeros(0))
+    lengths = np.array([0.15 + 0.05 * len(w) for w, _ in words])
+    lengths *= min(1.0, 0.8 * seconds / lengths.sum())          # crowded: everyone speaks faster
+    wanted = np.empty(len(words))
+    for i, (_, e) in enumerate(words):
+        if e < 0:
+            low, high = 0.0, seconds
+        else:
+            onset, rise, hold, fall = np.maximum(timing[e], [0, 0.2, 0.2, 0.2])
+            low, high = max(0.0, onset + 0.5 * rise), min(seconds, onset + rise + hold + 0.5 * fall)
+            if high <= low:
+                low, high = 0.0, seconds
+        wanted[i] = rng.uniform(low, high)                       # the word's middle
+    order = np.argsort(wanted, kind="stable")
+    gap = 0.2 * seconds / len(words) / 4
+    starts, ends, cursor = np.empty(len(words)), np.empty(len(words)), 0.0
+    for i in order:                                              # forwards: no overlap
+        starts[i] = max(cursor, wanted[i] - lengths[i] / 2)
+        ends[i] = starts[i] + lengths[i]
+        cursor = ends[i] + gap
+    limit = seconds - 1e-3
+    for i in order[::-1]:                                        # backwards: inside the video
+        ends[i] = min(ends[i], limit)
+        starts[i] = min(starts[i], ends[i] - lengths[i])
+        limit = starts[i] - gap
+    starts, ends = np.round(starts[order], 3), np.round(ends[order], 3)
+    text = [words[i][0] for i in order]
+    return Transcript(" ".join(text), text, starts, ends)
 
 
 def emi_label(z: np.ndarray, bias: np.ndarray, noise: float, rng) -> np.ndarray:
@@ -520,6 +580,9 @@ def generate_emi(cfg: Config, out: Path, workers: int) -> dict:
     for video, (vid, z, flags) in zip(videos, results):
         rows.append(emi_label(z, subjects[video.subject].bias, cfg.label_noise, label_rng))
         clean.append(z)
+        timed = flags.pop("timed", False)
+        if cfg.timed_transcripts:  # the column only when asked for: the default metadata.csv is as it was
+            flags["transcript_timed"] = bool(timed)
         meta.append({"Filename": f"{vid:05d}", "split": video.split, "subject": f"S{video.subject:03d}",
                      "seed_clip": video.clip, "mimicry": round(video.mimicry, 4), **flags,
                      "seconds": round(video.frames / cfg.fps, 4), "frames": video.frames, "fps": cfg.fps})
@@ -682,7 +745,7 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
         settings["subjects"] = settings["videos"]
     cfg = Config(track=track, seed=seed, vit_dim=96, wav2vec2_dim=64, **settings)
     marker = out / "synth_config.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("config") == asdict(cfg):
+    if marker.is_file() and json.loads(marker.read_text()).get("config") == _marker_config(cfg):
         print(f"[synth] {out} already holds this dataset (see {marker}); nothing to do")
         return json.loads((out / "ceiling.json").read_text())
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -693,6 +756,10 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
         raise SystemExit("[synth] need at least 5 videos and 5 subjects so every split has data")
     if not 0 <= cfg.length_spread < 1:
         raise SystemExit(f"[synth] --length-spread must be in [0, 1), got {cfg.length_spread}")
+    if not 0 <= cfg.timed_transcripts <= 1:
+        raise SystemExit(f"[synth] --timed-transcripts must be a share in [0, 1], got {cfg.timed_transcripts}")
+    if track == "va" and cfg.timed_transcripts:
+        raise SystemExit("[synth] --timed-transcripts: a VA release has no transcripts")
     if track == "emi" and cfg.subjects > cfg.videos:
         raise SystemExit(f"[synth] --subjects ({cfg.subjects}) cannot exceed --videos ({cfg.videos})")
     if marker.exists():
@@ -701,7 +768,7 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
     workers = workers or min(4, os.cpu_count() or 1)
     ceiling = (generate_emi if track == "emi" else generate_va)(cfg, out, workers)
     fileio.write_json(out / "ceiling.json", ceiling)
-    fileio.write_json(marker, {"config": asdict(cfg), "generator": "solution.synth"})
+    fileio.write_json(marker, {"config": _marker_config(cfg), "generator": "solution.synth"})
     return ceiling
 
 
@@ -721,6 +788,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fps", type=float, help="video frame rate (default: emi 15, va 10)")
     parser.add_argument("--size", type=int, help="frame width and height in pixels (default: emi 112, va 128)")
     parser.add_argument("--label-noise", type=float, help="std of label noise (default: emi 0.12, va 0.2)")
+    parser.add_argument("--timed-transcripts", type=float, metavar="SHARE",
+                        help="EMI: share of transcripts written as word-timed ASR JSON instead of .txt (default: 0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: 0, up to 4, one per core)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
@@ -728,7 +797,7 @@ def main(argv=None) -> int:
     ceiling = generate(args.track, args.out, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
                        videos=args.videos, subjects=args.subjects, seconds=args.seconds,
                        length_spread=args.length_spread, fps=args.fps, size=args.size,
-                       label_noise=args.label_noise)
+                       label_noise=args.label_noise, timed_transcripts=args.timed_transcripts)
     print(f"[synth] wrote {args.track.upper()} release to {args.out}")
     for split, entry in ceiling.items():
         print(f"[synth] ceiling on {split}: mean {entry['metric']} {entry['mean']:.3f}")

@@ -84,6 +84,21 @@ def predict(model, store: VideoStore, keys: list[str], device: str, batch_size: 
     return preds, {k: np.mean(v, axis=0) for k, v in per_video.items()}
 
 
+def frame_counts_to_predict(release, test_keys: list[str]) -> dict | None:
+    """Frame-level tracks: {test video: frames to predict} from the release's test listing
+    (what the store predicts for a video without labels); None for video-level tracks."""
+    if release.track.level != "frame":
+        return None
+    counts = release.test_frame_counts()
+    return {k: counts[k] for k in test_keys} or None
+
+
+def average_seeds(per_seed: list[dict], keys: list[str]) -> dict:
+    """The seeds' predictions of one fold averaged per video (what oof.csv and test.csv hold;
+    solution.predict averages a new release's seeds with this too)."""
+    return {k: np.mean([p[k] for p in per_seed], axis=0) for k in keys}
+
+
 def inner_split(keys: list[str], groups: dict, fraction: float, rng: np.random.Generator) -> tuple[list, list]:
     """(fit, choose): whole groups of the training videos held out to choose the epoch."""
     if fraction <= 0:
@@ -136,9 +151,8 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
     absent = [k for k in train_keys + held_keys + test_keys if k not in sources]
     if absent:
         raise DataError(f"{data}: no media or features listed for {len(absent)} video(s), e.g. {absent[:5]}")
-    frame_counts = release.test_frame_counts() if track.level == "frame" else {}
     store = VideoStore(work, release, {k: sources[k] for k in train_keys + held_keys + test_keys}, train_cfg,
-                       frame_counts={k: frame_counts[k] for k in test_keys} if frame_counts else None)
+                       frame_counts=frame_counts_to_predict(release, test_keys))
     cls = model_class(model_name)
     settings = {"model": model_name, "fold": fold, "train": asdict(train_cfg),
                 "model_config": asdict(cls.Config(**model_cfg)), "streams": store.stream_keys(),
@@ -156,7 +170,7 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
     store.check(held_keys + test_keys)
     store.set_normalizer(normalizer)
     spec = InputSpec(store.modalities, store.dims, cue_slices(store.modalities), track.dim, track.low, track.high,
-                     track.level)
+                     track.level, extra={"text_timed": bool(getattr(store, "text_timed", False))})
     config = cls.Config(**model_cfg)
     extra, side = cls.prepare(config, TrainContext(track, store, train_keys, train_cfg, device))
     spec.extra.update(extra)
@@ -265,8 +279,8 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
 
     out_dir.mkdir(parents=True, exist_ok=True)
     outcomes = [run_seed(i) for i in range(train_cfg.seeds)]
-    held_pred = {k: np.mean([o["held"][k] for o in outcomes], axis=0) for k in held_keys}
-    test_pred = {k: np.mean([o["test"][k] for o in outcomes], axis=0) for k in test_keys}
+    held_pred = average_seeds([o["held"] for o in outcomes], held_keys)
+    test_pred = average_seeds([o["test"] for o in outcomes], test_keys)
     write_predictions(out_dir / "oof.csv", track, held_pred)
     write_predictions(out_dir / "test.csv", track, test_pred)
     if outcomes[0]["weights"] is not None:
@@ -320,8 +334,9 @@ def main(argv=None) -> int:
             if args.model not in owners:
                 raise DataError(f"{flag} is a setting of {sorted(owners)}, not of {args.model}")
             overrides.append("model." + assignment.format(value))
-        train_cfg, model_cfg = resolve_settings(args.model, args.config, overrides, model_class(args.model).Config,
-                                                all_model_fields())
+        cls = model_class(args.model)
+        train_cfg, model_cfg = resolve_settings(args.model, args.config, overrides, cls.Config, all_model_fields(),
+                                                cls.train_defaults)
         metrics = train_fold(args.model, args.fold, args.data, args.work, train_cfg, model_cfg, args.name,
                              args.device, args.threads, max(1, args.log_every))
     except (DataError, ValueError, FileNotFoundError) as exc:

@@ -8,7 +8,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 MODULES = ["solution.synth", "solution.features", "solution.folds", "solution.train_fold", "solution.report",
-           "solution.ensemble", "solution.evaluate", "solution.submit", "solution.predict_mean", "solution.runs"]
+           "solution.ensemble", "solution.evaluate", "solution.submit", "solution.predict_mean", "solution.runs",
+           "solution.predict"]
 BENCHES = sorted(p.name for p in (REPO / "bench").glob("*.py"))
 
 

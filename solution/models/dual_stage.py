@@ -1,8 +1,9 @@
 """Dual-stage cross-modal alignment (arXiv 2503.10603), our implementation.
 
-Stage 1 (phase "stage1"): modality-decoupled CLIP-style alignment. The visual encoder and
-the text encoder are aligned with one symmetric InfoNCE loss, the audio encoder and the text
-encoder with another; each pair has its own projection heads and learnable temperature.
+Stage 1 (phase "stage1"): modality-decoupled CLIP-style alignment. The visual encoder is
+aligned with a text encoder by one symmetric InfoNCE loss, the audio encoder with another text
+encoder by a second; each pair has its own text encoder, projection heads and learnable
+temperature.
 The text side is the video's transcript embedding, or, where a video has no transcript, the
 embedding of a description of its training label ("strong amusement, mild joy"; for a
 frame-level track, of the video's mean label over its annotated frames), computed by
@@ -79,6 +80,7 @@ class DualStage(HarnessModel):
         tcn_kernel: int = 3
         causal: bool = False
         lstm_layers: int = 1
+        lstm_stride: int = 2           # the audio LSTM steps through means of this many frames (speed)
         proj_dim: int = 64
         fusion: str = "quality_sum"    # "quality_sum" (weighted sum), "quality" (gated concatenation) or "concat"
         modality_dropout: float = 0.15
@@ -103,7 +105,7 @@ class DualStage(HarnessModel):
         if "visual" in self.modalities:
             self.sequence["visual"] = TCN(d, config.tcn_levels, config.tcn_kernel, config.dropout, config.causal)
         if "audio" in self.modalities:
-            self.sequence["audio"] = GatedBiLSTM(d, config.lstm_layers, config.dropout)
+            self.sequence["audio"] = GatedBiLSTM(d, config.lstm_layers, config.dropout, config.lstm_stride)
         frame = spec.level == "frame"
         self.pools = nn.ModuleDict({} if frame else {m: AttentionPool(d) for m in self.sequence})
         # Video-level: a summary from the pooled (attention + max) sequence; frame-level: per frame.
@@ -115,7 +117,10 @@ class DualStage(HarnessModel):
         text_dim = spec.extra.get("stage1_text_dim", 0)
         self.pairs = [m for m in ("visual", "audio") if m in self.modalities] if text_dim else []
         if self.pairs:
-            self.text_encoder = nn.Sequential(InputProjection(text_dim, d, config.input_dropout), mlp(d, d, d, config.dropout))
+            # Modality-decoupled: each pair reads the text through its own encoder, so what the
+            # face aligns to need not be what the voice aligns to.
+            self.text_encoders = nn.ModuleDict({m: nn.Sequential(InputProjection(text_dim, d, config.input_dropout),
+                                                                 mlp(d, d, d, config.dropout)) for m in self.pairs})
             self.heads = nn.ModuleDict({m: ProjectionHead(d, config.proj_dim) for m in self.pairs})
             self.text_heads = nn.ModuleDict({m: ProjectionHead(d, config.proj_dim) for m in self.pairs})
             self.temperatures = nn.ModuleDict({m: LearnableTemperature() for m in self.pairs})
@@ -150,7 +155,11 @@ class DualStage(HarnessModel):
         embedded = dict(zip(unique, extractor.many(unique)))
         side = {"labels": labels, "text": {}}
         for key, description in zip(context.train_keys, texts):
-            seq = store.load(key).seqs.get("text") if "text" in store.modalities else None
+            video = store.load(key) if "text" in store.modalities else None
+            seq = video.seqs.get("text") if video is not None else None
+            if seq is not None:  # word-timed text: the mean of the steps that hold a word
+                words = video.masks.get("text", np.ones(len(seq), bool))
+                seq = seq[words].mean(0, keepdims=True) if words.any() else None
             vector = embedded[description]
             if seq is not None and seq.shape[1] == len(vector):
                 side["text"][key] = seq[0]
@@ -188,15 +197,15 @@ class DualStage(HarnessModel):
     def sequence_features(self, batch: dict, modality: str) -> torch.Tensor:
         """(B, T, d) for visual/audio; (B, 1, d) for text."""
         x = self.inputs[modality](batch[modality])
-        if modality == "text":
-            return x
+        if modality == "text":  # word-timed text: steps between words hold nothing
+            return x * batch["text_mask"].unsqueeze(-1).to(x.dtype)
         return self.sequence[modality](x, batch[f"{modality}_mask"])
 
     def encode(self, batch: dict, modality: str) -> torch.Tensor:
         """One modality -> a (batch, dim) summary of the whole piece."""
         h = self.sequence_features(batch, modality)
-        if modality == "text":
-            return self.summaries["text"](h[:, 0])
+        if modality == "text":  # one vector, or word-timed steps: the mean of the steps with a word
+            return self.summaries["text"](masked_mean(h, batch["text_mask"]))
         mask = batch[f"{modality}_mask"]
         if self.spec.level == "frame":
             return masked_mean(self.summaries[modality](h), mask)
@@ -211,7 +220,6 @@ class DualStage(HarnessModel):
         target = torch.from_numpy(np.stack([self._stage1["labels"][k] for k in keys]).astype(np.float32)).to(device)
         text_in = torch.from_numpy(np.stack([self._stage1["text"][k] for k in keys])).to(device)
         distance = torch.cdist(target, target) ** 2
-        text = self.text_encoder(text_in)
         losses = []
         for index, modality in enumerate(self.modalities):
             if modality not in self.pairs:
@@ -220,7 +228,7 @@ class DualStage(HarnessModel):
             if rows.sum() < 2:
                 continue
             z = self.heads[modality](self.encode(batch, modality)[rows])
-            t = self.text_heads[modality](text[rows])
+            t = self.text_heads[modality](self.text_encoders[modality](text_in[rows]))
             soft = torch.softmax(-distance[rows][:, rows] / self.config.label_temperature, dim=1)
             losses.append(soft_clip_loss(z, t, self.temperatures[modality](), soft))
         return torch.stack(losses).mean() if losses else None
@@ -250,10 +258,10 @@ class DualStage(HarnessModel):
             hits[m] = hit
             if not hit.any():
                 continue
-            x, mask, q = batch[m].clone(), batch[f"{m}_mask"].clone(), batch[f"{m}_quality"].clone()
-            x[hit], mask[hit] = batch[m][donor][hit], batch[f"{m}_mask"][donor][hit]
+            source = torch.where(hit, donor, torch.arange(n, device=cues.device))  # one gather, no clone
+            x, mask = batch[m][source], batch[f"{m}_mask"][source]
             level = torch.rand(n, device=cues.device) * 0.3  # what a bad face or voice measures: low, not nil
-            q[hit] = q[hit] * level[hit, None]
+            q = batch[f"{m}_quality"][source] * torch.where(hit, level, torch.ones_like(level))[:, None]
             start = self.spec.cue_slices[m].start
             for name in QUALITY_CUES[m]:
                 cues[hit, start + CUE_NAMES[m].index(name)] *= level[hit]
@@ -275,10 +283,12 @@ class DualStage(HarnessModel):
         frames = batch["frame_mask"].shape[1] if frame else 1
         summaries, step_quality = [], []
         for m in self.modalities:
-            if frame:
+            if frame and m == "text" and batch["text"].shape[1] != frames:  # one vector per video
+                z = self.encode(batch, m).unsqueeze(1).expand(-1, frames, -1)
+                q = batch["text_quality"][:, :1].expand(-1, frames)
+            elif frame:
                 h = self.sequence_features(batch, m)
-                z = self.summaries[m](h[:, 0]).unsqueeze(1).expand(-1, frames, -1) if m == "text" else self.summaries[m](h)
-                q = batch[f"{m}_quality"].expand(-1, frames) if m == "text" else batch[f"{m}_quality"]
+                z, q = self.summaries[m](h), batch[f"{m}_quality"]
             else:
                 z = self.encode(batch, m).unsqueeze(1)
                 q = masked_mean(batch[f"{m}_quality"].unsqueeze(-1), batch[f"{m}_mask"])

@@ -1,0 +1,379 @@
+"""A fitted weighted average of several runs' predictions, and its saved form.
+
+The saved blend (WORK/<track>-<fingerprint>/predictions/blend.json) is what a later
+prediction (solution.predict) applies to a new release without refitting:
+
+    {"track": "emi", "runs": ["dual_stage", "foalnet", "rcma"],
+     "mode": "shared" | "per_target",
+     "weights": {"dual_stage": [w per target], ...},   # non-negative, sum to one per target
+     "rescale": null | {"scale": [a per target], "shift": [b per target]},  # after the blend
+     "scores": {...},                                  # what the fitting measured, for reports
+     "method": "fitted" | "equal" | "single",          # how the weights were chosen
+     "targets": [target names]}
+
+`apply_blend` is the one place the saved weights are applied, so a fresh run and a later
+prediction give the same numbers for the same inputs.
+
+Fitting works on a `Stack`: every run's out-of-fold predictions on exactly the rows the
+leaderboard scores (videos for EMI; every annotated frame of every video, pooled, for VA),
+stacked into one array once. Both metrics of a weighted average depend on the runs'
+predictions only through their means, covariances and covariances with the labels per
+target, so the optimiser's objective costs runs² numbers per target, whatever the size of
+the release. The weights are the non-negative, sum-to-one point that maximises the track
+metric (scipy's SLSQP, from equal weights and from each single run), either one vector for
+every target ("shared") or one per target, fit on that target's metric ("per_target").
+
+The rescale (`fit_rescale`) is an affine map per target after the blend. For CCC the best
+such map matches the labels' mean and standard deviation: CCC then equals the blend's
+Pearson r, which no affine map can exceed. (Not the least-squares map: that shrinks the
+spread by r, exactly what CCC punishes.) So weights that a rescale will follow are fit to
+maximise Pearson r, not the CCC of the unscaled blend, which would favour the runs with the
+widest spread. For Pearson an affine map changes nothing but the clipping to the track's
+range, so it is never fit there.
+
+`cross_fit` is the honest estimate: the rows of each held-out part are blended with weights
+(and rescale) fit on the other parts' rows only, and all parts' rows are then scored
+together, as the leaderboard scores a split.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from scipy.optimize import minimize
+
+from solution import fileio
+from solution.errors import DataError
+from solution.layouts import annotated_mask
+from solution.metrics import score
+from solution.tracks import Track
+
+MODES = ("shared", "per_target")
+
+
+def apply_blend(blend: dict, preds_by_run: dict[str, dict], low: float | None = None,
+                high: float | None = None) -> dict:
+    """{run: {key: prediction}} -> {key: blended prediction}; predictions are (targets,) or
+    (frames, targets) arrays. Every run must cover the same keys."""
+    runs = blend["runs"]
+    missing = [r for r in runs if r not in preds_by_run]
+    if missing:
+        raise DataError(f"the blend needs predictions of run(s) {missing}")
+    keys = list(preds_by_run[runs[0]])
+    for run in runs[1:]:
+        if set(preds_by_run[run]) != set(keys):
+            raise DataError(f"runs {runs[0]} and {run} predict different videos")
+    rescale = blend.get("rescale")
+    out = {}
+    for key in keys:
+        shapes = {run: np.shape(preds_by_run[run][key]) for run in runs}
+        if len(set(shapes.values())) > 1:
+            raise DataError(f"video {key!r}: the runs' predictions differ in shape: {shapes}")
+        value = sum(np.asarray(blend["weights"][run], dtype=np.float64) * np.asarray(preds_by_run[run][key], np.float64)
+                    for run in runs)
+        if rescale:
+            value = value * np.asarray(rescale["scale"]) + np.asarray(rescale["shift"])
+        if low is not None or high is not None:
+            value = np.clip(value, low, high)
+        out[key] = value
+    return out
+
+
+def write_blend(path, blend: dict) -> None:
+    fileio.write_json(path, blend)
+
+
+def read_blend(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no saved blend; run python -m solution.ensemble first")
+    blend = json.loads(path.read_text())
+    for field_name in ("track", "runs", "weights"):
+        if field_name not in blend:
+            raise DataError(f"{path}: not a blend file (no {field_name!r})")
+    return blend
+
+
+# ---------------------------------------------------------------- the scored rows, stacked once
+
+@dataclass(frozen=True)
+class Stack:
+    runs: tuple[str, ...]
+    preds: np.ndarray  # (runs, rows, targets)
+    truth: np.ndarray  # (rows, targets)
+    part: np.ndarray   # (rows,): the held-out part (fold) of each row's video
+
+
+def stack_predictions(track: Track, preds_by_run: dict[str, dict], targets: dict, part_of: dict) -> Stack:
+    """{run: {key: prediction}}, {key: label}, {key: part} -> Stack over the keys of `targets`,
+    rows as `evaluate.score_predictions` pools them."""
+    runs = tuple(preds_by_run)
+    if not runs:
+        raise DataError("no runs to blend")
+    keys = sorted(targets)
+    missing_part = [k for k in keys if k not in part_of]
+    if missing_part:
+        raise DataError(f"no fold for {len(missing_part)} video(s), e.g. {missing_part[:5]}")
+    truth, part, preds = [], [], {run: [] for run in runs}
+    for key in keys:
+        label = np.asarray(targets[key], np.float64)
+        keep = None if track.level == "video" else annotated_mask(label)
+        truth.append(label[None] if keep is None else label[keep])
+        part.append(np.full(len(truth[-1]), part_of[key]))
+        for run in runs:
+            if key not in preds_by_run[run]:
+                raise DataError(f"run {run}: no out-of-fold prediction for video {key!r}")
+            value = np.asarray(preds_by_run[run][key], np.float64)
+            if keep is None:
+                value = value[None]
+            elif len(value) < len(label):
+                raise DataError(f"run {run}: video {key!r} has {len(value)} predicted frames, "
+                                f"its annotation {len(label)}")
+            else:
+                value = value[: len(label)][keep]
+            if value.shape != truth[-1].shape:
+                raise DataError(f"run {run}: video {key!r}: prediction shape {value.shape[1:]}, "
+                                f"label shape {truth[-1].shape[1:]}")
+            if not np.isfinite(value).all():
+                raise DataError(f"run {run}: NaN or inf in the prediction of video {key!r}")
+            preds[run].append(value)
+    return Stack(runs, np.stack([np.concatenate(preds[run]) for run in runs]), np.concatenate(truth),
+                 np.concatenate(part))
+
+
+def holdout_parts(fold_of: dict, group_of: dict, parts: int = 5) -> dict:
+    """{key: part} for the honest estimate: the folds, or, when there is only one (the
+    official split), the held-out videos' groups dealt into `parts` parts, so a subject's
+    videos are never on both sides."""
+    if len(set(fold_of.values())) >= 2:
+        return dict(fold_of)
+    groups = sorted({group_of[k] for k in fold_of})
+    if len(groups) < 2:
+        raise DataError("one fold holding one group: nothing to hold out for an honest estimate of the blend")
+    part_of_group = {g: i % min(parts, len(groups)) for i, g in enumerate(groups)}
+    return {k: part_of_group[group_of[k]] for k in fold_of}
+
+
+# ---------------------------------------------------------------- the metric of a weighted average
+
+class Moments(NamedTuple):
+    """Population moments (as metrics.py uses) of some rows: all a weighted average's metric needs."""
+    n: int
+    mean: np.ndarray        # (runs, targets)
+    cov: np.ndarray         # (runs, runs, targets)
+    cov_truth: np.ndarray   # (runs, targets)
+    truth_mean: np.ndarray  # (targets,)
+    truth_var: np.ndarray   # (targets,)
+
+    def target(self, t: int) -> "Moments":
+        return Moments(self.n, self.mean[:, t:t + 1], self.cov[:, :, t:t + 1], self.cov_truth[:, t:t + 1],
+                       self.truth_mean[t:t + 1], self.truth_var[t:t + 1])
+
+
+def moments(preds: np.ndarray, truth: np.ndarray) -> Moments:
+    """The moments of (runs, rows, targets) predictions and their (rows, targets) labels."""
+    n = truth.shape[0]
+    mean, truth_mean = preds.mean(1), truth.mean(0)
+    centred = (preds - mean[:, None]).transpose(2, 0, 1)       # (targets, runs, rows): one matmul per target
+    truth_centred = (truth - truth_mean).T[:, :, None]          # (targets, rows, 1)
+    return Moments(n, mean, (centred @ centred.transpose(0, 2, 1)).transpose(1, 2, 0) / n,
+                   (centred @ truth_centred)[:, :, 0].T / n, truth_mean, (truth_centred[:, :, 0] ** 2).mean(1))
+
+
+def pool(parts: list[Moments]) -> Moments:
+    """The moments of the union of disjoint row sets, from theirs (Chan's pairwise formulas),
+    so leaving out one fold costs no pass over the rows."""
+    n = sum(p.n for p in parts)
+    mean = sum(p.n * p.mean for p in parts) / n
+    truth_mean = sum(p.n * p.truth_mean for p in parts) / n
+    cov = sum(p.n * (p.cov + (p.mean - mean)[:, None] * (p.mean - mean)[None, :]) for p in parts) / n
+    cov_truth = sum(p.n * (p.cov_truth + (p.mean - mean) * (p.truth_mean - truth_mean)) for p in parts) / n
+    truth_var = sum(p.n * (p.truth_var + (p.truth_mean - truth_mean) ** 2) for p in parts) / n
+    return Moments(n, mean, cov, cov_truth, truth_mean, truth_var)
+
+
+def part_moments(stack: Stack) -> dict:
+    """{part: moments of its rows}: one pass over the rows for every fit of a comparison."""
+    return {part.item(): moments(stack.preds[:, stack.part == part], stack.truth[stack.part == part])
+            for part in np.unique(stack.part)}
+
+
+def blend_metric(metric: str, weights: np.ndarray, mom: Moments) -> np.ndarray:
+    """The metric per target of the blend with `weights` (runs, targets) or (runs, 1), from
+    the moments alone (no clipping: a convex combination of in-range predictions stays in
+    range). A blend or label without variance scores 0, as metrics.py scores it."""
+    blend_mean = (weights * mom.mean).sum(0)
+    blend_var = (weights[:, None] * mom.cov * weights[None, :]).sum((0, 1))
+    cov = (weights * mom.cov_truth).sum(0)
+    if metric == "pearson":
+        denom = np.sqrt(np.maximum(blend_var * mom.truth_var, 0.0))
+    else:
+        denom = (blend_var + mom.truth_var + (blend_mean - mom.truth_mean) ** 2) / 2
+    ok = denom > 1e-15
+    return np.where(ok, cov / np.where(ok, denom, 1.0), 0.0)
+
+
+def _maximise(objective, runs: int) -> np.ndarray:
+    """The simplex point maximising `objective`; SLSQP from equal weights and from each
+    single run, since a correlation of a weighted average need not be concave in the weights."""
+    best_value, best = -np.inf, None
+    for start in [np.full(runs, 1.0 / runs), *np.eye(runs)]:
+        result = minimize(lambda w: -objective(w), start, method="SLSQP", bounds=[(0.0, 1.0)] * runs,
+                          constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
+                          options={"ftol": 1e-12, "maxiter": 300})
+        weights = np.clip(result.x, 0.0, None)
+        weights = weights / weights.sum() if weights.sum() > 0 else np.full(runs, 1.0 / runs)
+        value = objective(weights)
+        if value > best_value + 1e-12:
+            best_value, best = value, weights
+    return best
+
+
+def fit_weights(mom: Moments, metric: str, mode: str = "shared") -> np.ndarray:
+    """Non-negative weights summing to one that maximise the mean metric of the blend on the
+    rows `mom` describes: (runs, targets), every column the same in "shared" mode."""
+    runs, dims = mom.mean.shape
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if runs == 1:
+        return np.ones((1, dims))
+    if mode == "shared":
+        shared = _maximise(lambda w: blend_metric(metric, w[:, None], mom).mean(), runs)
+        return np.repeat(shared[:, None], dims, axis=1)
+    return np.stack([_maximise(lambda w, m=mom.target(t): blend_metric(metric, w[:, None], m)[0], runs)
+                     for t in range(dims)], axis=1)
+
+
+def fit_rescale(weights: np.ndarray, mom: Moments) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, shift) per target that give the blend with `weights` the labels' mean and
+    standard deviation on the rows `mom` describes (the CCC-optimal affine map; see the
+    module docstring). A constant blend keeps scale 1."""
+    blend_mean = (weights * mom.mean).sum(0)
+    blend_var = (weights[:, None] * mom.cov * weights[None, :]).sum((0, 1))
+    ok = blend_var > 1e-15
+    scale = np.where(ok, np.sqrt(mom.truth_var / np.where(ok, blend_var, 1.0)), 1.0)
+    return scale, mom.truth_mean - scale * blend_mean
+
+
+def blend_rows(preds: np.ndarray, weights: np.ndarray, rescale=None) -> np.ndarray:
+    """(runs, rows, targets) with (runs, targets) weights -> (rows, targets), rescaled if given."""
+    out = np.einsum("rnt,rt->nt", preds, weights)
+    if rescale is not None:
+        out = out * rescale[0] + rescale[1]
+    return out
+
+
+def score_rows(track: Track, rows: np.ndarray, truth: np.ndarray) -> dict:
+    """The leaderboard score of blended rows: clipped to the track's range, then metrics.score."""
+    return score(track, np.clip(rows, track.low, track.high), truth)
+
+
+# ---------------------------------------------------------------- one way of blending, fit and estimated
+
+@dataclass
+class Fit:
+    """One way of blending: its weights and rescale fit on every row, its in-sample and
+    honest scores, and what each held-out part was blended with."""
+    name: str
+    mode: str
+    method: str                   # fitted | equal | single
+    weights: np.ndarray           # (runs, targets), fit on every row
+    rescale: tuple | None         # (scale, shift), fit on every row
+    in_sample: dict
+    honest: dict
+    by_part: dict = field(default_factory=dict)  # part -> (weights, rescale) fit without that part
+
+
+def fitter(track: Track, mode: str = "shared", method: str = "fitted", rescale: bool = False):
+    """fit(moments) -> (weights, rescale or None): one way of blending, as a function of the
+    rows it may learn from. `method` "equal" (or "single", one run) fits no weights."""
+    if method not in ("fitted", "equal", "single"):
+        raise ValueError(f"method must be fitted, equal or single, got {method!r}")
+    # After the rescale a blend's CCC is its Pearson r, so that is what its weights should maximise.
+    metric = "pearson" if rescale else track.metric
+
+    def fit(mom: Moments):
+        runs, dims = mom.mean.shape
+        weights = fit_weights(mom, metric, mode) if method == "fitted" else np.full((runs, dims), 1.0 / runs)
+        return weights, (fit_rescale(weights, mom) if rescale else None)
+
+    return fit
+
+
+def fit_blend(track: Track, stack: Stack, mode: str = "shared", method: str = "fitted",
+              rescale: bool = False, parts: dict | None = None) -> Fit:
+    """One way of blending fit on every row (what is applied to the test set), and its
+    honest estimate from `cross_fit`; `parts` is `part_moments(stack)` when already known."""
+    parts = parts or part_moments(stack)
+    fit = fitter(track, mode, method, rescale)
+    weights, affine = fit(pool(list(parts.values())))
+    honest_rows, by_part = cross_fit(stack, fit, parts)
+    name = {"fitted": mode, "equal": "equal", "single": "single"}[method] + ("+rescale" if rescale else "")
+    return Fit(name, mode, method, weights, affine,
+               score_rows(track, blend_rows(stack.preds, weights, affine), stack.truth),
+               score_rows(track, honest_rows, stack.truth), by_part)
+
+
+def cross_fit(stack: Stack, fit, parts: dict | None = None) -> tuple[np.ndarray, dict]:
+    """Each part's rows blended by `fit(moments) -> (weights, rescale)` of the other parts'
+    rows only: (rows, targets), and {part: (weights, rescale)}."""
+    parts = parts or part_moments(stack)
+    out = np.empty(stack.truth.shape)
+    by_part = {}
+    for part in parts:
+        held = stack.part == part
+        weights, affine = fit(pool([m for p, m in parts.items() if p != part]))
+        out[held] = blend_rows(stack.preds[:, held], weights, affine)
+        by_part[part] = (weights, affine)
+    return out, by_part
+
+
+def single_scores(track: Track, stack: Stack) -> dict:
+    """Each run alone, scored as the leaderboard would (nothing fit, so also honest)."""
+    return {run: score_rows(track, stack.preds[i], stack.truth) for i, run in enumerate(stack.runs)}
+
+
+def compare_blends(track: Track, stack: Stack, rescale: bool = True) -> list[Fit]:
+    """Equal weights and both fitted modes, each also with the rescale on CCC tracks."""
+    methods = [("equal" if len(stack.runs) > 1 else "single", "shared")]
+    if len(stack.runs) > 1:
+        methods += [("fitted", mode) for mode in MODES]
+    options = (False, True) if rescale and track.metric == "ccc" else (False,)
+    parts = part_moments(stack)
+    return [fit_blend(track, stack, mode, method, r, parts) for method, mode in methods for r in options]
+
+
+def choose(fits: list[Fit], equal: bool = False) -> Fit:
+    """The fitted way (or with `equal`, the equal-weight way) with the best honest estimate;
+    on a tie the simpler one (listed first) wins."""
+    wanted = [f for f in fits if (f.method != "fitted") == equal] or fits
+    return max(wanted, key=lambda f: f.honest["mean"])
+
+
+def to_blend(track: Track, runs, chosen: Fit, fits: list[Fit], singles: dict, parts: int) -> dict:
+    """The saved form (module docstring) of the chosen way, with every way's scores."""
+    def weights_of(weights):
+        return {run: [float(w) for w in weights[i]] for i, run in enumerate(runs)}
+
+    def rescale_of(affine):
+        return None if affine is None else {"scale": [float(a) for a in affine[0]], "shift": [float(b) for b in affine[1]]}
+
+    scores = {"metric": track.metric, "chosen": chosen.name, "parts": parts,
+              "single": {run: round(s["mean"], 6) for run, s in singles.items()},
+              "blends": {f.name: {"in_sample": round(f.in_sample["mean"], 6), "honest": round(f.honest["mean"], 6),
+                                  "honest_per_target": {k: round(v, 6) for k, v in f.honest["per_dim"].items()}}
+                         for f in fits},
+              "weights_without_part": {str(p): weights_of(w) for p, (w, _) in chosen.by_part.items()}}
+    return {"track": track.name, "runs": list(runs), "targets": list(track.targets), "mode": chosen.mode,
+            "method": chosen.method, "weights": weights_of(chosen.weights), "rescale": rescale_of(chosen.rescale),
+            "scores": scores}
+
+
+def part_blend(blend: dict, fit: Fit, part) -> dict:
+    """The saved form of what part `part`'s rows were blended with in the honest estimate."""
+    weights, affine = fit.by_part[part]
+    return {**blend, "weights": {run: weights[i].tolist() for i, run in enumerate(blend["runs"])},
+            "rescale": None if affine is None else {"scale": affine[0].tolist(), "shift": affine[1].tolist()}}

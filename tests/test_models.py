@@ -1,0 +1,213 @@
+"""Foal-Net's and RCMA's own pieces on hand-made inputs, and both models trained on the small
+release against the linear baseline. (tests/test_contract.py covers shapes, padding, missing
+modalities, gradients and checkpoints of every registered model.)"""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from solution import folds
+from solution.data import cue_slices
+from solution.layers import TCN, soft_clip_loss
+from solution.models import InputSpec, create_model
+from solution.models.foalnet import hard_negatives, soft_label_targets, window_labels
+from solution.models.rcma import CrossModalAttention
+from solution.report import build_report
+from solution.runs import release_work
+from solution.tracks import EMI, VA
+from solution.train_fold import main as train_main
+from test_contract import make_batch, make_spec
+
+
+# ------------------------------------------------------------------ Foal-Net: contrastive rule
+
+def test_soft_targets_share_positives_among_equal_labels():
+    labels = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.1, 0.8], [0.5, 0.5]])
+    targets = soft_label_targets(labels, temperature=0.01)
+    assert torch.allclose(targets.sum(1), torch.ones(4))
+    # Rows 0 and 1 have the same label: each puts half its positive mass on the other.
+    assert targets[0, 0] == pytest.approx(0.5, abs=1e-4) and targets[0, 1] == pytest.approx(0.5, abs=1e-4)
+    # Distinct labels: the identity, i.e. CLIP's loss.
+    assert targets[2, 2] > 0.999 and targets[3, 3] > 0.999
+    # A softer temperature spreads mass to near labels, never more to far ones than near ones.
+    soft = soft_label_targets(labels, temperature=1.0)
+    assert soft[3, 0] > soft[2, 0] * 0.99 and soft[3, 3] < targets[3, 3]
+
+
+def test_contrastive_loss_prefers_aligned_pairs():
+    torch.manual_seed(0)
+    audio = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    labels = torch.rand(8, 6)
+    targets = soft_label_targets(labels, 0.05)
+    aligned = soft_clip_loss(audio, audio, torch.tensor(10.0), targets)
+    shuffled = soft_clip_loss(audio, audio[torch.randperm(8)], torch.tensor(10.0), targets)
+    assert aligned < shuffled
+
+
+def test_hard_negatives_only_among_differing_labels():
+    labels = torch.tensor([[0.0], [0.02], [1.0], [0.9]])
+    similarity = torch.tensor([[0.0, 50.0, 0.0, 9.0],
+                               [50.0, 0.0, 9.0, 0.0],
+                               [0.0, 0.0, 0.0, 50.0],
+                               [0.0, 0.0, 50.0, 0.0]])
+    original = similarity.clone()
+    generator = torch.Generator().manual_seed(0)
+    draws = [hard_negatives(similarity, labels, margin=0.2, generator=generator) for _ in range(200)]
+    assert torch.equal(similarity, original)  # the similarity matrix is not masked in place
+    for rows, partners in draws:
+        assert rows.all()
+        chosen = torch.stack([rows.nonzero().squeeze(1), partners], 1)
+        for i, j in chosen.tolist():
+            assert abs(labels[i, 0] - labels[j, 0]) > 0.2  # never a sample with (nearly) the same label
+    # Drawn in proportion to similarity: row 0 picks its most similar allowed partner (3) nearly always.
+    picks = torch.stack([partners[0] for _, partners in draws])
+    assert (picks == 3).float().mean() > 0.95
+    # A row whose every other label is within the margin has no negative.
+    rows, _ = hard_negatives(torch.zeros(2, 2), torch.tensor([[0.5], [0.55]]), margin=0.2)
+    assert not rows.any()
+
+
+def test_window_label_is_the_mean_of_annotated_frames():
+    target = torch.tensor([[[0.5, -0.5], [0.1, 0.3], [-5.0, -5.0]], [[-5.0, -5.0]] * 3])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    labels, labelled = window_labels({"target": target, "target_mask": mask})
+    assert torch.allclose(labels[0], torch.tensor([0.3, -0.1]))
+    assert labelled.tolist() == [True, False]
+
+
+@pytest.mark.parametrize("level", ["video", "frame"])
+def test_foalnet_losses_switch_off_for_the_ablations(level):
+    spec = make_spec(level)
+    batch = make_batch(spec, 12, seed=1)
+    torch.manual_seed(0)
+    full = create_model("foalnet", spec, {"modality_dropout": 0.0}).train()
+    assert torch.isfinite(full(batch)["aux_loss"])
+    for switch in ({"align": False}, {"match": False}):
+        model = create_model("foalnet", spec, {"modality_dropout": 0.0, **switch}).train()
+        assert torch.isfinite(model(batch)["aux_loss"])
+    neither = create_model("foalnet", spec, {"align": False, "match": False}).train()
+    assert "aux_loss" not in neither(batch)
+    # Without the face there is nothing to align or match; the task still trains.
+    no_face = make_batch(spec, 12, seed=1, present=np.array([[False, True, True]] * 3))
+    out = full(no_face)
+    assert "aux_loss" not in out and torch.isfinite(out["pred"]).all()
+
+
+# ------------------------------------------------------------------ RCMA: length-agnostic attention
+
+def test_cross_modal_attention_does_not_saturate_as_videos_grow():
+    """A steady signal gives the same attended frames whether the video is 20 or 2,000 steps
+    long: the gathered sum is divided by the number of real frames."""
+    torch.manual_seed(0)
+    layer = CrossModalAttention(8, 6, 4, dropout=0.0).eval()
+    frame, joint = torch.randn(1, 1, 8), torch.randn(1, 1, 6)
+    outs = []
+    for steps in (20, 2000):
+        mask = torch.ones(1, steps, dtype=torch.bool)
+        outs.append(layer(frame.expand(1, steps, 8), joint.expand(1, steps, 6), mask, mask)[0, 0])
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-4)
+    # Padding does not count as frames.
+    padded = torch.cat([frame.expand(1, 20, 8), torch.zeros(1, 30, 8)], 1)
+    mask = torch.arange(50)[None] < 20
+    out = layer(padded, torch.cat([joint.expand(1, 20, 6), torch.zeros(1, 30, 6)], 1), mask, mask)
+    torch.testing.assert_close(out[0, 0], outs[0], atol=1e-5, rtol=1e-4)
+
+
+def test_rcma_switches_shape_the_network():
+    spec = make_spec("frame")
+    others = create_model("rcma", spec, {})
+    everything = create_model("rcma", spec, {"joint": "all"})
+    one = create_model("rcma", spec, {"recursions": 1})
+    none = create_model("rcma", spec, {"attention": False})
+    assert len(others.attend) == 2 and len(one.attend) == 1 and len(none.attend) == 0
+    # Recursions have their own weights.
+    assert others.attend[0]["visual"].joint.weight.data_ptr() != others.attend[1]["visual"].joint.weight.data_ptr()
+    # The joint of the others (the paper) or of all modalities (the public code).
+    assert others.attend[0]["visual"].joint.in_features == others.widths["audio"]
+    assert everything.attend[0]["visual"].joint.in_features == everything.widths["audio"] + everything.widths["visual"]
+    # Untimed text joins at the head; timed text is a third attending modality.
+    assert others.timed == ["visual", "audio"] and others.static == ["text"]
+    timed = InputSpec(spec.modalities, spec.dims, spec.cue_slices, VA.dim, VA.low, VA.high, "frame", {"text_timed": True})
+    assert create_model("rcma", timed, {}).timed == ["visual", "audio", "text"]
+    with pytest.raises(ValueError, match="joint"):
+        create_model("rcma", spec, {"joint": "some"})
+
+
+def test_rcma_any_length_and_no_layer_sized_by_time():
+    spec = make_spec("video")
+    model = create_model("rcma", spec, {}).eval()
+    sizes = {p.shape for p in model.parameters()}
+    for steps in (13, 700):
+        batch = make_batch(spec, steps)
+        assert torch.isfinite(model(batch)["pred"]).all()
+    assert not any(700 in s or 13 in s for s in sizes)
+
+
+def test_rcma_resamples_modalities_on_different_grids():
+    spec = make_spec("video")
+    model = create_model("rcma", spec, {}).eval()
+    batch = make_batch(spec, 12)
+    batch["audio"] = torch.repeat_interleave(batch["audio"], 2, dim=1)
+    batch["audio_mask"] = torch.repeat_interleave(batch["audio_mask"], 2, dim=1)
+    batch["audio_quality"] = torch.repeat_interleave(batch["audio_quality"], 2, dim=1)
+    assert torch.isfinite(model(batch)["pred"]).all()
+
+
+def test_bottleneck_tcn_keeps_padding_out():
+    torch.manual_seed(0)
+    tcn = TCN(16, levels=3, kernel=5, dropout=0.0, bottleneck=4).eval()
+    x = torch.randn(1, 10, 16)
+    mask = torch.ones(1, 10, dtype=torch.bool)
+    padded = torch.cat([x, torch.randn(1, 6, 16)], 1)
+    padded_mask = torch.arange(16)[None] < 10
+    torch.testing.assert_close(tcn(x, mask), tcn(padded, padded_mask)[:, :10])
+
+
+# ------------------------------------------------------------------ trained against the baseline
+
+FAST = ["--set", "epochs=25", "--set", "patience=8", "--set", "batch_size=16", "--set", "seeds=1", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained_models(emi_data, emi_features, tmp_path_factory):
+    work = tmp_path_factory.mktemp("models")
+    shutil.copytree(emi_features / "features", work / "features")
+    assert folds.main(["--data", str(emi_data), "--work", str(work), "--k", "3"]) == 0
+    for model in ("linear", "foalnet", "rcma"):
+        for fold in range(3):
+            args = ["--model", model, "--fold", str(fold), "--data", str(emi_data), "--work", str(work)]
+            assert train_main(args + FAST) == 0
+    return work
+
+
+def test_foalnet_and_rcma_beat_the_linear_baseline_out_of_fold(emi_data, trained_models):
+    report = build_report(emi_data, release_work(trained_models, emi_data), ["linear", "foalnet", "rcma"])
+    scores = {run: report["runs"][run]["oof"] for run in ("linear", "foalnet", "rcma")}
+    assert scores["foalnet"] > scores["linear"] + 0.03, scores
+    assert scores["rcma"] > scores["linear"] + 0.03, scores
+
+
+# ------------------------------------------------------------------ word-timed text, every model
+
+@pytest.mark.parametrize("name,level", [(n, lv) for n in ("dual_stage", "foalnet", "linear", "rcma")
+                                        for lv in ("video", "frame")])
+def test_timed_text_gaps_are_ignored(name, level):
+    """Text on the time grid (words held over their spans, gaps masked): every model reads it,
+    and what sits in a gap never reaches a prediction."""
+    base = make_spec(level)
+    spec = InputSpec(base.modalities, base.dims, base.cue_slices, base.n_targets, base.low, base.high, level,
+                     {"text_timed": True})
+    batch = make_batch(spec, 12, seed=3)
+    rng = np.random.default_rng(0)
+    words = torch.from_numpy(rng.normal(size=(3, 12, spec.dims["text"])).astype(np.float32))
+    spoken = batch["visual_mask"].clone()
+    spoken[:, 1::3] = False  # pauses between words
+    batch["text"], batch["text_mask"], batch["text_quality"] = words * spoken.unsqueeze(-1), spoken, spoken.float()
+    torch.manual_seed(0)
+    model = create_model(name, spec, {}).eval()
+    pred = model(batch)["pred"]
+    assert torch.isfinite(pred).all()
+    noisy = dict(batch)
+    noisy["text"] = batch["text"] + 5.0 * (~spoken).unsqueeze(-1)  # junk only in the gaps
+    torch.testing.assert_close(model(noisy)["pred"], pred)
