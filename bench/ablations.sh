@@ -19,16 +19,13 @@ ABLATIONS=("dual_stage ds_no_stage1 --no-stage1" "dual_stage ds_no_quality_aug -
            "rcma rcma_one_recursion --recursions 1" "rcma rcma_no_attention --no-attention" "rcma rcma_joint_all --joint all")
 ONLY="${ONLY:-}"  # e.g. ONLY=foalnet: that model's ablations only
 RUNS=dual_stage,foalnet,rcma,linear
+JOBS_LIST=()
 for ablation in "${ABLATIONS[@]}"; do
   read -r model name flags <<< "$ablation"
   [ -z "$ONLY" ] || [ "$model" = "$ONLY" ] || continue
   RUNS="$RUNS,$name"
-  for ((fold = 0; fold < FOLDS; fold++)); do echo "--model $model --name $name $flags --fold $fold"; done
-done | xargs -P "$JOBS" -L 1 "$PY" -m solution.train_fold --data "$DATA_DIR" --work "$WORK_DIR" \
-    --threads "$THREADS" --log-every 100
-for ablation in "${ABLATIONS[@]}"; do
-  read -r model name flags <<< "$ablation"
-  [ -z "$ONLY" ] || [ "$model" = "$ONLY" ] || continue
-  RUNS="$RUNS,$name"
+  for ((fold = 0; fold < FOLDS; fold++)); do JOBS_LIST+=("--model $model --name $name $flags --fold $fold"); done
 done
+printf '%s\n' "${JOBS_LIST[@]}" | xargs -P "$JOBS" -L 1 "$PY" -m solution.train_fold --data "$DATA_DIR" --work "$WORK_DIR" \
+    --threads "$THREADS" --log-every 100
 "$PY" -m solution.report --data "$DATA_DIR" --work "$WORK_DIR" --runs "$RUNS"

@@ -8,7 +8,10 @@
 The default shape is the organizers' EMI features: batch 32, visual 160 x 768 (ViT at 5 Hz over
 32 s), audio 400 x 768 (wav2vec2 resampled to 12.5 Hz), text 1 x 384 (one MiniLM vector).
 Every video of the batch is full length (no padding), inputs are random: the speed of the
-arithmetic, not of the data loading (bench/fold_memory.py measures a whole fold).
+arithmetic, not of the data loading (bench/fold_memory.py measures a whole fold). A model that
+trains on one shared time grid (rcma) gets every timed stream on that grid: by default at the
+visual length (160 steps: the 10 Hz shared grid over a 16 s clip, the audio resampled to it as
+the data layer does); --shared-steps 400 puts it at the audio's length instead.
 
 --rjcma reproduces the public RCMA implementation's shape (praveena2j/RJCMA, first commit):
 frame-level, batch 12, windows of 300 frames, inputs 512/128/768 (face/voice/text), TCN
@@ -104,6 +107,8 @@ def main(argv=None) -> int:
     parser.add_argument("--text", type=parse_shape, default=(1, 384), help="STEPSxDIM of the text stream")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE",
                         help="a model setting, e.g. rcma.recursions=1 (repeatable; values as Python literals)")
+    parser.add_argument("--shared-steps", type=int, default=0,
+                        help="steps of the shared time grid for models that train on one (default: the visual steps)")
     parser.add_argument("--rjcma", action="store_true", help="RCMA at the public RJCMA shape (overrides the shape flags)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (the median is reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
@@ -135,12 +140,19 @@ def main(argv=None) -> int:
     for name in names:
         if level not in model_class(name).levels:
             continue
-        spec = InputSpec(modalities, {m: shapes[m][1] for m in modalities}, cue_slices(modalities),
+        model_shapes = dict(shapes)
+        if model_class(name).train_defaults.get("grid") == "shared" and level == "video":
+            # A model that trains on one time grid gets every timed stream on it: by default at
+            # the face stream's length (the 10 Hz shared grid over the same clip), or --shared-steps.
+            steps_on_grid = args.shared_steps or shapes["visual"][0]
+            model_shapes = {m: (steps_on_grid if m != "text" or steps > 1 else steps, dim)
+                            for m, (steps, dim) in shapes.items()}
+        spec = InputSpec(modalities, {m: model_shapes[m][1] for m in modalities}, cue_slices(modalities),
                          n_targets or track.dim, track.low, track.high, level,
-                         extra={"text_timed": shapes["text"][0] > 1})
-        batch = make_batch(spec, batch_size, shapes)
+                         extra={"text_timed": model_shapes["text"][0] > 1})
+        batch = make_batch(spec, batch_size, model_shapes)
         result = measure(name, spec, configs.get(name, {}), batch, args.steps, args.warmup, None)
-        result.update(shape={m: list(s) for m, s in shapes.items()}, threads=args.threads, torch=torch.__version__,
+        result.update(shape={m: list(s) for m, s in model_shapes.items()}, threads=args.threads, torch=torch.__version__,
                       cpu=platform.processor() or platform.machine(), config=configs.get(name, {}))
         print(json.dumps(result), flush=True)
     return 0

@@ -347,10 +347,13 @@ def compare_blends(track: Track, stack: Stack, rescale: bool = True) -> list[Fit
 
 
 def choose(fits: list[Fit], equal: bool = False) -> Fit:
-    """The fitted way (or with `equal`, the equal-weight way) with the best honest estimate;
-    on a tie the simpler one (listed first) wins."""
-    wanted = [f for f in fits if (f.method != "fitted") == equal] or fits
-    return max(wanted, key=lambda f: f.honest["mean"])
+    """The way (equal weights, or fitted shared or per target; with or without the rescale)
+    with the best honest estimate; with `equal`, the best equal-weight way. On a tie the
+    simpler one (listed first) wins. The winner's honest score carries this choice among a
+    handful of ways, so it is a little optimistic; the weights themselves never saw the
+    fold they are scored on."""
+    wanted = [f for f in fits if f.method != "fitted"] if equal else fits
+    return max(wanted or fits, key=lambda f: f.honest["mean"])
 
 
 def to_blend(track: Track, runs, chosen: Fit, fits: list[Fit], singles: dict, parts: int) -> dict:

@@ -40,7 +40,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     loss: str = "ccc"               # pearson | ccc | mse, or mixes such as 0.7*ccc+0.3*mse
     seed: int = 0
-    seeds: int = 3                  # models per fold, each with its own seed and inner split; predictions averaged
+    seeds: int = 2                  # models per fold, each with its own seed and inner split; predictions averaged
     inner_fraction: float = 0.2     # share of the training groups held out to choose the epoch (never the fold)
     grid: str = "own"               # "own": each modality at its own rate; "shared": one grid for all
     visual_rate: float = 5.0        # Hz, grid of the visual modality (grid = own)

@@ -174,11 +174,14 @@ def cue_slices(modalities) -> dict:
     return out
 
 
-def _has_timed_entries(stream: Stream) -> bool:
-    """Whether any of the stream's entries for the store's videos holds word spans: read from
-    the manifest, or from the entry itself when the manifest does not list it."""
+def has_timed_entries(stream: Stream, keys=None) -> bool:
+    """Whether any of the stream's entries for the store's videos (or for `keys`) holds word
+    spans: read from the manifest, or from the entry itself when the manifest does not list it."""
     listed = cache.read_manifest(stream.folder).get("entries", {})
+    wanted = None if keys is None else set(keys)
     for vid, key in stream.entry_keys.items():
+        if wanted is not None and vid not in wanted:
+            continue
         info = listed.get(f"{vid}.{key}")
         if info is None:
             if cache.status(stream.folder, vid, key) != "ok":
@@ -302,14 +305,15 @@ class VideoStore:
     def __init__(self, work, release, sources: dict, cfg: TrainConfig, frame_counts: dict | None = None,
                  text_timed: bool | None = None):
         """`text_timed`: None decides from the cache (timed when any of these videos' text
-        entries has word times); True or False forces it (a checkpoint's model was built for
-        one or the other: False pools a timed transcript's words into one vector, their mean)."""
+        entries has word times; training decides from its training videos, `decide_text_timed`);
+        True or False forces it (a checkpoint's model was built for one or the other: False
+        pools a timed transcript's words into one vector, their mean)."""
         self.release, self.track, self.cfg = release, release.track, cfg
         self.streams = resolve_streams(work, sources, cfg.streams or None)
         self.modalities = tuple(m for m in MODALITIES if m in self.streams)
         # Whether text is on a time grid (the model's InputSpec.extra["text_timed"]); else one vector.
         self.text_timed = "text" in self.streams and (
-            any(_has_timed_entries(s) for s in self.streams["text"]) if text_timed is None else bool(text_timed))
+            any(has_timed_entries(s) for s in self.streams["text"]) if text_timed is None else bool(text_timed))
         self.dims = {m: sum(s.dim for s in self.streams[m]) for m in self.modalities}
         self.frame_level = self.track.level == "frame"
         if cfg.grid not in ("own", "shared"):
@@ -320,6 +324,12 @@ class VideoStore:
         self._bytes = 0
         self._lengths: dict[str, float] = {}
         self._labelled = set(self.release.labelled_keys())
+
+    def decide_text_timed(self, keys) -> bool:
+        """Text on a time grid when any of `keys` (the training videos) has word times: what the
+        model is built for must not depend on the videos it will only predict."""
+        self.text_timed = "text" in self.streams and any(has_timed_entries(s, keys) for s in self.streams["text"])
+        return self.text_timed
 
     # ---- settings shared with the model
     def rate(self, modality: str) -> float:

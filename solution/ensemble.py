@@ -46,11 +46,10 @@ from solution.blend import (Fit, apply_blend, choose, compare_blends, holdout_pa
 from solution.errors import DataError
 from solution.folds import read_folds
 from solution.layouts import open_release
-from solution.predictions import read_predictions, write_predictions
+from solution.predictions import prediction_filename, read_predictions, write_predictions
 from solution.runs import ReleaseWork, release_work
 from solution.tracks import Track
 
-SUBMISSIONS = Path(submit.__file__).resolve().parent.parent / "submissions"
 
 
 def run_predictions(rw: ReleaseWork, run: str) -> tuple[dict, dict, list[dict]]:
@@ -72,16 +71,12 @@ def run_predictions(rw: ReleaseWork, run: str) -> tuple[dict, dict, list[dict]]:
     for f, t in enumerate(tests[1:], start=1):
         if set(t) != set(tests[0]):
             raise DataError(f"{rw.run(run)}: folds 0 and {f} predict different test videos")
-    test = {key: np.mean([t[key] for t in tests], axis=0) for key in tests[0]}
-    return oof, test, metrics
+    return oof, fold_average(tests), metrics
 
 
-def combine(rw: ReleaseWork, runs: list[str]) -> tuple[dict, dict]:
-    """Equal-weight averages of the runs' out-of-fold and test predictions."""
-    parts = [run_predictions(rw, run)[:2] for run in runs]
-    oof = {k: np.mean([p[0][k] for p in parts], axis=0) for k in parts[0][0]}
-    test = {k: np.mean([p[1][k] for p in parts], axis=0) for k in parts[0][1]}
-    return oof, test
+def fold_average(tests: list[dict]) -> dict:
+    """Per video the mean of the folds' test predictions (what a run submits)."""
+    return {key: np.mean([t[key] for t in tests], axis=0) for key in tests[0]}
 
 
 def load_runs(rw: ReleaseWork, runs: list[str]) -> tuple[dict, dict]:
@@ -148,7 +143,7 @@ def format_table(track: Track, runs, singles: dict, fits: list[Fit], chosen: Fit
 
 
 def prediction_name(rw: ReleaseWork, what: str) -> str:
-    return f"{what}.{'csv' if rw.track.level == 'video' else 'txt'}"
+    return prediction_filename(rw.track, what)
 
 
 def blend_runs(data, rw: ReleaseWork, runs: list[str], equal: bool = False, rescale: bool = True):
@@ -186,7 +181,7 @@ def main(argv=None) -> int:
                         help="CCC tracks: never rescale the blend (by default the honest estimate decides)")
     parser.add_argument("--out", type=Path, help="output folder (default: WORK/<track>-<fingerprint>/predictions)")
     parser.add_argument("--zip", metavar="NAME", help="also write and validate the submission zip NAME.zip")
-    parser.add_argument("--zip-dir", type=Path, default=SUBMISSIONS,
+    parser.add_argument("--zip-dir", type=Path, default=submit.DEFAULT_OUT_DIR,
                         help="where --zip writes (default: submissions/ in the repository)")
     args = parser.parse_args(argv)
     try:

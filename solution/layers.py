@@ -235,5 +235,17 @@ def soft_clip_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, target
     return (loss_ab + loss_ba) / 2
 
 
+def soft_label_targets(labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(n, k) labels -> (n, n) contrastive targets, rows summing to one: softmax_j of
+    -||y_i - y_j||^2 / temperature. Equal labels share the positive mass, far ones get none,
+    all-distinct labels give the identity (CLIP's targets)."""
+    return torch.softmax(-torch.cdist(labels, labels) ** 2 / temperature, dim=1)
+
+
+def over_frames(x: torch.Tensor, frames: int | None) -> torch.Tensor:
+    """A per-sample vector (B, d) as it is (frames None) or repeated over frames (B, frames, d)."""
+    return x if frames is None else x.unsqueeze(1).expand(-1, frames, -1)
+
+
 def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, out_dim))

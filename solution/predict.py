@@ -45,19 +45,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from solution import cache, fileio
+from solution import cache, fileio, submit
 from solution.blend import apply_blend, read_blend
+from solution.ensemble import fold_average
 from solution.config import TrainConfig
-from solution.data import MODALITIES, Stream, VideoStore, stream_modality
+from solution.data import MODALITIES, Stream, VideoStore, has_timed_entries, stream_modality
 from solution.errors import DataError
 from solution.layouts import VideoSources, detect_track, open_release, release_videos
 from solution.models import load_checkpoint
-from solution.predictions import read_predictions, write_predictions
+from solution.predictions import prediction_filename, read_predictions, write_predictions
 from solution.runs import ReleaseWork, release_work
 from solution.train_fold import average_seeds, frame_counts_to_predict, predict
 
 log = logging.getLogger("predict")
-REPO = Path(__file__).resolve().parent.parent
 
 
 # ------------------------------------------------------------------ what to run
@@ -317,6 +317,9 @@ def pinned_store(work, release, sources: dict, keys: list[str], payload: dict, p
             _, kind = stream_modality(p.info)
             streams.setdefault(modality, []).append(
                 Stream(p.spec, modality, p.folder, manifest_dim, p.info["modality"], kind, entry_keys))
+    if not text_timed and any(has_timed_entries(s, keys) for s in streams.get("text", [])):
+        log.warning("%s: the model was trained on plain transcripts (one vector per video); this release's "
+                    "word-timed transcripts are averaged over their words to match", where)
     store.streams = streams
     store.modalities = tuple(m for m in MODALITIES if m in streams)
     store.dims = {m: sum(s.dim for s in streams[m]) for m in store.modalities}
@@ -342,7 +345,7 @@ def default_pred_dir(rw: ReleaseWork, data: Path) -> Path:
 
 
 def prediction_file(folder: Path, track) -> Path:
-    return Path(folder) / f"test.{'csv' if track.level == 'video' else 'txt'}"
+    return Path(folder) / prediction_filename(track)
 
 
 def predict_release(train_data, data, work, out_dir, name: str | None = None, runs: list[str] | None = None,
@@ -396,7 +399,7 @@ def predict_release(train_data, data, work, out_dir, name: str | None = None, ru
             # and the folds are averaged as solution.ensemble averages them.
             write_predictions(fold_file, track, average_seeds(per_seed, keys))
             tests.append(read_predictions(fold_file, track))
-        by_run[run] = {key: np.mean([t[key] for t in tests], axis=0) for key in tests[0]}
+        by_run[run] = fold_average(tests)
     blended = apply_blend(blend, by_run, track.low, track.high)
     pred_file = prediction_file(pred_dir, track)
     write_predictions(pred_file, track, blended)
@@ -420,7 +423,7 @@ def main(argv=None) -> int:
                         help="the new release or test listing to predict (default: --train-data, for a test listing "
                              "that arrived there)")
     parser.add_argument("--work", type=Path, required=True, help="the work folder of the training run (features/, runs)")
-    parser.add_argument("--out-dir", type=Path, default=REPO / "submissions",
+    parser.add_argument("--out-dir", type=Path, default=submit.DEFAULT_OUT_DIR,
                         help="where the zip goes (default: submissions/ in the repository)")
     parser.add_argument("--name", help="zip file name without .zip (default: <runs joined by +>-<timestamp>)")
     parser.add_argument("--runs", help="comma list of runs averaged with equal weights, instead of the saved blend")

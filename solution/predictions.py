@@ -22,6 +22,11 @@ VA_SINGLE_HEADER = "image_location,valence,arousal"
 _LOCATION = re.compile(r"^(?P<video>.+)/(?P<frame>\d+)\.jpg$")
 
 
+def prediction_filename(track: Track, what: str = "test") -> str:
+    """`test.csv` (EMI) or `test.txt` (VA, the single-file form): what every stage names its files."""
+    return f"{what}.{'csv' if track.level == 'video' else 'txt'}"
+
+
 def read_emi_predictions(path) -> pd.DataFrame:
     return read_emi_labels(path, what="EMI prediction", check_range=False)
 

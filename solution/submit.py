@@ -28,6 +28,8 @@ from solution.predictions import (VA_SINGLE_HEADER, parse_image_location, read_e
                                   read_va_predictions, va_file_text, va_single_text)
 from solution.tracks import EMI, EMI_TARGETS, VA
 
+DEFAULT_OUT_DIR = Path(__file__).resolve().parent.parent / "submissions"
+
 EMI_HEADER = ",".join(("Filename",) + EMI_TARGETS)
 EMI_CSV_NAME = "predictions.csv"
 VA_SINGLE_NAME = "predictions.txt"
@@ -230,7 +232,7 @@ def main(argv=None) -> int:
     parser.add_argument("--track", choices=["emi", "va"], help="required to build; guessed for --check")
     parser.add_argument("--pred", type=Path, help="test predictions (EMI CSV; VA single file or folder)")
     parser.add_argument("--data", type=Path, required=True, help="the release folder (for the test listing)")
-    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent.parent / "submissions",
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
                         help="where the zip goes (default: submissions/ in the repository)")
     parser.add_argument("--name", help="zip file name without .zip (default: <track>-<timestamp>)")
     parser.add_argument("--va-format", choices=["single", "per-video"], default="single",

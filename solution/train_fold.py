@@ -153,10 +153,13 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
         raise DataError(f"{data}: no media or features listed for {len(absent)} video(s), e.g. {absent[:5]}")
     store = VideoStore(work, release, {k: sources[k] for k in train_keys + held_keys + test_keys}, train_cfg,
                        frame_counts=frame_counts_to_predict(release, test_keys))
+    store.decide_text_timed(train_keys)
     cls = model_class(model_name)
     settings = {"model": model_name, "fold": fold, "train": asdict(train_cfg),
                 "model_config": asdict(cls.Config(**model_cfg)), "streams": store.stream_keys(),
                 "features": store.entry_digest(train_keys + held_keys), "folds": {**fold_info, "assignment": folds_digest(folds)}}
+    if store.text_timed:  # recorded only when on, so folds trained before word-timed text still match
+        settings["text_timed"] = True
     if (out_dir / "metrics.json").is_file():
         done = json.loads((out_dir / "metrics.json").read_text())
         changed = _differences(done.get("settings", {}), settings)
@@ -170,7 +173,7 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
     store.check(held_keys + test_keys)
     store.set_normalizer(normalizer)
     spec = InputSpec(store.modalities, store.dims, cue_slices(store.modalities), track.dim, track.low, track.high,
-                     track.level, extra={"text_timed": bool(getattr(store, "text_timed", False))})
+                     track.level, extra={"text_timed": store.text_timed})
     config = cls.Config(**model_cfg)
     extra, side = cls.prepare(config, TrainContext(track, store, train_keys, train_cfg, device))
     spec.extra.update(extra)

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from solution import layers
 from solution.data import Normalizer, cue_slices
+from solution.errors import DataError
 from solution.models import InputSpec, checkpoint_payload, create_model, load_checkpoint, model_class, model_names
 from solution.tracks import EMI, VA
 
@@ -155,6 +156,18 @@ def test_checkpoint_round_trip(name, level, tmp_path):
     torch.testing.assert_close(rebuilt(batch)["pred"], model(batch)["pred"])
     assert payload["settings"] == {"note": "test"}
     np.testing.assert_array_equal(norm.stats["audio"][1], normalizer.stats["audio"][1])
+    # A checkpoint of an older version of the model is refused by name, never half-loaded.
+    old = checkpoint_payload(model, normalizer, {})
+    old["model_config"] = dict(list(old["model_config"].items())[1:])
+    torch.save(old, tmp_path / "old.pt")
+    if old["model_config"] != checkpoint_payload(model, normalizer, {})["model_config"]:
+        with pytest.raises(DataError, match="older version"):
+            load_checkpoint(tmp_path / "old.pt")
+    renamed = checkpoint_payload(model, normalizer, {})
+    renamed["model"] = {f"old.{k}": v for k, v in renamed["model"].items()}
+    torch.save(renamed, tmp_path / "renamed.pt")
+    with pytest.raises(DataError, match="does not fit"):
+        load_checkpoint(tmp_path / "renamed.pt")
 
 
 @pytest.mark.parametrize("layer", ["tcn", "lstm", "pool", "norm"])

@@ -10,8 +10,9 @@ import torch
 from solution import folds
 from solution.data import cue_slices
 from solution.layers import TCN, soft_clip_loss
-from solution.models import InputSpec, create_model
-from solution.models.foalnet import hard_negatives, soft_label_targets, window_labels
+from solution.layers import soft_label_targets
+from solution.models import InputSpec, create_model, model_class
+from solution.models.foalnet import hard_negatives, window_labels
 from solution.models.rcma import CrossModalAttention
 from solution.report import build_report
 from solution.runs import release_work
@@ -144,14 +145,15 @@ def test_rcma_any_length_and_no_layer_sized_by_time():
     assert not any(700 in s or 13 in s for s in sizes)
 
 
-def test_rcma_resamples_modalities_on_different_grids():
+def test_rcma_refuses_modalities_on_different_grids():
     spec = make_spec("video")
     model = create_model("rcma", spec, {}).eval()
     batch = make_batch(spec, 12)
     batch["audio"] = torch.repeat_interleave(batch["audio"], 2, dim=1)
     batch["audio_mask"] = torch.repeat_interleave(batch["audio_mask"], 2, dim=1)
-    batch["audio_quality"] = torch.repeat_interleave(batch["audio_quality"], 2, dim=1)
-    assert torch.isfinite(model(batch)["pred"]).all()
+    with pytest.raises(ValueError, match="grid"):
+        model(batch)
+    assert model_class("rcma").train_defaults == {"grid": "shared"}
 
 
 def test_bottleneck_tcn_keeps_padding_out():

@@ -17,7 +17,7 @@ from conftest import features_only_release
 from solution import folds, synth
 from solution.config import TrainConfig, resolve_settings
 from solution.data import VideoStore, gather, prediction_pieces
-from solution.ensemble import combine
+from solution.ensemble import run_predictions
 from solution.errors import DataError
 from solution.evaluate import score_predictions
 from solution.layouts import EmiRelease, open_release, release_videos
@@ -118,7 +118,7 @@ def test_training_outputs_and_scores(emi_data, trained):
     assert report["runs"]["dual_stage"]["oof"] > 0.15
     assert report["runs"]["linear"]["oof"] > 0.05
     assert report["ceiling"] > report["runs"]["dual_stage"]["oof"]
-    oof, test = combine(rw, ["dual_stage"])
+    oof, test, _ = run_predictions(rw, "dual_stage")
     assert len(oof) == len(release.labelled_keys()) and sorted(test) == release.test_keys()
     targets = {k: release.video_targets(k) for k in oof}
     assert score_predictions(EMI, oof, targets)["mean"] == pytest.approx(report["runs"]["dual_stage"]["oof"], abs=1e-6)

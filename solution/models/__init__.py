@@ -136,6 +136,14 @@ class HarnessModel(nn.Module):
         loss = task_loss(out["pred"].float(), batch["target"], batch.get("target_mask"))
         return loss + out["aux_loss"] if "aux_loss" in out else loss
 
+    def drop_modalities(self, present: torch.Tensor, rate: float) -> torch.Tensor:
+        """Modality dropout while training: each modality a sample has is dropped with
+        probability `rate` (teaching the fusion to cope without it), never all of them."""
+        if not (self.training and rate > 0):
+            return present
+        kept = present & ~(torch.rand(present.shape, device=present.device) < rate)
+        return torch.where(kept.any(1, keepdim=True), kept, present)
+
     def to_range(self, logits: torch.Tensor) -> torch.Tensor:
         return self.spec.low + (self.spec.high - self.spec.low) * torch.sigmoid(logits)
 
@@ -169,6 +177,16 @@ def load_checkpoint(path, device: str = "cpu"):
         raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or "spec" not in payload:
         raise DataError(f"{path}: not a checkpoint written by solution.train_fold")
-    model = create_model(payload["model_name"], InputSpec.from_state(payload["spec"]), payload["model_config"])
-    model.load_state_dict(payload["model"])
+    # A setting the checkpoint does not record would take today's default, which may not be
+    # what it was trained with (e.g. a layer added since): refuse rather than guess.
+    unrecorded = sorted(set(config_fields(model_class(payload["model_name"]).Config)) - set(payload["model_config"]))
+    if unrecorded:
+        raise DataError(f"{path}: written by an older version of model {payload['model_name']!r} "
+                        f"(no setting(s) {unrecorded}); train it again")
+    try:
+        model = create_model(payload["model_name"], InputSpec.from_state(payload["spec"]), payload["model_config"])
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise DataError(f"{path}: does not fit model {payload['model_name']!r} as it is now "
+                        f"({str(exc).splitlines()[0]}); train it again") from exc
     return model.to(device).eval(), Normalizer.from_state(payload["normalizer"]), payload

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from solution.data import CUE_NAMES
 from solution.layers import (AttentionPool, GatedBiLSTM, InputProjection, LearnableTemperature, ProjectionHead, TCN,
-                             masked_mean, mlp, soft_clip_loss)
+                             masked_mean, mlp, soft_clip_loss, soft_label_targets)
 from solution.models import HarnessModel, InputSpec, Phase, TrainContext, register_model
 
 FUSIONS = ("quality", "quality_sum", "concat")
@@ -78,6 +78,7 @@ class DualStage(HarnessModel):
         input_dropout: float = 0.1
         tcn_levels: int = 3
         tcn_kernel: int = 3
+        tcn_bottleneck: int = 4        # TCN blocks convolve at dim / this between 1x1 convolutions (1: full width)
         causal: bool = False
         lstm_layers: int = 1
         lstm_stride: int = 2           # the audio LSTM steps through means of this many frames (speed)
@@ -103,7 +104,8 @@ class DualStage(HarnessModel):
         self.inputs = nn.ModuleDict({m: InputProjection(spec.dims[m], d, config.input_dropout) for m in self.modalities})
         self.sequence = nn.ModuleDict()
         if "visual" in self.modalities:
-            self.sequence["visual"] = TCN(d, config.tcn_levels, config.tcn_kernel, config.dropout, config.causal)
+            self.sequence["visual"] = TCN(d, config.tcn_levels, config.tcn_kernel, config.dropout, config.causal,
+                                           config.tcn_bottleneck)
         if "audio" in self.modalities:
             self.sequence["audio"] = GatedBiLSTM(d, config.lstm_layers, config.dropout, config.lstm_stride)
         frame = spec.level == "frame"
@@ -219,7 +221,6 @@ class DualStage(HarnessModel):
         keys = batch["keys"]
         target = torch.from_numpy(np.stack([self._stage1["labels"][k] for k in keys]).astype(np.float32)).to(device)
         text_in = torch.from_numpy(np.stack([self._stage1["text"][k] for k in keys])).to(device)
-        distance = torch.cdist(target, target) ** 2
         losses = []
         for index, modality in enumerate(self.modalities):
             if modality not in self.pairs:
@@ -229,7 +230,7 @@ class DualStage(HarnessModel):
                 continue
             z = self.heads[modality](self.encode(batch, modality)[rows])
             t = self.text_heads[modality](self.text_encoders[modality](text_in[rows]))
-            soft = torch.softmax(-distance[rows][:, rows] / self.config.label_temperature, dim=1)
+            soft = soft_label_targets(target[rows], self.config.label_temperature)
             losses.append(soft_clip_loss(z, t, self.temperatures[modality](), soft))
         return torch.stack(losses).mean() if losses else None
 
@@ -258,7 +259,9 @@ class DualStage(HarnessModel):
             hits[m] = hit
             if not hit.any():
                 continue
-            source = torch.where(hit, donor, torch.arange(n, device=cues.device))  # one gather, no clone
+            # One gather, no clone: a hit sample takes the donor's frames, mask and per-frame
+            # quality (lowered below), so all three describe the same signal.
+            source = torch.where(hit, donor, torch.arange(n, device=cues.device))
             x, mask = batch[m][source], batch[f"{m}_mask"][source]
             level = torch.rand(n, device=cues.device) * 0.3  # what a bad face or voice measures: low, not nil
             q = batch[f"{m}_quality"][source] * torch.where(hit, level, torch.ones_like(level))[:, None]
@@ -273,12 +276,7 @@ class DualStage(HarnessModel):
         hits = {}
         if self.training and self.augment and self.config.quality_augment > 0:
             batch, hits = self.corrupt(batch)
-        present = batch["present"].clone()
-        if self.training and self.config.modality_dropout > 0:
-            drop = torch.rand(present.shape, device=present.device) < self.config.modality_dropout
-            kept = present & ~drop
-            # Never drop every modality a sample has.
-            present = torch.where(kept.any(1, keepdim=True), kept, present)
+        present = self.drop_modalities(batch["present"], self.config.modality_dropout)
         frame = self.spec.level == "frame"
         frames = batch["frame_mask"].shape[1] if frame else 1
         summaries, step_quality = [], []

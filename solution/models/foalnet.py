@@ -13,7 +13,7 @@ TCN level; then
    identity.
 2. Fusion, after alignment, by cross-attention both ways: `layers` layers in which the voice
    queries the face and `layers` in which the face queries the voice (4 heads, residual,
-   post-LayerNorm, padding masked; a sample without the other modality keeps its own stream).
+   post-LayerNorm, padding masked; a sample without the other modality gets no attention term).
    Video-level tracks pool both streams over their real frames and concatenate them: by
    attention + max (`pool = "attention"`, default: intensity shows in short bursts that a mean
    dilutes; it scored higher on the demo folds) or by the paper's mean (`pool = "mean"`).
@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from solution.layers import (TCN, AttentionPool, Dropout, InputProjection, LearnableTemperature, masked_mean, mlp,
-                             soft_clip_loss, strided_mean)
+                             over_frames, soft_clip_loss, soft_label_targets, strided_mean)
 from solution.models import HarnessModel, InputSpec, register_model
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,8 @@ class AlignmentHead(nn.Module):
 
 class CrossAttention(nn.Module):
     """Queries one stream, keys and values the other; residual and post-LayerNorm. A sample whose
-    other stream has no real frame keeps its queries unchanged (attention over nothing is NaN)."""
+    other stream has no real frame gets no attention term (attention over nothing is NaN): its
+    stream passes through the residual and the LayerNorm only."""
 
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
@@ -78,11 +79,6 @@ class CrossAttention(nn.Module):
         out, _ = self.attn(query, keys, keys, key_padding_mask=~safe, need_weights=False)
         out = out * has_keys.view(-1, 1, 1).to(out.dtype)
         return self.norm(query + self.drop(out)) * query_mask.unsqueeze(-1).to(out.dtype)
-
-
-def soft_label_targets(labels: torch.Tensor, temperature: float) -> torch.Tensor:
-    """(n, k) labels -> (n, n) rows summing to one: the contrastive targets (see the docstring)."""
-    return torch.softmax(-torch.cdist(labels, labels) ** 2 / temperature, dim=1)
 
 
 def hard_negatives(similarity: torch.Tensor, labels: torch.Tensor, margin: float,
@@ -131,7 +127,8 @@ class FoalNet(HarnessModel):
         match: bool = True
         match_weight: float = 0.1
         match_margin: float = 0.1      # labels "differ" above this RMS distance, as a share of the target range
-        stride: int = 2                # cross-attention steps are means of this many frames (speed)
+        visual_stride: int = 2         # cross-attention steps are means of this many face frames (speed)
+        audio_stride: int = 4          # ... and voice frames (at the default 5 and 10 Hz grids: one step per 0.4 s)
         pool: str = "attention"        # video-level pooling of the fused streams: "attention" (+ max) or "mean" (the paper)
 
     def __init__(self, spec: InputSpec, config: Config):
@@ -142,7 +139,7 @@ class FoalNet(HarnessModel):
         self.streams = [m for m in PAIR if m in spec.modalities]
         self.static = [m for m in spec.modalities if m not in self.streams]
         self.inputs = nn.ModuleDict({m: InputProjection(spec.dims[m], d, config.input_dropout) for m in spec.modalities})
-        self.encoders = nn.ModuleDict({m: TCN(d, config.encoder_levels, 3, config.dropout) for m in self.streams})
+        self.encoders = nn.ModuleDict({m: TCN(d, config.encoder_levels, 3, config.dropout, bottleneck=4) for m in self.streams})
         if config.pool not in ("mean", "attention"):
             raise ValueError(f"foalnet: pool must be mean or attention, got {config.pool!r}")
         self.pools = nn.ModuleDict()
@@ -173,21 +170,22 @@ class FoalNet(HarnessModel):
     def fused(self, h: dict, masks: dict) -> tuple[dict, dict]:
         """Each stream after cross-attention to the other (streams as given: a negative pair
         passes the voice of one sample and the face of another), and the masks of its steps.
-        Attention runs on the means of `stride` consecutive frames: its cost grows with the
+        Attention runs on the means of `<modality>_stride` consecutive frames: its cost grows with the
         product of the two lengths. Video-level tracks keep those steps; frame-level tracks add
         what attention changed back onto every frame."""
         if not self.paired:
             return h, masks
-        stride = self.config.stride
-        tokens = {m: strided_mean(h[m], masks[m], stride) if stride > 1 else (h[m], masks[m]) for m in self.streams}
+        strides = {"visual": self.config.visual_stride, "audio": self.config.audio_stride}
+        tokens = {m: strided_mean(h[m], masks[m], strides[m]) if strides[m] > 1 else (h[m], masks[m])
+                  for m in self.streams}
         out, out_masks = {}, {}
         for m in self.streams:
             other = self.streams[1 - self.streams.index(m)]
             x, mask = tokens[m]
             for layer in self.fuse[m]:
                 x = layer(x, mask, *tokens[other])
-            if self.spec.level == "frame" and stride > 1:
-                change = (x - tokens[m][0]).repeat_interleave(stride, dim=1)[:, :h[m].shape[1]]
+            if self.spec.level == "frame" and strides[m] > 1:
+                change = (x - tokens[m][0]).repeat_interleave(strides[m], dim=1)[:, :h[m].shape[1]]
                 out[m], out_masks[m] = (h[m] + change) * masks[m].unsqueeze(-1).to(x.dtype), masks[m]
             else:
                 out[m], out_masks[m] = x, mask
@@ -202,11 +200,7 @@ class FoalNet(HarnessModel):
         return {m: masked_mean(x, masks[m]) for m, x in fused.items()}
 
     def forward(self, batch: dict) -> dict:
-        present = batch["present"].clone()
-        if self.training and self.config.modality_dropout > 0:
-            drop = torch.rand(present.shape, device=present.device) < self.config.modality_dropout
-            kept = present & ~drop
-            present = torch.where(kept.any(1, keepdim=True), kept, present)
+        present = self.drop_modalities(batch["present"], self.config.modality_dropout)
         frames = batch["frame_mask"].shape[1] if self.spec.level == "frame" else None
         h, masks = self.encode(batch, present)
         fused, fused_masks = self.fused(h, masks)
@@ -215,9 +209,8 @@ class FoalNet(HarnessModel):
         for m in self.static:
             alive = present[:, self.modalities.index(m), None].to(batch[m].dtype)
             vector = self.static_summary[m](masked_mean(self.inputs[m](batch[m]), batch[f"{m}_mask"])) * alive
-            parts.append(vector.unsqueeze(1).expand(-1, frames, -1) if frames else vector)
-        flags = present.float()
-        parts.append(flags.unsqueeze(1).expand(-1, frames, -1) if frames else flags)
+            parts.append(over_frames(vector, frames))
+        parts.append(over_frames(present.float(), frames))
         out = {"pred": self.to_range(self.head(torch.cat(parts, dim=-1)))}
         if self.training and self.paired and "target" in batch and (self.config.align or self.config.match):
             aux = self.auxiliary_loss(batch, h, masks, summaries, fused_masks, present)

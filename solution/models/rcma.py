@@ -21,9 +21,8 @@ vector per video: it cannot take part in attention along time, so the attention 
 audio-visual and the transcript's vector joins at the head (logged once). `attention = false`
 skips the recursions (TCNs and head only); `recursions = 1` is the other ablation.
 
-All time-sequence modalities must share one grid; rcma trains with `grid = "shared"` unless
-told otherwise. On per-modality grids the model resamples to the visual grid by interpolation
-(an approximation, logged).
+All time-sequence modalities must share one grid: rcma trains with `grid = "shared"` unless
+told otherwise, and refuses batches whose modalities have different lengths.
 """
 from __future__ import annotations
 
@@ -35,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from solution.layers import TCN, AttentionPool, Dropout, InputProjection, masked_mean, mlp
+from solution.layers import TCN, AttentionPool, Dropout, InputProjection, masked_mean, mlp, over_frames, strided_mean
 from solution.models import HarnessModel, InputSpec, register_model
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ def say_once(message: str) -> None:
         log.info(message)
 
 
-def parse_channels(text: str, modalities) -> dict:
+def parse_channels(text: str) -> dict:
     values = [int(v) for v in str(text).split(",") if v.strip()]
     if len(values) == 1:
         values = values * 3
@@ -70,18 +69,29 @@ class CrossModalAttention(nn.Module):
         self.drop = Dropout(dropout)
         self.scale = 1 / math.sqrt(att_dim)
 
-    def forward(self, x: torch.Tensor, others: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, others: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor,
+                stride: int = 1) -> torch.Tensor:
         """x (B, T, C) of this modality, real where `rows`; others (B, T, J), real where `steps`.
         Every real step is updated, also steps where this modality has no frame (a frame without
-        a face): it gathers the modality's real frames that correlate with the joint there."""
+        a face): it gathers the modality's real frames that correlate with the joint there.
+        `stride` > 1 attends between means of `stride` consecutive steps (the (T, T) correlation
+        is most of the cost) and adds each mean's update to its steps."""
+        steps_full = steps.to(x.dtype)
+        if stride > 1:
+            (x_att, rows), (others, steps) = strided_mean(x, rows, stride), strided_mean(others, steps, stride)
+        else:
+            x_att = x
         rows_f, steps_f = rows.to(x.dtype), steps.to(x.dtype)
         joint = self.joint(others)
-        corr = torch.tanh(self.key(x) @ joint.transpose(1, 2) * self.scale)          # (B, T_rows, T_steps)
+        corr = torch.tanh(self.key(x_att) @ joint.transpose(1, 2) * self.scale)      # (B, T_rows, T_steps)
         corr = corr * rows_f.unsqueeze(2) * steps_f.unsqueeze(1)
         real = rows_f.sum(1).clamp_min(1).view(-1, 1, 1)
-        gathered = torch.tanh(corr.transpose(1, 2) @ self.value(x) / real)            # (B, T_steps, att)
+        gathered = torch.tanh(corr.transpose(1, 2) @ self.value(x_att) / real)        # (B, T_steps, att)
+        update = self.drop(F.relu(self.out(F.relu(gathered))))
+        if stride > 1:
+            update = update.repeat_interleave(stride, dim=1)[:, :x.shape[1]]
         has_rows = rows.any(1).view(-1, 1, 1).to(x.dtype)                              # a missing modality stays 0
-        return x + self.drop(F.relu(self.out(F.relu(gathered)))) * steps_f.unsqueeze(-1) * has_rows
+        return x + update * steps_full.unsqueeze(-1) * has_rows
 
 
 @register_model("rcma")
@@ -99,6 +109,7 @@ class RCMA(HarnessModel):
         tcn_kernel: int = 5
         tcn_bottleneck: int = 4        # TCN blocks convolve at width/bottleneck between 1x1 convs (1: full width)
         att_dim: int = 64              # width of keys, joint and gathered values
+        att_stride: int = 2            # attention between means of this many steps (cost: (T / stride)^2)
         recursions: int = 2
         attention: bool = True
         joint: str = "others"          # "others" (paper) or "all" (public code)
@@ -114,7 +125,7 @@ class RCMA(HarnessModel):
         if config.recursions < 1 and config.attention:
             raise ValueError("rcma: recursions must be at least 1 (or attention = false)")
         self.spec, self.config = spec, config
-        widths = parse_channels(config.channels, spec.modalities)
+        widths = parse_channels(config.channels)
         timed_text = bool(spec.extra.get("text_timed"))
         self.timed = [m for m in spec.modalities if m != "text" or timed_text]
         self.static = [m for m in spec.modalities if m not in self.timed]
@@ -144,31 +155,21 @@ class RCMA(HarnessModel):
         self.head = mlp(head_in, config.head_dim, spec.n_targets, config.dropout)
 
     def _on_one_grid(self, batch: dict) -> tuple[dict, dict, torch.Tensor]:
-        """Each timed modality's (B, T, C) features and masks on one grid of T steps."""
-        lengths = {batch[m].shape[1] for m in self.timed}
-        steps = batch["frame_mask"].shape[1] if self.spec.level == "frame" else (
-            batch["visual"].shape[1] if "visual" in self.timed else max(lengths))
-        xs, masks = {}, {}
-        for m in self.timed:
-            x, mask = batch[m], batch[f"{m}_mask"]
-            if x.shape[1] != steps:
-                say_once(f"rcma: modalities are on different time grids ({m}: {x.shape[1]} steps, grid: {steps}); "
-                         "resampling by interpolation; set grid = \"shared\" to align them by time")
-                x = F.interpolate(x.transpose(1, 2), size=steps, mode="linear", align_corners=False).transpose(1, 2)
-                mask = F.interpolate(mask[:, None].float(), size=steps, mode="nearest")[:, 0] > 0.5
-            xs[m], masks[m] = x, mask
+        """Each timed modality's (B, T, C) features and masks, and the steps that are real.
+        Attention pairs step t of one modality with step t of the others, so they must share
+        one time grid; resampling padded batches would stretch a video by its batch-mates."""
+        lengths = {m: batch[m].shape[1] for m in self.timed}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"rcma: the modalities are on different time grids ({lengths} steps); "
+                             "train it with grid = \"shared\" (its default)")
+        xs = {m: batch[m] for m in self.timed}
+        masks = {m: batch[f"{m}_mask"] for m in self.timed}
         if self.spec.level == "frame":
-            steps_mask = batch["frame_mask"]
-        else:
-            steps_mask = torch.stack(list(masks.values())).any(0)
-        return xs, masks, steps_mask
+            return xs, masks, batch["frame_mask"]
+        return xs, masks, torch.stack(list(masks.values())).any(0)
 
     def forward(self, batch: dict) -> dict:
-        present = batch["present"].clone()
-        if self.training and self.config.modality_dropout > 0:
-            drop = torch.rand(present.shape, device=present.device) < self.config.modality_dropout
-            kept = present & ~drop
-            present = torch.where(kept.any(1, keepdim=True), kept, present)
+        present = self.drop_modalities(batch["present"], self.config.modality_dropout)
         index = {m: i for i, m in enumerate(self.spec.modalities)}
         xs, masks, steps_mask = self._on_one_grid(batch)
         h, rows = {}, {}
@@ -177,13 +178,12 @@ class RCMA(HarnessModel):
             h[m] = self.tcns[m](self.inputs[m](xs[m]), rows[m])
         for layer in self.attend:
             h = {m: layer[m](h[m], torch.cat([h[n] for n in self.timed if n != m or self.config.joint == "all"], -1),
-                             rows[m], steps_mask) for m in self.timed}
+                             rows[m], steps_mask, self.config.att_stride) for m in self.timed}
         seq = torch.cat([h[m] for m in self.timed], dim=-1) * steps_mask.unsqueeze(-1)
         frame = self.spec.level == "frame"
         parts = [seq if frame else self.pool(seq, steps_mask)]
         for m in self.static:
             vector = self.static_inputs[m](masked_mean(batch[m], batch[f"{m}_mask"])) * present[:, index[m], None]
-            parts.append(vector.unsqueeze(1).expand(-1, seq.shape[1], -1) if frame else vector)
-        flags = present.float()
-        parts.append(flags.unsqueeze(1).expand(-1, seq.shape[1], -1) if frame else flags)
+            parts.append(over_frames(vector, seq.shape[1] if frame else None))
+        parts.append(over_frames(present.float(), seq.shape[1] if frame else None))
         return {"pred": self.to_range(self.head(torch.cat(parts, dim=-1)))}
