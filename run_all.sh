@@ -51,6 +51,13 @@ split_args() {  # split_args NAME VALUE -> fills the array NAME
     { echo "cannot split the flags '$2' (unbalanced quotes?)" >&2; exit 2; }
   mapfile -t "$1" < <([ -n "$lines" ] && printf '%s\n' "$lines")
 }
+# Each stage's wall time, printed when the next one starts (and at the end), for the README's timing table.
+SECONDS=0 STAGE="" STAGE_START=0  # after the venv: install time is not counted
+stage() {  # stage "N/6 what": closes the running stage with its time, then announces the next
+  [ -z "$STAGE" ] || echo "   (stage ${STAGE%% *} took $((SECONDS - STAGE_START)) s)"
+  STAGE="$1" STAGE_START=$SECONDS
+  [ -z "$1" ] || echo "== $1"
+}
 split_args FEATURE_EXTRA "${FEATURE_ARGS:-}"
 split_args TRAIN_EXTRA "${TRAIN_ARGS:-}"
 
@@ -77,14 +84,14 @@ fi
 
 if [ -z "${DATA_DIR:-}" ]; then
   DATA_DIR="$WORK_DIR/demo-$TRACK"
-  echo "== 1/6 demo data ($TRACK) -> $DATA_DIR"
+  stage "1/6 demo data ($TRACK) -> $DATA_DIR"
   "$PY" -m solution.synth --track "$TRACK" --out "$DATA_DIR" --seed "${SEED:-0}"
 else
-  echo "== 1/6 using the release in $DATA_DIR"
+  stage "1/6 using the release in $DATA_DIR"
   [ -d "$DATA_DIR" ] || { echo "DATA_DIR=$DATA_DIR is not a folder" >&2; exit 2; }
 fi
 
-echo "== 2/6 features -> $WORK_DIR/features"
+stage "2/6 features -> $WORK_DIR/features"
 "$PY" -m solution.features --data "$DATA_DIR" --work "$WORK_DIR" --workers "$JOBS" --device "$DEVICE" \
     ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${FEATURE_EXTRA[@]+"${FEATURE_EXTRA[@]}"}
 
@@ -96,19 +103,19 @@ if [ "$TRACK" = va ]; then
   NAME="va-mean-$(date +%Y%m%d-%H%M%S)"
 else
   RELEASE_WORK="$("$PY" -m solution.runs --data "$DATA_DIR" --work "$WORK_DIR")"
-  echo "== 3/6 folds ($FOLDS, grouped by subject where the release says who the subjects are) -> $RELEASE_WORK"
+  stage "3/6 folds ($FOLDS, grouped by subject where the release says who the subjects are) -> $RELEASE_WORK"
   "$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS" ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
 
   RUNS="$MODELS${BASELINE:+,$BASELINE}"
   THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
-  echo "== 4/6 training $RUNS, $FOLDS folds each, $JOBS at a time (logs: $RELEASE_WORK/runs/<model>/fold<k>/seed<s>/log.csv)"
+  stage "4/6 training $RUNS, $FOLDS folds each, $JOBS at a time (logs: $RELEASE_WORK/runs/<model>/fold<k>/seed<s>/log.csv)"
   for model in ${RUNS//,/ }; do
     for ((fold = 0; fold < FOLDS; fold++)); do echo "--model $model --fold $fold"; done
   done | xargs -P "$JOBS" -L 1 "$PY" -m solution.train_fold --data "$DATA_DIR" --work "$WORK_DIR" \
       --device "$DEVICE" --threads "$THREADS" --log-every 10 \
       ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
 
-  echo "== 5/6 report (out-of-fold, epochs chosen without the held-out fold) and the blend of $MODELS"
+  stage "5/6 report (out-of-fold, epochs chosen without the held-out fold) and the blend of $MODELS"
   "$PY" -m solution.report --data "$DATA_DIR" --work "$WORK_DIR" --runs "$RUNS"
   "$PY" -m solution.ensemble --data "$DATA_DIR" --work "$WORK_DIR" --runs "$MODELS"
   PRED="$RELEASE_WORK/predictions/test.$EXT"
@@ -119,7 +126,8 @@ else
   NAME="${MODELS//,/+}-$(date +%Y%m%d-%H%M%S)"
 fi
 
-echo "== 6/6 submission"
+stage "6/6 submission"
 "$PY" -m solution.submit --track "$TRACK" --pred "$PRED" --data "$DATA_DIR" --out-dir "$SUBMISSIONS_DIR" --name "$NAME"
 "$PY" -m solution.submit --check "$SUBMISSIONS_DIR/$NAME.zip" --data "$DATA_DIR" --track "$TRACK"
-echo "done: $SUBMISSIONS_DIR/$NAME.zip"
+stage ""
+echo "done: $SUBMISSIONS_DIR/$NAME.zip (all stages: $SECONDS s)"

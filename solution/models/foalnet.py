@@ -127,8 +127,8 @@ class FoalNet(HarnessModel):
         match: bool = True
         match_weight: float = 0.1
         match_margin: float = 0.1      # labels "differ" above this RMS distance, as a share of the target range
-        visual_stride: int = 2         # cross-attention steps are means of this many face frames (speed)
-        audio_stride: int = 4          # ... and voice frames (at the default 5 and 10 Hz grids: one step per 0.4 s)
+        visual_stride: int = 4         # cross-attention steps are means of this many face frames (speed)
+        audio_stride: int = 8          # ... and voice frames (at the default 5 and 10 Hz grids: one step per 0.8 s)
         pool: str = "attention"        # video-level pooling of the fused streams: "attention" (+ max) or "mean" (the paper)
 
     def __init__(self, spec: InputSpec, config: Config):
