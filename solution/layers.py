@@ -68,15 +68,17 @@ class InputProjection(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x):
-        if self.training and self.dropout > 0 and x.dim() == 3:
-            # Dropping input channel c of sample b is zeroing column c of sample b's weights:
-            # one batched matmul with per-sample weights, instead of a masked copy of the
-            # whole (B, T, in) input (a tenth of a Foal-Net training step at 768-d inputs).
-            keep = torch.empty(x.shape[0], 1, x.shape[-1], device=x.device, dtype=x.dtype)
-            weight = self.linear.weight * keep.bernoulli_(1 - self.dropout).div_(1 - self.dropout)
-            out = torch.baddbmm(self.linear.bias.view(1, 1, -1), x, weight.transpose(1, 2))
+        if not (self.training and self.dropout > 0):
+            return F.gelu(self.norm(self.linear(x)))
+        keep = torch.empty(x.shape[0], *([1] * (x.dim() - 2)), x.shape[-1], device=x.device, dtype=x.dtype)
+        keep = keep.bernoulli_(1 - self.dropout).div_(1 - self.dropout)
+        if x.dim() == 3:
+            # Dropping input channel c of sample b is zeroing column c of sample b's weights: one
+            # batched matmul with per-sample weights, instead of a masked copy of the whole
+            # (B, T, in) input, which is slow to allocate and fill at 768-d inputs.
+            out = torch.baddbmm(self.linear.bias.view(1, 1, -1), x, (self.linear.weight * keep).transpose(1, 2))
         else:
-            out = self.linear(x)
+            out = self.linear(x * keep)
         return F.gelu(self.norm(out))
 
 

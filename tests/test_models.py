@@ -21,6 +21,27 @@ from solution.train_fold import main as train_main
 from test_contract import make_batch, make_spec
 
 
+# ------------------------------------------------------------------ dual-stage: stage 1
+
+def test_dual_stage_pairs_read_the_text_through_their_own_encoders():
+    """Modality-decoupled stage 1: the vision-text and audio-text pairs share no text weights,
+    so the loss of one pair moves only its own text encoder."""
+    spec = make_spec("video")
+    spec.extra["stage1_text_dim"] = 8
+    model = create_model("dual_stage", spec, {}).train()
+    encoders = model.text_encoders
+    assert set(encoders) == {"visual", "audio"}
+    assert not {id(p) for p in encoders["visual"].parameters()} & {id(p) for p in encoders["audio"].parameters()}
+    batch = make_batch(spec, 12)
+    rng = np.random.default_rng(0)
+    model.attach({"labels": {k: rng.uniform(size=spec.n_targets) for k in batch["keys"]},
+                  "text": {k: rng.normal(size=8).astype(np.float32) for k in batch["keys"]}})
+    batch["present"][:, spec.modalities.index("audio")] = False  # only the vision-text pair has rows
+    model.pretrain_loss(batch).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoders["visual"].parameters())
+    assert all(p.grad is None for p in encoders["audio"].parameters())
+
+
 # ------------------------------------------------------------------ Foal-Net: contrastive rule
 
 def test_soft_targets_share_positives_among_equal_labels():
