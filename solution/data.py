@@ -303,17 +303,19 @@ class VideoStore:
     """Reads, aligns and normalises videos on demand, keeping recent ones within a byte budget."""
 
     def __init__(self, work, release, sources: dict, cfg: TrainConfig, frame_counts: dict | None = None,
-                 text_timed: bool | None = None):
-        """`text_timed`: None decides from the cache (timed when any of these videos' text
-        entries has word times; training decides from its training videos, `decide_text_timed`);
-        True or False forces it (a checkpoint's model was built for one or the other: False
-        pools a timed transcript's words into one vector, their mean)."""
+                 text_timed: bool | None = None, timed_keys=None):
+        """`text_timed`: None decides from the cache: timed when any text entry of `timed_keys`
+        (default: all these videos) has word times; training passes its training videos, so what
+        the model is built for does not depend on the videos it will only predict. True or False
+        forces it (a checkpoint's model was built for one or the other: False pools a timed
+        transcript's words into one vector, their mean)."""
         self.release, self.track, self.cfg = release, release.track, cfg
         self.streams = resolve_streams(work, sources, cfg.streams or None)
         self.modalities = tuple(m for m in MODALITIES if m in self.streams)
         # Whether text is on a time grid (the model's InputSpec.extra["text_timed"]); else one vector.
         self.text_timed = "text" in self.streams and (
-            any(has_timed_entries(s) for s in self.streams["text"]) if text_timed is None else bool(text_timed))
+            any(has_timed_entries(s, timed_keys) for s in self.streams["text"]) if text_timed is None
+            else bool(text_timed))
         self.dims = {m: sum(s.dim for s in self.streams[m]) for m in self.modalities}
         self.frame_level = self.track.level == "frame"
         if cfg.grid not in ("own", "shared"):
@@ -324,12 +326,6 @@ class VideoStore:
         self._bytes = 0
         self._lengths: dict[str, float] = {}
         self._labelled = set(self.release.labelled_keys())
-
-    def decide_text_timed(self, keys) -> bool:
-        """Text on a time grid when any of `keys` (the training videos) has word times: what the
-        model is built for must not depend on the videos it will only predict."""
-        self.text_timed = "text" in self.streams and any(has_timed_entries(s, keys) for s in self.streams["text"])
-        return self.text_timed
 
     # ---- settings shared with the model
     def rate(self, modality: str) -> float:

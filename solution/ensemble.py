@@ -51,7 +51,6 @@ from solution.runs import ReleaseWork, release_work
 from solution.tracks import Track
 
 
-
 def run_predictions(rw: ReleaseWork, run: str) -> tuple[dict, dict, list[dict]]:
     """A run's out-of-fold predictions, its fold-averaged test predictions, its fold metrics."""
     if not rw.folds_json.is_file():
@@ -142,10 +141,6 @@ def format_table(track: Track, runs, singles: dict, fits: list[Fit], chosen: Fit
     return "\n".join(lines)
 
 
-def prediction_name(rw: ReleaseWork, what: str) -> str:
-    return prediction_filename(rw.track, what)
-
-
 def blend_runs(data, rw: ReleaseWork, runs: list[str], equal: bool = False, rescale: bool = True):
     """Fit, choose and apply the blend: (blend dict, honest oof predictions, test predictions, table text)."""
     if len(set(runs)) != len(runs):
@@ -192,13 +187,13 @@ def main(argv=None) -> int:
         blend, oof, test, table = blend_runs(args.data, rw, runs, args.equal, not args.no_rescale)
         out = args.out or rw.predictions
         write_blend(out / "blend.json", blend)
-        write_predictions(out / prediction_name(rw, "oof"), rw.track, oof)
-        write_predictions(out / prediction_name(rw, "test"), rw.track, test)
+        write_predictions(out / prediction_filename(rw.track, "oof"), rw.track, oof)
+        write_predictions(out / prediction_filename(rw.track, "test"), rw.track, test)
         print(table)
-        print(f"[ensemble] {','.join(runs)}: wrote {out / 'blend.json'}, {out / prediction_name(rw, 'oof')} "
-              f"({len(oof)} videos, out of fold) and {out / prediction_name(rw, 'test')} ({len(test)} videos)")
+        print(f"[ensemble] {','.join(runs)}: wrote {out / 'blend.json'}, {out / prediction_filename(rw.track, 'oof')} "
+              f"({len(oof)} videos, out of fold) and {out / prediction_filename(rw.track, 'test')} ({len(test)} videos)")
         if args.zip:
-            path = submit.make_submission(rw.track.name, out / prediction_name(rw, "test"), args.data,
+            path = submit.make_submission(rw.track.name, out / prediction_filename(rw.track, "test"), args.data,
                                           args.zip_dir, args.zip)
             print(f"[ensemble] wrote {path} (validated against the test listing of {args.data})")
     except DataError as exc:

@@ -152,8 +152,7 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
     if absent:
         raise DataError(f"{data}: no media or features listed for {len(absent)} video(s), e.g. {absent[:5]}")
     store = VideoStore(work, release, {k: sources[k] for k in train_keys + held_keys + test_keys}, train_cfg,
-                       frame_counts=frame_counts_to_predict(release, test_keys))
-    store.decide_text_timed(train_keys)
+                       frame_counts=frame_counts_to_predict(release, test_keys), timed_keys=train_keys)
     cls = model_class(model_name)
     settings = {"model": model_name, "fold": fold, "train": asdict(train_cfg),
                 "model_config": asdict(cls.Config(**model_cfg)), "streams": store.stream_keys(),

@@ -14,7 +14,7 @@ import pytest
 from solution import ensemble, features, folds, predict, submit
 from solution.errors import DataError
 from solution.layouts import open_release, release_videos
-from solution.predictions import read_predictions
+from solution.predictions import prediction_filename, read_predictions
 from solution.runs import release_work
 from solution.tracks import EMI
 from solution.train_fold import main as train_main
@@ -38,7 +38,7 @@ def _full_zip(data, work, out_dir, runs):
     assert ensemble.main(["--data", str(data), "--work", str(work), "--runs", ",".join(runs)]) == 0
     rw = release_work(work, data)
     assert (rw.predictions / "blend.json").is_file()
-    return submit.make_submission(rw.track.name, rw.predictions / ensemble.prediction_name(rw, "test"), data,
+    return submit.make_submission(rw.track.name, rw.predictions / prediction_filename(rw.track, "test"), data,
                                   out_dir, "full")
 
 
