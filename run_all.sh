@@ -5,7 +5,7 @@
 #   bash run_all.sh                      # EMI demo: dual-stage, Foal-Net and RCMA, blended (+ the linear baseline for the report)
 #   DATA_DIR=/data/hume bash run_all.sh  # a real release in the official layout (features-only works too)
 #   CONFIG=run.toml bash run_all.sh      # settings for every stage from one TOML file (see solution/config.py)
-#   TRACK=va bash run_all.sh             # the VA demo (training for VA comes later: trivial predictor)
+#   TRACK=va bash run_all.sh             # the VA demo (Aff-Wild2 layout): the same models, frame by frame
 #   PREDICT_DATA=/data/test bash run_all.sh   # later: a new release or test listing through the trained models
 #
 # Environment:
@@ -17,6 +17,8 @@
 #                  (default dual_stage,foalnet,rcma)
 #   BASELINE       a model trained for the report only (default linear; empty to skip)
 #   FOLDS          number of folds (default 5); JOBS: folds trained in parallel (default: cores)
+#   SCHEME         grouped (default: K folds over train+valid) | official (train on train, score on valid)
+#   LABEL_DELAY    VA: seconds the labels lag the media; auto (default) chooses it out of fold (solution.delay)
 #   DEVICE         cpu | cuda (default cpu); SEED: demo generator seed (default 0)
 #   FEATURE_ARGS   extra flags for solution.features, shell-quoted (e.g. "--visual 'hog,timm:resnet50?weights=/m/r50.safetensors'")
 #   TRAIN_ARGS     extra flags for every solution.train_fold run, shell-quoted
@@ -95,36 +97,42 @@ stage "2/6 features -> $WORK_DIR/features"
 "$PY" -m solution.features --data "$DATA_DIR" --work "$WORK_DIR" --workers "$JOBS" --device "$DEVICE" \
     ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${FEATURE_EXTRA[@]+"${FEATURE_EXTRA[@]}"}
 
+RELEASE_WORK="$("$PY" -m solution.runs --data "$DATA_DIR" --work "$WORK_DIR")"
+SCHEME="${SCHEME:-grouped}"
+case "$SCHEME" in grouped|official) ;; *) echo "SCHEME must be grouped or official, got '$SCHEME'" >&2; exit 2 ;; esac
+[ "$SCHEME" = grouped ] || FOLDS=1
+stage "3/6 folds ($SCHEME: $FOLDS, grouped by subject where the release says who the subjects are) -> $RELEASE_WORK"
+"$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS" --scheme "$SCHEME" \
+    ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
+DELAY_ARGS=()  # frame-level tracks: how late the annotators are, chosen out of fold unless given
 if [ "$TRACK" = va ]; then
-  echo "== 3-5/6 NOTE: model training for VA arrives with a later issue;"
-  echo "   this run submits the trivial predictor (the training mean for every frame)."
-  PRED="$WORK_DIR/predictions/va-mean-test.$EXT"
-  "$PY" -m solution.predict_mean --track va --data "$DATA_DIR" --out "$PRED"
-  NAME="va-mean-$(date +%Y%m%d-%H%M%S)"
-else
-  RELEASE_WORK="$("$PY" -m solution.runs --data "$DATA_DIR" --work "$WORK_DIR")"
-  stage "3/6 folds ($FOLDS, grouped by subject where the release says who the subjects are) -> $RELEASE_WORK"
-  "$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS" ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
-
-  RUNS="$MODELS${BASELINE:+,$BASELINE}"
-  THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
-  stage "4/6 training $RUNS, $FOLDS folds each, $JOBS at a time (logs: $RELEASE_WORK/runs/<model>/fold<k>/seed<s>/log.csv)"
-  for model in ${RUNS//,/ }; do
-    for ((fold = 0; fold < FOLDS; fold++)); do echo "--model $model --fold $fold"; done
-  done | xargs -P "$JOBS" -L 1 "$PY" -m solution.train_fold --data "$DATA_DIR" --work "$WORK_DIR" \
-      --device "$DEVICE" --threads "$THREADS" --log-every 10 \
-      ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
-
-  stage "5/6 report (out-of-fold, epochs chosen without the held-out fold) and the blend of $MODELS"
-  "$PY" -m solution.report --data "$DATA_DIR" --work "$WORK_DIR" --runs "$RUNS"
-  "$PY" -m solution.ensemble --data "$DATA_DIR" --work "$WORK_DIR" --runs "$MODELS"
-  PRED="$RELEASE_WORK/predictions/test.$EXT"
-  if [ -f "$DATA_DIR/private/test_labels.csv" ]; then
-    echo "   the synthetic release keeps its test labels aside; the submitted predictions score:"
-    "$PY" -m solution.evaluate --track emi --pred "$PRED" --labels "$DATA_DIR/private/test_labels.csv"
+  LABEL_DELAY="${LABEL_DELAY:-auto}"
+  if [ "$LABEL_DELAY" = auto ]; then
+    "$PY" -m solution.delay --data "$DATA_DIR" --work "$WORK_DIR" ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
+    LABEL_DELAY="$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["label_delay"])' "$RELEASE_WORK/delay.json")"
   fi
-  NAME="${MODELS//,/+}-$(date +%Y%m%d-%H%M%S)"
+  DELAY_ARGS=(--set "label_delay=$LABEL_DELAY")
 fi
+
+RUNS="$MODELS${BASELINE:+,$BASELINE}"
+THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
+stage "4/6 training $RUNS, $FOLDS folds each, $JOBS at a time (logs: $RELEASE_WORK/runs/<model>/fold<k>/seed<s>/log.csv)"
+for model in ${RUNS//,/ }; do
+  for ((fold = 0; fold < FOLDS; fold++)); do echo "--model $model --fold $fold"; done
+done | xargs -P "$JOBS" -L 1 "$PY" -m solution.train_fold --data "$DATA_DIR" --work "$WORK_DIR" \
+    --device "$DEVICE" --threads "$THREADS" --log-every 10 ${DELAY_ARGS[@]+"${DELAY_ARGS[@]}"} \
+    ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
+
+stage "5/6 report (out-of-fold, epochs chosen without the held-out fold) and the blend of $MODELS"
+"$PY" -m solution.report --data "$DATA_DIR" --work "$WORK_DIR" --runs "$RUNS"
+"$PY" -m solution.ensemble --data "$DATA_DIR" --work "$WORK_DIR" --runs "$MODELS"
+PRED="$RELEASE_WORK/predictions/test.$EXT"
+HIDDEN="$DATA_DIR/private/test_labels.csv"; [ "$TRACK" = emi ] || HIDDEN="$DATA_DIR/private/VA_Estimation_Challenge/Test_Set"
+if [ -e "$HIDDEN" ]; then
+  echo "   the synthetic release keeps its test labels aside; the submitted predictions score:"
+  "$PY" -m solution.evaluate --track "$TRACK" --pred "$PRED" --labels "$HIDDEN"
+fi
+NAME="${MODELS//,/+}-$(date +%Y%m%d-%H%M%S)"
 
 stage "6/6 submission"
 "$PY" -m solution.submit --track "$TRACK" --pred "$PRED" --data "$DATA_DIR" --out-dir "$SUBMISSIONS_DIR" --name "$NAME"

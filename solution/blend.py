@@ -9,6 +9,7 @@ prediction (solution.predict) applies to a new release without refitting:
      "rescale": null | {"scale": [a per target], "shift": [b per target]},  # after the blend
      "scores": {...},                                  # what the fitting measured, for reports
      "method": "fitted" | "equal" | "single",          # how the weights were chosen
+     "smooth_seconds": 0.4,                            # frame-level: Gaussian smoothing over time (0: none)
      "targets": [target names]}
 
 `apply_blend` is the one place the saved weights are applied, so a fresh run and a later
@@ -34,6 +35,11 @@ range, so it is never fit there.
 `cross_fit` is the honest estimate: the rows of each held-out part are blended with weights
 (and rescale) fit on the other parts' rows only, and all parts' rows are then scored
 together, as the leaderboard scores a split.
+
+Frame-level tracks: the blend of each video is then smoothed over time by a Gaussian whose
+width (`smooth_seconds`, sigma in seconds, so 25 and 30 fps videos get the same) is chosen
+out of fold too (`choose_smoothing`): each part's honest rows are smoothed with the width
+that scores best on the other parts, and the width saved is the one best on all of them.
 """
 from __future__ import annotations
 
@@ -55,9 +61,13 @@ MODES = ("shared", "per_target")
 
 
 def apply_blend(blend: dict, preds_by_run: dict[str, dict], low: float | None = None,
-                high: float | None = None) -> dict:
+                high: float | None = None, fps_of: dict | None = None) -> dict:
     """{run: {key: prediction}} -> {key: blended prediction}; predictions are (targets,) or
-    (frames, targets) arrays. Every run must cover the same keys."""
+    (frames, targets) arrays. Every run must cover the same keys. A blend with smoothing
+    needs `fps_of` ({key: frames per second})."""
+    sigma = float(blend.get("smooth_seconds") or 0.0)
+    if sigma and fps_of is None:
+        raise ValueError("this blend smooths over time: pass the videos' frame rates (fps_of)")
     runs = blend["runs"]
     missing = [r for r in runs if r not in preds_by_run]
     if missing:
@@ -76,10 +86,56 @@ def apply_blend(blend: dict, preds_by_run: dict[str, dict], low: float | None = 
                     for run in runs)
         if rescale:
             value = value * np.asarray(rescale["scale"]) + np.asarray(rescale["shift"])
+        if sigma:
+            value = smooth_over_time(value, sigma * fps_of[key])
         if low is not None or high is not None:
             value = np.clip(value, low, high)
         out[key] = value
     return out
+
+
+def smooth_over_time(values: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """(frames, targets) smoothed along frames by a Gaussian of `sigma_frames` (edges: nearest)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    if sigma_frames <= 0 or len(values) < 2:
+        return values
+    return gaussian_filter1d(np.asarray(values, np.float64), sigma_frames, axis=0, mode="nearest")
+
+
+def choose_smoothing(track: Track, blended: dict, targets: dict, part_of: dict, fps_of: dict,
+                     candidates=(0.0, 0.1, 0.2, 0.4, 0.8, 1.6)) -> tuple[float, dict, dict]:
+    """The smoothing width (sigma, seconds) with the best score on the honest out-of-fold
+    blend `blended` ({key: (frames, targets)}), chosen out of fold: (width on every part,
+    {key: smoothed with the width best on the other parts}, {width: score on every part})."""
+    keys = sorted(targets)
+    parts = sorted({part_of[k] for k in keys})
+    rows = {}  # width -> (predictions, truth, part) of every annotated frame, pooled
+    for sigma in candidates:
+        preds, truth, part = [], [], []
+        for key in keys:
+            label = np.asarray(targets[key], np.float64)
+            keep = annotated_mask(label)
+            value = smooth_over_time(blended[key], sigma * fps_of[key])[: len(label)]
+            preds.append(value[keep])
+            truth.append(label[keep])
+            part.append(np.full(int(keep.sum()), part_of[key]))
+        rows[sigma] = tuple(map(np.concatenate, (preds, truth, part)))
+
+    def score_on(sigma, mask=None):
+        p, t, _ = rows[sigma]
+        return score_rows(track, p if mask is None else p[mask], t if mask is None else t[mask])["mean"]
+
+    by_width = {sigma: score_on(sigma) for sigma in candidates}
+    best = max(candidates, key=lambda c: (round(by_width[c], 6), -c))
+    honest = {}
+    for held in parts:
+        others = rows[candidates[0]][2] != held
+        width = max(candidates, key=lambda c: (round(score_on(c, others), 6), -c)) if len(parts) > 1 else best
+        for key in keys:
+            if part_of[key] == held:
+                honest[key] = smooth_over_time(blended[key], width * fps_of[key])
+    return best, honest, by_width
 
 
 def write_blend(path, blend: dict) -> None:

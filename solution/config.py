@@ -45,10 +45,10 @@ class TrainConfig:
     grid: str = "own"               # "own": each modality at its own rate; "shared": one grid for all
     visual_rate: float = 5.0        # Hz, grid of the visual modality (grid = own)
     audio_rate: float = 10.0        # Hz, grid of the audio modality (grid = own)
-    shared_rate: float = 10.0       # Hz, the shared grid of video-level tracks (frame-level: the label frames)
+    shared_rate: float = 10.0       # Hz, the shared grid (frame-level: label frames thinned to this rate; 0 = all)
     crop_seconds: float = 12.0      # video-level training crops (longer videos are cropped at random;
     #                                 prediction covers the whole video in overlapping chunks)
-    window: int = 300               # frame-level training and inference windows, in label frames
+    window: int = 300               # frame-level training and inference windows, in label frames (10 s at 30 fps)
     hop: int = 200                  # frame-level window hop; overlapping predictions are averaged
     label_delay: float = 0.0        # seconds the labels lag the media (frame-level tracks)
     streams: dict = field(default_factory=dict)  # modality -> [extractor spec]; empty: every cached stream

@@ -7,8 +7,11 @@ entries with the same video ids are never read.
 
 Time. Every cached frame carries its time in seconds. Each modality is put on a time grid
 by linear interpolation at the grid's times: at its own rate (visual 5 Hz, audio 10 Hz) or
-on one shared grid (`grid = "shared"`); a frame-level track's grid is its label frames, frame
-k at k / fps - label_delay, fps read from the video. A stream whose rate is unknown
+on one shared grid (`grid = "shared"`). A frame-level track's grid is its label frames, frame
+k (0-based) at k / fps - label_delay with fps read from the video, thinned to `shared_rate`
+(10 Hz by default; 0 = every frame): the frame nearest every 1/shared_rate seconds. Models
+train on those steps' labels; predictions are carried back to every label frame by linear
+interpolation (`gather`), so each frame gets exactly one. A stream whose rate is unknown
 (organizer pickles in a release without videos) is spread over the video's duration as the
 other streams give it; wav2vec2's rate is its fixed 50 frames a second.
 
@@ -16,7 +19,7 @@ Text. A plain transcript is one vector per video, (B, 1, d) in a batch, as alway
 video the store reads has a word-timed transcript (cache entries with span `ends`: ASR JSON),
 the text modality goes on a time grid like visual and audio (`VideoStore.text_timed`): its
 own grid at `shared_rate` (10 Hz by default; grid = "shared": the shared grid; frame-level:
-the label frames). Each word's embedding is held on the grid steps whose time falls in its
+the label-frame grid). Each word's embedding is held on the grid steps whose time falls in its
 span [start, end); a word too short to contain a step takes the step nearest its middle if
 no other word holds it (so no word vanishes between the steps of a coarse grid). Steps
 without a word are masked (`text_mask` False, zeros after normalisation), not filled with
@@ -31,7 +34,8 @@ text rate setting (a new train setting would make every finished fold refuse to 
 Reading. `VideoStore.load(key)` reads one video's entries, aligns and normalises them, and
 keeps them in a least-recently-used cache with a byte budget (`cache_mb`). Batches come from
 a torch DataLoader over `Piece`s: a random crop of a video (video-level training), a chunk
-(video-level prediction: chunks are averaged), or a window of label frames (frame-level).
+(video-level prediction: chunks are averaged), or a window of grid steps (frame-level;
+`window` and `hop` are given in label frames and converted per video).
 
 Quality cues per modality (fixed order, CUE_NAMES): share of frames with a face and its
 confidence, SNR, speech share, level, word count, missing; and per grid step the face
@@ -280,6 +284,8 @@ class Video:
     cues: np.ndarray                     # (C,)
     present: np.ndarray                  # (M,) bool
     target: np.ndarray | None = None     # (k,) video-level; (T, k) frame-level with -5 rows unannotated
+    step_frames: np.ndarray | None = None  # frame-level: the label frame (0-based) of each grid step
+    frames: int = 0                      # frame-level: label frames of the video (what is predicted)
     masks: dict = field(default_factory=dict)  # modality -> (T_m,) bool, False on steps without data (timed
     #                                            text's gaps); a modality absent here is real at every step
 
@@ -291,7 +297,7 @@ class Video:
 
 class Piece(NamedTuple):
     """What one batch row reads: a video's span [start, stop) in seconds (video-level) or
-    label frames (frame-level); `crop_seed` set (and start/stop None) for a random crop."""
+    grid steps (frame-level); `crop_seed` set (and start/stop None) for a random crop."""
 
     key: str
     start: float | None = None
@@ -325,6 +331,7 @@ class VideoStore:
         self._cache: OrderedDict[str, Video] = OrderedDict()
         self._bytes = 0
         self._lengths: dict[str, float] = {}
+        self._steps: dict[str, tuple[np.ndarray, int]] = {}  # frame-level: (label frame of each step, frames)
         self._labelled = set(self.release.labelled_keys())
 
     # ---- settings shared with the model
@@ -370,8 +377,10 @@ class VideoStore:
                                 "extract it again")
         return entry
 
-    def _label_grid(self, key: str) -> tuple[np.ndarray, np.ndarray | None, float]:
-        """Frame-level: (times of the label frames, targets or None, fps)."""
+    def _label_grid(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float, int]:
+        """Frame-level: (grid step times, the label frame of each step, the steps' targets or
+        None, fps, label frames). Label frame k (0-based) is at k / fps; the media are read
+        `label_delay` seconds earlier, since annotators react late."""
         fps = self.release.video_fps(key)
         target = None
         if key in self.frame_counts:
@@ -379,7 +388,8 @@ class VideoStore:
         else:
             target = self.release.video_targets(key)
             n = len(target)
-        return np.arange(n) / fps - self.cfg.label_delay, target, fps
+        steps = frame_steps(n, fps, self.cfg.shared_rate)
+        return steps / fps - self.cfg.label_delay, steps, None if target is None else target[steps], fps, n
 
     def load(self, key: str, normalise: bool = True, keep: bool = True) -> Video:
         if normalise and key in self._cache:
@@ -393,10 +403,10 @@ class VideoStore:
                  and len(e.ends)] if self.text_timed else []
         # Word times say how long a video is only when nothing else does (a text-only store).
         duration = max(known) if known else max([len(e.features) / FALLBACK_RATE for _, e in timed] + spans or [1.0])
-        label_times, target = None, None
+        label_times, target, steps, frames = None, None, None, 0
         if self.frame_level:
-            label_times, target, fps = self._label_grid(key)
-            duration = max(duration, len(label_times) / fps)
+            label_times, steps, target, fps, frames = self._label_grid(key)
+            duration = max(duration, frames / fps)
         elif key not in self.frame_counts and key in self._labelled:
             target = self.release.video_targets(key)
         seqs, quality, rates, cues, present, masks = {}, {}, {}, [], [], {}
@@ -446,7 +456,9 @@ class VideoStore:
             seqs[m] = np.concatenate(parts, 1)
             quality[m] = q if q is not None else np.ones(len(at), np.float32)
         video = Video(key, float(duration), seqs, quality, rates, np.asarray(cues, np.float32),
-                      np.asarray(present, bool), target, masks)
+                      np.asarray(present, bool), target, masks=masks, step_frames=steps, frames=frames)
+        if self.frame_level:
+            self._steps[key] = (steps, frames)
         self._lengths[key] = len(label_times) if self.frame_level else video.duration
         if normalise and self.normalizer is not None:
             video.seqs = {m: None if v is None else self.normalizer.apply(m, v) for m, v in video.seqs.items()}
@@ -480,10 +492,22 @@ class VideoStore:
             self.load(key, normalise=False, keep=False)
 
     def length(self, key: str) -> float:
-        """Seconds (video-level) or label frames (frame-level) of a video."""
+        """Seconds (video-level) or grid steps (frame-level) of a video."""
         if key not in self._lengths:
             self.load(key)
         return self._lengths[key]
+
+    def label_steps(self, key: str) -> tuple[np.ndarray, int]:
+        """Frame-level: (the label frame of each grid step, the video's label frames)."""
+        if key not in self._steps:
+            self.load(key)
+        return self._steps[key]
+
+    def window_steps(self, key: str) -> tuple[int, int]:
+        """Frame-level: `window` and `hop` (in label frames) as grid steps of this video."""
+        steps, frames = self.label_steps(key)
+        per_frame = len(steps) / max(1, frames)
+        return max(1, round(self.cfg.window * per_frame)), max(1, round(self.cfg.hop * per_frame))
 
     # ---- pieces of videos
     def piece(self, piece: Piece) -> dict:
@@ -615,10 +639,10 @@ def training_pieces(store: VideoStore, keys: list[str], rng: np.random.Generator
     from a random offset (frame-level)."""
     if not store.frame_level:
         return [Piece(k, crop_seed=int(s)) for k, s in zip(keys, rng.integers(0, 2**31, len(keys)))]
-    window, hop = store.cfg.window, store.cfg.hop
     pieces = []
     for k in keys:
         n = int(store.length(k))
+        window, hop = store.window_steps(k)
         pieces += [Piece(k, s, min(n, s + window)) for s in window_starts(n, window, hop, int(rng.integers(0, hop)))]
     return pieces
 
@@ -629,22 +653,45 @@ def prediction_pieces(store: VideoStore, keys: list[str]) -> list[Piece]:
     for k in keys:
         if store.frame_level:
             n = int(store.length(k))
-            pieces += [Piece(k, s, min(n, s + store.cfg.window)) for s in window_starts(n, store.cfg.window, store.cfg.hop)]
+            window, hop = store.window_steps(k)
+            pieces += [Piece(k, s, min(n, s + window)) for s in window_starts(n, window, hop)]
         else:
             pieces += [Piece(k, a, b) for a, b in chunk_spans(store.length(k), store.cfg.crop_seconds)]
     return pieces
 
 
+def frame_steps(frames: int, fps: float, rate: float) -> np.ndarray:
+    """The label frames (0-based) a frame-level model sees: every frame when `rate` is 0 or at
+    least `fps`, else the frame nearest each 1/rate seconds (labels change slowly; the frames
+    between are interpolated at prediction)."""
+    if rate <= 0 or rate >= fps:
+        return np.arange(frames)
+    picked = np.round(np.arange(0, frames / fps, 1 / rate) * fps).astype(int)
+    return np.unique(picked[picked < frames])
+
+
+def to_frames(values: np.ndarray, steps: np.ndarray, frames: int) -> np.ndarray:
+    """Values (len(steps), k) at label frames `steps` -> (frames, k), linear in between, held
+    beyond the first and last step."""
+    if len(steps) == frames:
+        return values
+    at = np.arange(frames)
+    return np.stack([np.interp(at, steps, values[:, j]) for j in range(values.shape[1])], 1)
+
+
 def gather(store: VideoStore, pieces: list[Piece], outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-piece predictions -> one per video: chunks averaged by their length (video-level),
-    overlapping windows averaged per frame (frame-level)."""
+    """Per-piece predictions -> one per video: chunks averaged by their length (video-level);
+    frame-level: overlapping windows averaged per grid step, then carried to every label
+    frame by linear interpolation between steps (one row per frame, in order)."""
     by_key: dict[str, list] = {}
     for piece, out in zip(pieces, outputs):
         by_key.setdefault(piece.key, []).append((piece, out))
     result = {}
     for key, parts in by_key.items():
         if store.frame_level:
-            result[key] = stitch(int(store.length(key)), [(int(p.start), o[: int(p.stop) - int(p.start)]) for p, o in parts])
+            on_steps = stitch(int(store.length(key)), [(int(p.start), o[: int(p.stop) - int(p.start)]) for p, o in parts])
+            steps, frames = store.label_steps(key)
+            result[key] = to_frames(on_steps, steps, frames)
         else:
             weights = np.array([(p.stop - p.start) if p.start is not None else 1.0 for p, _ in parts])
             result[key] = np.average(np.stack([o for _, o in parts]), axis=0, weights=weights)

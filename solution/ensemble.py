@@ -19,7 +19,9 @@ the other folds only, and all folds are scored together. The table shows each ru
 equal weights, and both fitted modes, in-sample and honest (with and without the rescale on
 CCC tracks). The blend used is the fitted mode, with or without the rescale, whose honest
 estimate is best (--equal: equal weights); no test label is ever read. Its weights are then
-fit on every out-of-fold row. With one run the blend is that run, weight 1.
+fit on every out-of-fold row. With one run the blend is that run, weight 1. Frame-level
+tracks (VA): the blend is then smoothed over time per video, with a width chosen out of fold
+as well (the table lists every width's score; `smooth_seconds` in blend.json).
 
 Writes to WORK/<track>-<fingerprint>/predictions/ (or --out): blend.json (solution/blend.py
 gives the format; solution.predict applies it to new data), test predictions (the blend of
@@ -41,9 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from solution import submit
-from solution.blend import (Fit, apply_blend, choose, compare_blends, holdout_parts, part_blend, single_scores,
-                            stack_predictions, to_blend, write_blend)
+from solution.blend import (Fit, apply_blend, choose, choose_smoothing, compare_blends, holdout_parts, part_blend,
+                            single_scores, stack_predictions, to_blend, write_blend)
 from solution.errors import DataError
+from solution.evaluate import score_predictions
 from solution.folds import read_folds
 from solution.layouts import open_release
 from solution.predictions import prediction_filename, read_predictions, write_predictions
@@ -160,8 +163,21 @@ def blend_runs(data, rw: ReleaseWork, runs: list[str], equal: bool = False, resc
         held = [k for k in keys if part_of[k] == part]
         oof.update(apply_blend(part_blend(blend, chosen, part), {r: {k: oof_by_run[r][k] for k in held} for r in runs},
                                track.low, track.high))
-    test = apply_blend(blend, test_by_run, track.low, track.high)
-    return blend, oof, test, format_table(track, runs, singles, fits, chosen)
+    table = format_table(track, runs, singles, fits, chosen)
+    fps_of = None
+    if track.level == "frame":
+        targets = {k: release.video_targets(k) for k in keys}
+        fps_of = {k: release.video_fps(k) for k in sorted(set(keys) | set(test_by_run[runs[0]]))}
+        width, oof, by_width = choose_smoothing(track, oof, targets, part_of, fps_of)
+        honest = score_predictions(track, oof, targets)["mean"]
+        blend["smooth_seconds"] = width
+        blend["scores"]["smoothing"] = {"by_sigma": {f"{w:g}": round(v, 6) for w, v in by_width.items()},
+                                        "honest": round(honest, 6)}
+        table += ("\nsmoothing over time (Gaussian sigma, s): "
+                  + ", ".join(f"{w:g} {v:.4f}" for w, v in by_width.items())
+                  + f"\n* chosen out of fold: sigma {width:g} s; honest {track.metric} of the smoothed blend {honest:.4f}")
+    test = apply_blend(blend, test_by_run, track.low, track.high, fps_of)
+    return blend, oof, test, table
 
 
 def main(argv=None) -> int:

@@ -2,7 +2,9 @@
 
 EMI: mean Pearson over the six dimensions, across videos (predictions clipped to [0, 1]
 first, as the leaderboard does). VA: mean CCC of valence and arousal across all annotated
-frames (-5 frames skipped). Population moments throughout.
+frames of every video pooled (-5 frames skipped), as the leaderboard scores; the mean of
+per-video CCCs, which some papers report, is printed next to it. Population moments
+throughout.
 """
 from __future__ import annotations
 
@@ -37,21 +39,38 @@ def evaluate_va(pred_path, labels_dir) -> dict:
     if not files:
         raise DataError(f"{labels_dir}: no <video>.txt annotation files")
     predictions = read_va_predictions(pred_path)
-    preds, targets = [], []
+    targets = {file.stem: read_va_annotation(file) for file in files}
     for file in files:
-        truth = read_va_annotation(file)
         if file.stem not in predictions:
             raise DataError(f"{pred_path}: no prediction for video {file.stem!r}")
-        guess = predictions[file.stem]
-        if len(guess) < len(truth):
-            raise DataError(f"{pred_path}: video {file.stem!r} has {len(guess)} predicted frames, "
-                            f"annotation {file} has {len(truth)}")
-        keep = annotated_mask(truth)
-        preds.append(np.clip(guess[: len(truth)][keep], VA.low, VA.high))
-        targets.append(truth[keep])
-    result = score(VA, np.concatenate(preds), np.concatenate(targets))
-    result["videos"], result["frames"] = len(files), int(sum(len(t) for t in targets))
+        if len(predictions[file.stem]) < len(targets[file.stem]):
+            raise DataError(f"{pred_path}: video {file.stem!r} has {len(predictions[file.stem])} predicted frames, "
+                            f"annotation {file} has {len(targets[file.stem])}")
+    result = score_predictions(VA, predictions, targets)
+    result["videos"], result["frames"] = len(files), int(sum(annotated_mask(t).sum() for t in targets.values()))
+    result["per_video_mean"] = round(per_video_score(VA, predictions, targets)["mean"], 6)
     return result
+
+
+def per_video_score(track, predictions: dict, targets: dict) -> dict:
+    """Frame-level tracks: the metric of each video's annotated frames, then the mean over
+    videos (what some papers report; the leaderboard pools frames instead). Videos with
+    fewer than two annotated frames are left out; a video whose labels or predictions do not
+    vary scores 0 for that target, as metrics.py scores it."""
+    import warnings
+
+    from solution.metrics import ConstantInputWarning
+
+    scores = []
+    with warnings.catch_warnings():  # a flat stretch of one video is common and not news
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        for key in sorted(targets):
+            keep = annotated_mask(targets[key])
+            if keep.sum() >= 2:
+                pred = np.clip(predictions[key][: len(keep)][keep], track.low, track.high)
+                scores.append(list(score(track, pred, targets[key][keep])["per_dim"].values()))
+    per_dim = np.mean(scores, axis=0) if scores else np.zeros(track.dim)
+    return {"mean": float(per_dim.mean()), "per_dim": dict(zip(track.targets, per_dim.tolist())), "videos": len(scores)}
 
 
 def score_predictions(track, predictions: dict, targets: dict) -> dict:
@@ -92,6 +111,9 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_score_table(result, title=f"{track.name.upper()} {args.pred} vs {args.labels}"))
+    if "per_video_mean" in result:
+        print(f"(every annotated frame of {result['videos']} videos pooled, {result['frames']} frames, as the "
+              f"leaderboard scores; the mean of per-video {track.metric}s is {result['per_video_mean']:.4f})")
     if args.json:
         from solution.fileio import write_json
         write_json(args.json, result)

@@ -323,13 +323,22 @@ class HfAudioExtractor(Extractor):
         self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).eval().to(self.device)
 
     def compute(self, samples: np.ndarray):
+        """Hidden states of the audio in pieces of `?chunk=` seconds (default 30): self-attention
+        over a whole long video would need memory growing with the square of its length."""
         import torch
 
-        inputs = self.processor(samples, sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        with torch.inference_mode():
-            out = self.model(inputs["input_values"].to(self.device), output_hidden_states=self.layer != "last")
-        hidden = out.last_hidden_state if self.layer == "last" else out.hidden_states[int(self.layer)]
-        hidden = hidden[0].float().cpu().numpy()
+        step = int(float(self.options.get("chunk", 30)) * SAMPLE_RATE)
+        pieces = []
+        for start in range(0, len(samples), step):
+            piece = samples[start:start + step]
+            if len(piece) < SAMPLE_RATE // 10 and pieces:  # a sliver shorter than the model's receptive field
+                break
+            inputs = self.processor(piece, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+            with torch.inference_mode():
+                out = self.model(inputs["input_values"].to(self.device), output_hidden_states=self.layer != "last")
+            hidden = out.last_hidden_state if self.layer == "last" else out.hidden_states[int(self.layer)]
+            pieces.append(hidden[0].float().cpu().numpy())
+        hidden = np.concatenate(pieces)
         return hidden.astype(np.float32), len(hidden) / (len(samples) / SAMPLE_RATE)
 
 

@@ -7,10 +7,15 @@ Detectors (`--face`):
   auto   crops when the release has them, else mtcnn when installed, else none (logged)
 Each frame gets a confidence in [0, 1] (0 = no face); frames without a detection reuse the
 last good box (or the centre) so every sampled frame still yields a feature row.
+
+A video is read in chunks of frames (`face_chunks_from_video`, `face_chunks_from_crops`):
+memory grows with the chunk, never with the video's length, so a video of an hour costs
+what one of a minute does. The whole-track functions join the chunks, for small inputs.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +26,8 @@ from solution.media import MediaError, iter_video_frames, video_info
 
 log = logging.getLogger(__name__)
 DETECTORS = ("auto", "crops", "mtcnn", "none")
+VIDEO_CHUNK = 64   # decoded frames held at once (full-size frames: about 2.7 MB each at 720p)
+CROP_CHUNK = 256   # face crops held at once (about 37 kB each at 112 px)
 
 
 @dataclass
@@ -95,27 +102,41 @@ def _square_crop(frame: np.ndarray, box, size: int, margin: float = 1.25) -> np.
     return np.asarray(Image.fromarray(padded).resize((size, size), Image.BILINEAR))
 
 
-def faces_from_video(path: Path, fps: float, size: int, detector) -> FaceTrack:
+def face_chunks_from_video(path: Path, fps: float, size: int, detector, chunk: int = VIDEO_CHUNK) -> Iterator[FaceTrack]:
+    """Faces of a video sampled at `fps`, detected and cropped `chunk` frames at a time; the
+    last good box carries over from one chunk to the next."""
+    last = None
+
+    def crop(times, frames):
+        nonlocal last
+        frames = np.stack(frames)
+        if detector is None:
+            boxes = np.full((len(frames), 4), np.nan, np.float32)
+            confidence = np.full(len(frames), np.nan, np.float32)
+        else:
+            boxes, confidence = detector(frames)
+        faces = []
+        for frame, box in zip(frames, boxes):
+            if not np.isnan(box).any():
+                last = box
+            faces.append(_square_crop(frame, last, size))
+        return FaceTrack(np.stack(faces), np.asarray(times, np.float32), confidence, fps)
+
     times, frames = [], []
     for t, frame in iter_video_frames(path, fps):
         times.append(t)
         frames.append(frame)
-    frames = np.stack(frames)
-    if detector is None:
-        boxes = np.full((len(frames), 4), np.nan, np.float32)
-        confidence = np.full(len(frames), np.nan, np.float32)
-    else:
-        boxes, confidence = detector(frames)
-    faces, last = [], None
-    for frame, box in zip(frames, boxes):
-        if not np.isnan(box).any():
-            last = box
-        faces.append(_square_crop(frame, last, size))
-    return FaceTrack(np.stack(faces), np.asarray(times, np.float32), confidence, fps)
+        if len(frames) == chunk:
+            yield crop(times, frames)
+            times, frames = [], []
+    if frames:
+        yield crop(times, frames)
 
 
-def faces_from_crops(crops: Path, video: Path | None, fps: float, size: int) -> FaceTrack:
-    """Aff-Wild2 crops, one per video frame (1-based names), sampled at `fps`."""
+def face_chunks_from_crops(crops: Path, video: Path | None, fps: float, size: int,
+                           chunk: int = CROP_CHUNK) -> Iterator[FaceTrack]:
+    """Aff-Wild2 crops, one per video frame (1-based names), sampled at `fps`, `chunk` at a
+    time; a frame without a crop (or with an unreadable one) is black with confidence 0."""
     if video is not None:
         info = video_info(video)
         native, count = info["fps"], info["frames"]
@@ -128,18 +149,35 @@ def faces_from_crops(crops: Path, video: Path | None, fps: float, size: int) -> 
     step = max(1.0, native / fps)
     picks = np.unique(np.round(np.arange(0, count, step)).astype(int))
     picks = picks[picks < count]
-    faces = np.zeros((len(picks), size, size, 3), np.uint8)
-    confidence = np.zeros(len(picks), np.float32)
-    for row, index in enumerate(picks):
-        path = crops / f"{index + 1:05d}.jpg"
-        if path.is_file():
-            try:
-                with Image.open(path) as image:
-                    faces[row] = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
-                confidence[row] = 1.0
-            except OSError as exc:
-                log.warning("%s: unreadable crop (%s); frame treated as faceless", path, exc)
-    return FaceTrack(faces, (picks / native).astype(np.float32), confidence, native / step)
+    for start in range(0, len(picks), chunk):
+        part = picks[start:start + chunk]
+        faces = np.zeros((len(part), size, size, 3), np.uint8)
+        confidence = np.zeros(len(part), np.float32)
+        for row, index in enumerate(part):
+            path = crops / f"{index + 1:05d}.jpg"
+            if path.is_file():
+                try:
+                    with Image.open(path) as image:
+                        faces[row] = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
+                    confidence[row] = 1.0
+                except OSError as exc:
+                    log.warning("%s: unreadable crop (%s); frame treated as faceless", path, exc)
+        yield FaceTrack(faces, (part / native).astype(np.float32), confidence, native / step)
+
+
+def join_tracks(chunks) -> FaceTrack:
+    chunks = list(chunks)
+    return FaceTrack(np.concatenate([c.faces for c in chunks]), np.concatenate([c.times for c in chunks]),
+                     np.concatenate([c.confidence for c in chunks]), chunks[0].fps)
+
+
+def faces_from_video(path: Path, fps: float, size: int, detector) -> FaceTrack:
+    return join_tracks(face_chunks_from_video(path, fps, size, detector))
+
+
+def faces_from_crops(crops: Path, video: Path | None, fps: float, size: int) -> FaceTrack:
+    """Every sampled crop of a video at once (see face_chunks_from_crops)."""
+    return join_tracks(face_chunks_from_crops(crops, video, fps, size))
 
 
 def face_cues(track: FaceTrack) -> dict:

@@ -39,7 +39,8 @@ from solution import cache, fileio
 from solution.config import apply_stage_config
 from solution.cache import Entry
 from solution.extractors import REGISTRY, AsrTranscriber, ModelLoadError, create_extractor, parse_spec
-from solution.faces import DETECTORS, MtcnnDetector, face_cues, faces_from_crops, faces_from_video, resolve_detector
+from solution.faces import (DETECTORS, FaceTrack, MtcnnDetector, face_chunks_from_crops, face_chunks_from_video,
+                            face_cues, resolve_detector)
 from solution.layouts import DataError, Transcript, VideoSources, detect_track, read_transcript, release_videos
 from solution.media import MediaError, video_info
 from solution.progress import progress
@@ -150,23 +151,45 @@ def _run_each(plan, job: Job, specs, compute, quality=None) -> list[tuple]:
 
 
 def _visual(plan, job: Job, specs) -> list[tuple]:
+    """Faces a chunk at a time through every extractor, so a long video never sits in memory
+    whole; an extractor that fails on one chunk fails for the video (recorded), the others go on."""
     src = job.src
+    extractors = _STATE["extractors"]
+    rows, failed, times, confidence, fps = {spec: [] for spec in specs}, {}, [], [], None
     try:
         if plan.face == "crops":
             if src.crops is None:
                 raise MediaError(f"no cropped_aligned folder for {src.vid}")
-            track = faces_from_crops(src.crops, src.video, plan.fps, plan.face_size)
+            chunks = face_chunks_from_crops(src.crops, src.video, plan.fps, plan.face_size)
         else:
             if src.video is None:
                 raise MediaError("no video file")
-            track = faces_from_video(src.video, plan.fps, plan.face_size, _STATE["detector"])
+            chunks = face_chunks_from_video(src.video, plan.fps, plan.face_size, _STATE["detector"])
+        for track in chunks:
+            times.append(track.times)
+            confidence.append(track.confidence)
+            fps = track.fps
+            for spec in specs:
+                if spec in failed:
+                    continue
+                try:
+                    rows[spec].append(extractors[spec](track.faces))
+                except (FeatureFailure, ModelLoadError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - recorded as this extractor's failure below
+                    failed[spec] = exc
     except (MediaError, OSError, ValueError) as exc:
         return [_fail(plan, spec, job, str(exc), {"missing": 1.0}) for spec in specs]
-    cues = {**face_cues(track), "missing": 0.0}
-    extractors = _STATE["extractors"]
+    whole = FaceTrack(None, np.concatenate(times), np.concatenate(confidence), fps)
+    cues = {**face_cues(whole), "missing": 0.0}
     source = str(src.crops if plan.face == "crops" else src.video)
-    return _run_each(plan, job, specs, lambda spec: Entry(
-        extractors[spec](track.faces), track.times, track.confidence, cues, track.fps, source=source))
+
+    def compute(spec):
+        if spec in failed:
+            raise failed[spec]
+        return Entry(np.concatenate(rows[spec]), whole.times, whole.confidence, cues, whole.fps, source=source)
+
+    return _run_each(plan, job, specs, compute)
 
 
 def _audio(plan, job: Job, specs) -> list[tuple]:

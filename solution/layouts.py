@@ -530,6 +530,18 @@ class VaRelease:
     def frames_dir(self, video: str) -> Path:
         return self.root / "cropped_aligned" / video
 
+    def face_frames(self, video: str, frames: int) -> np.ndarray | None:
+        """(frames,) bool: which frames have a face crop (`<frame:05d>.jpg`, 1-based); None
+        when the release has no crops folder for the video."""
+        folder = self.frames_dir(video)
+        if not folder.is_dir():
+            return None
+        have = np.zeros(frames, bool)
+        for path in folder.glob("*.jpg"):
+            if path.stem.isdigit() and 1 <= int(path.stem) <= frames:
+                have[int(path.stem) - 1] = True
+        return have
+
     # ---- the interface every track's release offers (folds, training, report use only this)
     track = VA
 

@@ -5,6 +5,7 @@ surfaces as a bare FFmpeg traceback.
 """
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -166,18 +167,22 @@ def yuv420p_frame(image: np.ndarray) -> av.VideoFrame:
     return frame
 
 
-def write_video(path, frames: np.ndarray, fps: float, audio: np.ndarray | None = None,
+def write_video(path, frames, fps: float, audio: np.ndarray | None = None,
                 sample_rate: int = SAMPLE_RATE, crf: int = 23) -> None:
-    """Write RGB frames (T, H, W, 3) as H.264 .mp4 (plus an AAC track if `audio`), atomically.
+    """Write RGB frames as H.264 .mp4 (plus an AAC track if `audio`), atomically. `frames` is
+    an array (T, H, W, 3) or any iterable of such arrays (chunks of frames, so a long video is
+    written without holding it whole).
 
     Same frames, same bytes: one encoder thread, explicit timestamps, and x264's assembly
     off, since its SIMD routines read past the last row of small frames and so depended on
     whatever memory lay there (seen at 48 and 64 pixels wide).
     """
-    frames = np.asarray(frames, np.uint8)
-    height, width = frames.shape[1:3]
+    chunks = iter([frames] if isinstance(frames, np.ndarray) else frames)
+    first = np.asarray(next(chunks), np.uint8)
+    height, width = first.shape[1:3]
     if height % 2 or width % 2:
         raise ValueError(f"{path}: frame size {width}x{height} must be even in both directions")
+    frames = (image for chunk in itertools.chain([first], chunks) for image in np.asarray(chunk, np.uint8))
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
             video = container.add_stream("libx264", rate=int(round(fps)),

@@ -400,7 +400,8 @@ def predict_release(train_data, data, work, out_dir, name: str | None = None, ru
             write_predictions(fold_file, track, average_seeds(per_seed, keys))
             tests.append(read_predictions(fold_file, track))
         by_run[run] = fold_average(tests)
-    blended = apply_blend(blend, by_run, track.low, track.high)
+    fps_of = {k: release.video_fps(k) for k in keys} if blend.get("smooth_seconds") else None
+    blended = apply_blend(blend, by_run, track.low, track.high, fps_of)
     pred_file = prediction_file(pred_dir, track)
     write_predictions(pred_file, track, blended)
     fileio.write_json(pred_dir / "predict.json", {

@@ -9,7 +9,9 @@ its held-out videos, so this is an honest estimate. On synthetic data the ceilin
 score of the noise-free intensities on the same videos. Where the release records
 corruptions (the synthetic metadata.csv: face occluded/missing, audio noisy/silent/missing,
 transcript missing), the report shows each run's score per condition and the mean fusion
-weight of each modality per condition. Writes WORK/<track>-<fingerprint>/report.json.
+weight of each modality per condition. Frame-level tracks (VA) also get the mean of per-video
+scores, which papers often report, and the pooled score on annotated frames with and without
+a face crop, with their counts. Writes WORK/<track>-<fingerprint>/report.json.
 """
 from __future__ import annotations
 
@@ -17,13 +19,17 @@ import argparse
 import sys
 from pathlib import Path
 
+import warnings
+
+import numpy as np
 import pandas as pd
 
 from solution import fileio
 from solution.ensemble import run_predictions
 from solution.errors import DataError
-from solution.evaluate import score_predictions
+from solution.evaluate import per_video_score, score_predictions
 from solution.layouts import emi_key, open_release, read_emi_labels
+from solution.metrics import ConstantInputWarning
 from solution.runs import ReleaseWork, release_work
 
 CONDITIONS = ("face", "audio", "transcript")
@@ -62,6 +68,8 @@ def build_report(data, rw: ReleaseWork, runs: list[str]) -> dict:
         entry = {"folds": [m["held_score"] for m in metrics], "oof": result["mean"],
                  "oof_per_dim": {k: round(v, 4) for k, v in result["per_dim"].items()},
                  "seconds": sum(m["seconds"] for m in metrics)}
+        if rw.track.level == "frame":
+            entry.update(frame_level_scores(release, oof, targets))
         if flags is not None:
             by_condition = {}
             for flag in flags.columns:
@@ -74,6 +82,32 @@ def build_report(data, rw: ReleaseWork, runs: list[str]) -> dict:
     report["videos"] = len(oof)
     report["ceiling"] = ceiling(data, release, list(oof))
     return report
+
+
+def frame_level_scores(release, oof: dict, targets: dict) -> dict:
+    """Frame-level tracks: the mean of per-video scores next to the pooled one, and the pooled
+    score on annotated frames with and without a face crop (every frame is predicted; those
+    without a face only from the voice and the neighbouring frames), with their counts."""
+    out = {"oof_per_video": round(per_video_score(release.track, oof, targets)["mean"], 4)}
+    with_face, without_face, count = {}, {}, {"with": 0, "without": 0}
+    for key, target in targets.items():
+        face = release.face_frames(key, len(target))
+        if face is None:
+            return out
+        annotated = ~(target == -5).any(1)
+        with_face[key] = np.where(face[:, None], target, -5.0)
+        without_face[key] = np.where(face[:, None], -5.0, target)
+        count["with"] += int((face & annotated).sum())
+        count["without"] += int((~face & annotated).sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        for name, subset in (("with", with_face), ("without", without_face)):
+            if count[name] >= 2:
+                out[f"frames_{name}_face"] = {"frames": count[name], "score": round(
+                    score_predictions(release.track, oof, subset)["mean"], 4)}
+            else:
+                out[f"frames_{name}_face"] = {"frames": count[name], "score": None}
+    return out
 
 
 def fusion_by_condition(data, rw: ReleaseWork, run: str) -> pd.DataFrame | None:
@@ -104,6 +138,15 @@ def format_report(report: dict, targets) -> str:
     lines.append(f"{'OOF per dimension':<22}" + "".join(f"{t[:8]:>9}" for t in targets))
     for run, r in runs.items():
         lines.append(f"{run:<22}" + "".join(f"{v:>9.4f}" for v in r["oof_per_dim"].values()))
+    if any("oof_per_video" in r for r in runs.values()):
+        first = next(iter(runs.values()))
+        faces = [(f"frames_{n}_face", f"{n} face ({first.get(f'frames_{n}_face', {}).get('frames', 0)} fr.)")
+                 for n in ("with", "without") if f"frames_{n}_face" in first]
+        lines.append("")
+        lines.append(f"{'OOF, frame-level':<22}{'pooled':>9}{'per-video':>11}" + "".join(f"{h:>24}" for _, h in faces))
+        for run, r in runs.items():
+            cells = "".join(f"{(r[k]['score'] if r[k]['score'] is not None else float('nan')):>24.4f}" for k, _ in faces)
+            lines.append(f"{run:<22}{r['oof']:>9.4f}{r['oof_per_video']:>11.4f}" + cells)
     conditions_seen = sorted({c for r in runs.values() for c in r.get("score_by_condition", {})})
     if conditions_seen:
         lines.append("")

@@ -6,8 +6,10 @@
 
 EMI: one CSV, header Filename + the six targets, one row per test id, sorted, 5-digit ids,
 values clipped to [0, 1]. VA: the ABAW6 single file `image_location,valence,arousal`
-(default) or one `<video>.txt` per video (older rounds), each video padded with its last
-value or cut to the test listing's frame count, values clipped to [-1, 1].
+(default) or one `<video>.txt` per video (older rounds), values clipped to [-1, 1]. A video
+whose predicted frames differ from the test listing's count by at most --frame-tolerance
+(default 10) is padded with its last value or cut, and listed; a larger difference stops
+with the video named (the predictions follow another frame rate or video).
 --check lists every problem in a zip and exits 1 if there is any.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ EMI_HEADER = ",".join(("Filename",) + EMI_TARGETS)
 EMI_CSV_NAME = "predictions.csv"
 VA_SINGLE_NAME = "predictions.txt"
 MAX_LISTED = 20  # per kind of problem, so a badly broken file still gives a readable report
+DEFAULT_FRAME_TOLERANCE = 10  # VA: frames a prediction may be longer or shorter than the listing
 
 
 # ------------------------------------------------------------------ formatting
@@ -51,20 +54,34 @@ def format_emi(pred: pd.DataFrame, test_ids: list[int], source="predictions") ->
     return "\n".join(lines) + "\n"
 
 
-def fit_va_lengths(pred: dict[str, np.ndarray], counts: dict[str, int], source="predictions"):
-    """Pad (repeat the last value) or cut each video to the listing's frame count."""
+def fit_va_lengths(pred: dict[str, np.ndarray], counts: dict[str, int], source="predictions",
+                   tolerance: int = DEFAULT_FRAME_TOLERANCE):
+    """Pad (repeat the last value) or cut each video to the listing's frame count, when they
+    differ by at most `tolerance` frames (decoders and annotations disagree by a few); the
+    videos fitted are listed. A larger difference means the predictions are aligned to
+    something else (another fps, another video): an error naming every such video."""
     missing = sorted(set(counts) - set(pred))
     if missing:
         raise DataError(f"{source}: no prediction for {len(missing)} test video(s), e.g. {missing[:5]}")
-    fitted = {}
-    for video, n in counts.items():
+    fitted, adjusted, too_far = {}, [], []
+    for video, n in sorted(counts.items()):
         values = np.clip(pred[video], VA.low, VA.high)
         if len(values) != n:
-            print(f"[submit] note: {video}: {len(values)} predicted frames, listing says {n}; "
-                  f"{'padding with the last value' if len(values) < n else 'cutting'}")
-            values = np.concatenate([values, np.repeat(values[-1:], n - len(values), 0)])[:n] \
-                if len(values) < n else values[:n]
+            if abs(len(values) - n) > tolerance or not len(values):
+                too_far.append(f"{video}: {len(values)} predicted frames, the listing says {n}")
+                continue
+            adjusted.append(f"{video} ({len(values) - n:+d})")
+            values = np.concatenate([values, np.repeat(values[-1:], n - len(values), 0)]) if len(values) < n \
+                else values[:n]
         fitted[video] = values
+    if too_far:
+        raise DataError(f"{source}: {len(too_far)} test video(s) differ from the listing's frame count by more than "
+                        f"{tolerance} frames (--frame-tolerance), which means the predictions follow another "
+                        "frame rate or video:\n  " + "\n  ".join(too_far[:MAX_LISTED]))
+    if adjusted:
+        print(f"[submit] note: {len(adjusted)} video(s) padded with their last value or cut to the listing's frame "
+              f"count (predicted - listed): {', '.join(adjusted[:MAX_LISTED])}"
+              + (f" and {len(adjusted) - MAX_LISTED} more" if len(adjusted) > MAX_LISTED else ""))
     return fitted
 
 
@@ -207,7 +224,8 @@ def check_zip(zip_path, data, track: str | None = None) -> list[str]:
 
 # ------------------------------------------------------------------ driver
 
-def make_submission(track: str, pred, data, out_dir, name: str | None = None, va_format: str = "single") -> Path:
+def make_submission(track: str, pred, data, out_dir, name: str | None = None, va_format: str = "single",
+                    frame_tolerance: int = DEFAULT_FRAME_TOLERANCE) -> Path:
     """Format `pred` for the leaderboard, validate it, zip it; returns the zip path."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     zip_path = Path(out_dir) / f"{name or f'{track}-{stamp}'}.zip"
@@ -215,7 +233,8 @@ def make_submission(track: str, pred, data, out_dir, name: str | None = None, va
         text = format_emi(read_emi_predictions(pred), EmiRelease(data).test_ids(), source=pred)
         members = {EMI_CSV_NAME: text}
     else:
-        fitted = fit_va_lengths(read_va_predictions(pred), VaRelease(data).test_frame_counts(), source=pred)
+        fitted = fit_va_lengths(read_va_predictions(pred), VaRelease(data).test_frame_counts(), source=pred,
+                                tolerance=frame_tolerance)
         members = ({VA_SINGLE_NAME: va_single_text(fitted)} if va_format == "single"
                    else {f"{video}.txt": va_file_text(values) for video, values in sorted(fitted.items())})
     write_zip(zip_path, members)
@@ -237,6 +256,9 @@ def main(argv=None) -> int:
     parser.add_argument("--name", help="zip file name without .zip (default: <track>-<timestamp>)")
     parser.add_argument("--va-format", choices=["single", "per-video"], default="single",
                         help="VA: ABAW6 single file, or one <video>.txt per video")
+    parser.add_argument("--frame-tolerance", type=int, default=DEFAULT_FRAME_TOLERANCE, metavar="N",
+                        help="VA: pad or cut a video whose predicted frames differ from the listing by at most N "
+                             f"(listed); more is an error (default {DEFAULT_FRAME_TOLERANCE})")
     parser.add_argument("--check", type=Path, metavar="FILE.zip", help="validate this zip instead of building one")
     args = parser.parse_args(argv)
     try:
@@ -248,7 +270,10 @@ def main(argv=None) -> int:
             return 1 if problems else 0
         if not (args.track and args.pred):
             parser.error("building a submission needs --track and --pred (or use --check FILE.zip)")
-        path = make_submission(args.track, args.pred, args.data, args.out_dir, args.name, args.va_format)
+        if args.frame_tolerance < 0:
+            parser.error("--frame-tolerance must be 0 or more")
+        path = make_submission(args.track, args.pred, args.data, args.out_dir, args.name, args.va_format,
+                               args.frame_tolerance)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

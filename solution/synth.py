@@ -380,14 +380,17 @@ class Config:
     audio_missing: float = 0.02
     no_transcript: float = 0.10
     timed_transcripts: float = 0.0   # share of EMI transcripts written as word-timed JSON
+    other_fps: float = 0.0           # VA: one video (the second, in test) at this frame rate
+    long_seconds: float = 0.0        # VA: one video (the first, in train) this long
 
 
 def _marker_config(cfg: "Config") -> dict:
     """The settings synth_config.json records. A setting at its "off" default that older
     generators did not have is left out, so their releases are still recognised as complete."""
     settings = asdict(cfg)
-    if not settings["timed_transcripts"]:
-        settings.pop("timed_transcripts")
+    for name in ("timed_transcripts", "other_fps", "long_seconds"):
+        if not settings[name]:
+            settings.pop(name)
     return settings
 
 
@@ -610,11 +613,13 @@ def generate_emi(cfg: Config, out: Path, workers: int) -> dict:
 
 # ============================================================== VA
 
+VA_RENDER_CHUNK = 256  # frames drawn at once
+
 def _va_video(job):
-    cfg, index, name, split, subject, T, out = job
+    cfg, index, name, split, subject, T, fps, out = job
     cfg = Config(**cfg)
     rng = np.random.default_rng([cfg.seed, 1, index])
-    slow = max(3, int(cfg.fps * 4))
+    slow = max(3, int(fps * 4))
     valence = np.tanh(smooth_noise(rng, T, 1.2, slow) + rng.normal(0, 0.3))
     arousal = np.tanh(smooth_noise(rng, T, 1.2, slow) + rng.normal(0, 0.3))
     clean = np.stack([valence, arousal], 1)
@@ -637,42 +642,60 @@ def _va_video(job):
     present, occluder = _visibility(rng, T, flags["face"])
     if flags["face"] == "missing":  # in Aff-Wild2 the face leaves and comes back
         present = np.roll(present, -int(rng.integers(0, T // 2)))
-    frames = render_faces(actions, subject, cfg.size, rng, present, occluder, _blinks(rng, T, cfg.fps),
-                          _head_shift(rng, T, 0.01 + 0.03 * float(np.mean(high))), rng.uniform(0.75, 1.15),
-                          rng.uniform(2, 7))
+    blinks, shift = _blinks(rng, T, fps), _head_shift(rng, T, 0.01 + 0.03 * float(np.mean(high)))
+    light, grain = rng.uniform(0.75, 1.15), rng.uniform(2, 7)
+    # The face is in view but the organizers' detector found none: short runs of frames without a crop.
+    cropped = present.copy()
+    for _ in range(1 + rng.poisson(1.0)):
+        start = int(rng.integers(0, T))
+        cropped[start:start + int(rng.uniform(0.3, 1.5) * fps)] = False
+    if not cropped.any():  # a face seen only briefly is still found once
+        cropped = present.copy()
     controls = {"f0": 1 + 0.35 * arousal + 0.05 * valence, "energy": np.clip(0.6 + 0.35 * arousal, 0.1, 1.2),
                 "rate": 1 + 0.3 * arousal, "tilt": 1.4 - 0.4 * valence - 0.2 * arousal,
                 "breath": np.clip(0.1 + 0.4 * neg * (0.5 + 0.5 * low), 0, 0.9),
                 "laugh": np.clip(1.2 * pos * high - 0.5, 0, 0.8)}
-    voice = synth_voice(controls, subject, T / cfg.fps, cfg.fps, rng)
+    voice = synth_voice(controls, subject, T / fps, fps, rng)
     voice = corrupt_audio(voice, "ok" if flags["audio"] == "missing" else flags["audio"], rng)
     if flags["audio"] == "missing":
         voice = np.zeros_like(voice)  # an Aff-Wild2 video always has a track; "missing" = mute
         flags["audio"] = "silent"
-    write_video(out / "batch1" / f"{name}.mp4", frames, cfg.fps, audio=voice)
 
     from PIL import Image
 
     crop_dir = out / "cropped_aligned" / name
     crop_dir.mkdir(parents=True, exist_ok=True)
     half = int(cfg.size * 0.4)
-    for i in np.flatnonzero(present):
-        c = cfg.size // 2
-        crop = frames[i, max(0, c - half):c + half, max(0, c - half):c + half]
-        image = Image.fromarray(crop).resize((112, 112), Image.BILINEAR)
-        with fileio.atomic_path(crop_dir / f"{i + 1:05d}.jpg") as tmp:
-            image.save(tmp, format="JPEG", quality=90)
+    render_rng = np.random.default_rng([cfg.seed, 4, index])
 
-    # Annotators lag, smooth and disagree; some stretches are not annotated at all.
-    lag = min(int(round(0.5 * cfg.fps)), T - 1)
+    def frames():  # rendered a chunk at a time, so a long video never sits in memory whole
+        for a in range(0, T, VA_RENDER_CHUNK):
+            b = min(T, a + VA_RENDER_CHUNK)
+            chunk = render_faces(actions[a:b], subject, cfg.size, render_rng, present[a:b], occluder[a:b],
+                                 blinks[a:b], shift[a:b], light, grain)
+            c = cfg.size // 2
+            for i in np.flatnonzero(cropped[a:b]):
+                crop = chunk[i, max(0, c - half):c + half, max(0, c - half):c + half]
+                image = Image.fromarray(crop).resize((112, 112), Image.BILINEAR)
+                with fileio.atomic_path(crop_dir / f"{a + i + 1:05d}.jpg") as tmp:
+                    image.save(tmp, format="JPEG", quality=90)
+            yield chunk
+
+    write_video(out / "batch1" / f"{name}.mp4", frames(), fps, audio=voice)
+
+    # Annotators lag (each by their own reaction time), smooth and disagree; some stretches
+    # are not annotated at all.
+    lag_seconds = float(np.clip(rng.normal(0.5, 0.1), 0.25, 0.8))
+    lag = min(int(round(lag_seconds * fps)), T - 1)
     lagged = np.concatenate([np.repeat(clean[:1], lag, 0), clean[: T - lag]])
-    noisy = lagged + np.stack([smooth_noise(rng, T, cfg.label_noise, 5) for _ in range(2)], 1) + subject.bias
-    noisy = np.clip(noisy, -1, 1)
+    noisy = lagged + np.stack([smooth_noise(rng, T, cfg.label_noise, max(2, int(fps / 6))) for _ in range(2)], 1)
+    noisy = np.clip(noisy + subject.bias, -1, 1)
     annotated = np.ones(T, bool)
     for _ in range(1 + rng.poisson(1.0)):
         start = int(rng.integers(0, T))
         annotated[start:start + int(rng.integers(T // 50 + 1, T // 10 + 2))] = False
     noisy[~annotated] = VA_UNANNOTATED
+    flags.update(lag=round(lag / fps, 3), no_crop_frames=int((~cropped).sum()))
     return name, clean, noisy, flags, T
 
 
@@ -681,14 +704,31 @@ def _write_va_annotation(path: Path, values: np.ndarray) -> None:
     fileio.write_text(path, "valence,arousal\n" + body + "\n")
 
 
+def _move_to_split(split: np.ndarray, index: int, name: str) -> None:
+    """Put video `index` in split `name` by swapping with a video of that split after it, so
+    every split keeps its size."""
+    if split[index] != name:
+        other = next(j for j in range(2, len(split)) if split[j] == name)
+        split[index], split[other] = split[other], split[index]
+
+
 def generate_va(cfg: Config, out: Path, workers: int) -> dict:
     rng = np.random.default_rng([cfg.seed, 0])
     subjects = [make_subject(rng, 2) for _ in range(cfg.videos)]
     split = _subject_splits(rng, cfg.videos)  # Aff-Wild2: one subject per video
-    frames = _video_frames(cfg, cfg.videos)
+    fps = np.full(cfg.videos, cfg.fps)
+    seconds = _video_frames(cfg, cfg.videos) / cfg.fps
+    if cfg.other_fps:  # Aff-Wild2 is mostly 30 fps, not all of it: the second video at another rate, in test
+        fps[1] = cfg.other_fps
+        _move_to_split(split, 1, "test")
+    if cfg.long_seconds:  # one long video (Aff-Wild2 has videos of tens of minutes), in train
+        seconds[0] = cfg.long_seconds
+        _move_to_split(split, 0, "train")
+    frames = np.maximum(4, np.round(seconds * fps)).astype(int)
     # Aff-Wild2 names say the video's length and size ("1-30-1280x720").
-    names = [f"{i + 1}-{round(frames[i] / cfg.fps)}-{cfg.size}x{cfg.size}" for i in range(cfg.videos)]
-    jobs = [(asdict(cfg), i, names[i], split[i], subjects[i], int(frames[i]), out) for i in range(cfg.videos)]
+    names = [f"{i + 1}-{round(frames[i] / fps[i])}-{cfg.size}x{cfg.size}" for i in range(cfg.videos)]
+    jobs = [(asdict(cfg), i, names[i], split[i], subjects[i], int(frames[i]), float(fps[i]), out)
+            for i in range(cfg.videos)]
     results = _run(_va_video, jobs, workers, "VA videos")
 
     challenge = out / "6th_ABAW_Annotations" / "VA_Estimation_Challenge"
@@ -700,8 +740,9 @@ def generate_va(cfg: Config, out: Path, workers: int) -> dict:
         _write_va_annotation(folders[part] / f"{name}.txt", noisy)
         keep = noisy[:, 0] != VA_UNANNOTATED
         pairs[part].append((clean[keep], noisy[keep]))
+        rate = fps[names.index(name)]
         meta.append({"video": name, "split": part, "subject": name, **flags,
-                     "seconds": round(T / cfg.fps, 4), "frames": T, "fps": cfg.fps})
+                     "seconds": round(T / rate, 4), "frames": T, "fps": rate})
         if part == "test":
             listing.append(f"{name},{T}")
     fileio.write_text(challenge / "test_set.csv", "video,frames\n" + "\n".join(listing) + "\n")
@@ -730,7 +771,8 @@ def _run(worker, jobs, workers: int, what: str):
 
 DEFAULTS = {
     "emi": dict(videos=240, subjects=30, seconds=6.0, length_spread=0.5, fps=15.0, size=112, label_noise=0.12),
-    "va": dict(videos=10, subjects=10, seconds=30.0, length_spread=0.5, fps=10.0, size=128, label_noise=0.2),
+    "va": dict(videos=24, subjects=24, seconds=15.0, length_spread=0.5, fps=30.0, size=112, label_noise=0.2,
+               other_fps=25.0, long_seconds=180.0),
 }
 
 
@@ -758,6 +800,10 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
         raise SystemExit(f"[synth] --length-spread must be in [0, 1), got {cfg.length_spread}")
     if not 0 <= cfg.timed_transcripts <= 1:
         raise SystemExit(f"[synth] --timed-transcripts must be a share in [0, 1], got {cfg.timed_transcripts}")
+    if track == "emi" and (cfg.other_fps or cfg.long_seconds):
+        raise SystemExit("[synth] --other-fps and --long-seconds are VA settings")
+    if cfg.other_fps < 0 or cfg.long_seconds < 0:
+        raise SystemExit("[synth] --other-fps and --long-seconds must be positive (0: off)")
     if track == "va" and cfg.timed_transcripts:
         raise SystemExit("[synth] --timed-transcripts: a VA release has no transcripts")
     if track == "emi" and cfg.subjects > cfg.videos:
@@ -779,17 +825,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solution.synth", description=summary[0].upper() + summary[1:])
     parser.add_argument("--track", choices=["emi", "va"], default="emi", help="which release (default: emi)")
     parser.add_argument("--out", required=True, type=Path, help="folder to write the release into")
-    parser.add_argument("--videos", type=int, help="number of videos (default: emi 240, va 10)")
+    parser.add_argument("--videos", type=int, help="number of videos (default: emi 240, va 24)")
     parser.add_argument("--subjects", type=int, help="number of subjects (emi; default: 30)")
-    parser.add_argument("--seconds", type=float, help="mean length of a video (default: emi 6, va 30)")
+    parser.add_argument("--seconds", type=float, help="mean length of a video (default: emi 6, va 15)")
     parser.add_argument("--length-spread", type=float,
                         help="lengths vary over about (1 +/- spread) x seconds, a few up to (1 + 2 spread) x; "
                              "0 gives every video the same length (default: 0.5)")
-    parser.add_argument("--fps", type=float, help="video frame rate (default: emi 15, va 10)")
-    parser.add_argument("--size", type=int, help="frame width and height in pixels (default: emi 112, va 128)")
+    parser.add_argument("--fps", type=float, help="video frame rate (default: emi 15, va 30)")
+    parser.add_argument("--size", type=int, help="frame width and height in pixels (default: 112)")
     parser.add_argument("--label-noise", type=float, help="std of label noise (default: emi 0.12, va 0.2)")
     parser.add_argument("--timed-transcripts", type=float, metavar="SHARE",
                         help="EMI: share of transcripts written as word-timed ASR JSON instead of .txt (default: 0)")
+    parser.add_argument("--other-fps", type=float, metavar="FPS",
+                        help="VA: the second video (in test) at this frame rate; 0 for none (default: 25)")
+    parser.add_argument("--long-seconds", type=float, metavar="S",
+                        help="VA: the first video (in train) this long; 0 for none (default: 180)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: 0, up to 4, one per core)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
@@ -797,7 +847,8 @@ def main(argv=None) -> int:
     ceiling = generate(args.track, args.out, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
                        videos=args.videos, subjects=args.subjects, seconds=args.seconds,
                        length_spread=args.length_spread, fps=args.fps, size=args.size,
-                       label_noise=args.label_noise, timed_transcripts=args.timed_transcripts)
+                       label_noise=args.label_noise, timed_transcripts=args.timed_transcripts,
+                       other_fps=args.other_fps, long_seconds=args.long_seconds)
     print(f"[synth] wrote {args.track.upper()} release to {args.out}")
     for split, entry in ceiling.items():
         print(f"[synth] ceiling on {split}: mean {entry['metric']} {entry['mean']:.3f}")

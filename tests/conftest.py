@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from solution import synth  # noqa: E402
 
 SMALL_EMI = dict(videos=60, subjects=12, seconds=3.0, fps=10.0, size=64)
-SMALL_VA = dict(videos=5, seconds=8.0, fps=10.0, size=64)
+SMALL_VA = dict(videos=8, seconds=8.0, fps=10.0, size=64, other_fps=12.0, long_seconds=30.0)
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +33,17 @@ def emi_features(emi_data, tmp_path_factory):
 
     work = tmp_path_factory.mktemp("emi_work")
     assert features.main(["--data", str(emi_data), "--work", str(work), "--workers", "2"]) == 0
+    return work
+
+
+@pytest.fixture(scope="session")
+def va_features(va_data, tmp_path_factory):
+    """The small VA release through the default extractors, with 2 grouped folds."""
+    from solution import features, folds
+
+    work = tmp_path_factory.mktemp("va_work")
+    assert features.main(["--data", str(va_data), "--work", str(work), "--workers", "2"]) == 0
+    assert folds.main(["--data", str(va_data), "--work", str(work), "--k", "2"]) == 0
     return work
 
 

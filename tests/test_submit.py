@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from solution import submit
+from solution.errors import DataError
 from solution.layouts import EmiRelease, VaRelease
 from solution.predictions import read_emi_predictions, read_va_predictions, write_emi_predictions
 from solution.tracks import EMI_TARGETS
@@ -98,7 +99,8 @@ def test_va_submission_both_forms_read_back(va_data, tmp_path, form, capsys):
     pred, counts = _va_predictions(va_data, shorten=3)
     write_va_folder(tmp_path / "pred", pred)
     path = submit.make_submission("va", tmp_path / "pred", va_data, tmp_path / "subs", name=form, va_format=form)
-    assert "padding with the last value" in capsys.readouterr().out
+    note = capsys.readouterr().out
+    assert "padded with their last value or cut" in note and all(f"{v} (-3)" in note for v in counts)
     assert submit.check_zip(path, va_data) == []
     with zipfile.ZipFile(path) as archive:
         archive.extractall(tmp_path / "x")
@@ -107,6 +109,29 @@ def test_va_submission_both_forms_read_back(va_data, tmp_path, form, capsys):
     for video, values in pred.items():
         np.testing.assert_allclose(back[video][: len(values)], np.clip(values, -1, 1), atol=1e-5)
         np.testing.assert_allclose(back[video][len(values):], np.clip(values[-1:], -1, 1).repeat(3, 0), atol=1e-5)
+
+
+def test_va_frame_count_beyond_tolerance_stops_naming_the_video(va_data, tmp_path, capsys):
+    """Within --frame-tolerance a video is padded or cut (and listed); beyond it the submission
+    stops and names every such video, since the predictions follow another fps or video."""
+    from solution.predictions import write_va_single
+
+    pred, counts = _va_predictions(va_data)
+    far, near = sorted(counts)[:2]
+    pred[far] = np.concatenate([pred[far], pred[far][:30]])       # 30 frames too many
+    pred[near] = pred[near][:-4]                                   # 4 too few
+    write_va_single(tmp_path / "pred.txt", pred)
+    with pytest.raises(DataError, match=f"(?s)more than 10 frames.*{far}: {counts[far] + 30} predicted frames"):
+        submit.make_submission("va", tmp_path / "pred.txt", va_data, tmp_path / "subs", name="x")
+    assert not (tmp_path / "subs" / "x.zip").exists()
+    code = submit.main(["--track", "va", "--pred", str(tmp_path / "pred.txt"), "--data", str(va_data),
+                        "--out-dir", str(tmp_path / "subs"), "--name", "y", "--frame-tolerance", "30"])
+    assert code == 0 and f"{far} (+30)" in capsys.readouterr().out
+    with zipfile.ZipFile(tmp_path / "subs" / "y.zip") as archive:
+        archive.extractall(tmp_path / "y")
+    back = read_va_predictions(tmp_path / "y" / "predictions.txt")
+    assert {v: len(a) for v, a in back.items()} == counts
+    np.testing.assert_allclose(back[near][-4:], np.clip(pred[near][-1:], -1, 1).repeat(4, 0), atol=1e-5)
 
 
 def _good_va_single(va_data):

@@ -123,16 +123,19 @@ def test_emi_labels_drive_behaviour_over_time(emi_data):
 
 
 def test_va_crops_follow_the_face(va_data, tmp_path):
-    """One crop per frame with a face, numbered 1..frames: every frame for a face that stays,
-    fewer than frames (but some) for a face that leaves for part of the video."""
+    """One crop per frame with a face found, numbered within 1..frames: every frame but the
+    detector's short misses (metadata's no_crop_frames) for a face that stays, fewer than
+    frames (but some) for a face that leaves for part of the video."""
     release = VaRelease(va_data)
     meta = pd.read_csv(va_data / "metadata.csv").set_index("video")
     for video, row in meta.iterrows():
         numbers = _crop_numbers(release, video)
+        assert set(numbers) <= set(range(1, row["frames"] + 1)), video
         if row["face"] != "missing":
-            assert numbers == list(range(1, row["frames"] + 1)), video
+            assert 0 < row["no_crop_frames"] < row["frames"] / 2, video
+            assert len(numbers) == row["frames"] - row["no_crop_frames"], video
     gone = tmp_path / "gone"
-    synth.generate("va", gone, seed=2, workers=1, videos=5, seconds=3.0, fps=8.0, size=48,
+    synth.generate("va", gone, seed=2, workers=1, videos=5, seconds=3.0, fps=8.0, size=48, other_fps=0, long_seconds=0,
                    occluded=0.0, face_missing=1.0)
     release = VaRelease(gone)
     meta = pd.read_csv(gone / "metadata.csv").set_index("video")
@@ -224,7 +227,15 @@ def test_va_layout(va_data):
     assert train and valid and counts
     assert not set(train) & set(valid) and not set(train) & set(counts)
     assert meta.frames.nunique() > 1, "videos should differ in length"
-    assert np.allclose(meta.seconds, meta.frames / SMALL_VA["fps"], atol=1e-4)
+    assert np.allclose(meta.seconds, meta.frames / meta.fps, atol=1e-4)
+    # One video at another frame rate (in test), one long video (in train), lagged labels.
+    assert sorted(meta.fps.unique()) == sorted({SMALL_VA["fps"], SMALL_VA["other_fps"]})
+    other = meta.index[meta.fps == SMALL_VA["other_fps"]]
+    assert len(other) == 1 and meta.loc[other[0], "split"] == "test"
+    assert media.video_info(release.video_path(other[0]))["fps"] == SMALL_VA["other_fps"]
+    assert meta.loc[meta.seconds.idxmax(), "seconds"] == SMALL_VA["long_seconds"]
+    assert meta.loc[meta.seconds.idxmax(), "split"] == "train"
+    assert (meta.split == "valid").sum() >= 1 and meta.lag.between(0.2, 0.9).all()
     saw_unannotated = False
     for video in train + valid:
         n_frames = meta.loc[video, "frames"]

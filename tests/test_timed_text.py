@@ -411,7 +411,7 @@ def test_frame_level_text_from_asr_sits_on_the_label_frames(tmp_path, monkeypatc
             self.pipe = FakePipeline()
 
     data, work = tmp_path / "va", tmp_path / "work"
-    synth.generate("va", data, seed=1, workers=1, videos=5, seconds=4.0, fps=10.0, size=48)
+    synth.generate("va", data, seed=1, workers=1, videos=5, seconds=4.0, fps=10.0, size=48, other_fps=0, long_seconds=0)
     monkeypatch.setattr(features, "AsrTranscriber", FakeAsr)
     assert features.main(["--data", str(data), "--work", str(work), "--visual", "hog", "--audio", "none",
                           "--text", "minilm", "--asr", str(tmp_path), "--workers", "1"]) == 0
