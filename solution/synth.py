@@ -705,11 +705,13 @@ def _write_va_annotation(path: Path, values: np.ndarray) -> None:
 
 
 def _move_to_split(split: np.ndarray, index: int, name: str) -> None:
-    """Put video `index` in split `name` by swapping with a video of that split after it, so
-    every split keeps its size."""
+    """Put video `index` in split `name` by swapping with a video of that split (one after the
+    two placed videos first), so every split keeps its size; with none, it just moves."""
     if split[index] != name:
-        other = next(j for j in range(2, len(split)) if split[j] == name)
-        split[index], split[other] = split[other], split[index]
+        others = [j for j in [*range(2, len(split)), 0, 1] if j != index and split[j] == name]
+        if others:
+            split[others[0]] = split[index]
+        split[index] = name
 
 
 def generate_va(cfg: Config, out: Path, workers: int) -> dict:

@@ -10,6 +10,7 @@ import pytest
 from solution import blend, ensemble, folds
 from solution.blend import Stack
 from solution.evaluate import score_predictions
+from solution.media import write_video
 from solution.metrics import ccc_per_dim, pearson_per_dim
 from solution.predictions import read_predictions, write_predictions
 from solution.runs import release_work
@@ -332,8 +333,10 @@ def test_ensemble_command_names_what_is_wrong(tmp_path, capsys):
 
 
 def fake_va_release(root, rng, labelled=8, test=3):
-    """Annotation files only (some frames unannotated), a test listing with frame counts."""
+    """Annotation files (some frames unannotated), a test listing with frame counts, and a
+    two-frame 30 fps video per name (smoothing reads each video's frame rate)."""
     ann = root / "annotations" / "VA_Estimation_Challenge"
+    tiny = np.zeros((2, 16, 16, 3), np.uint8)
     truth = {}
     for i in range(labelled):
         name, split = f"vid{i}", "Train_Set" if i < 6 else "Validation_Set"
@@ -344,6 +347,8 @@ def fake_va_release(root, rng, labelled=8, test=3):
         (ann / split).mkdir(parents=True, exist_ok=True)
         (ann / split / f"{name}.txt").write_text("valence,arousal\n" + "".join(f"{v:.4f},{a:.4f}\n" for v, a in values))
     counts = {f"test{i}": int(rng.integers(40, 80)) for i in range(test)}
+    for name in [*truth, *counts]:
+        write_video(root / "batch1" / f"{name}.mp4", tiny, 30.0)
     (ann / "test_set.csv").write_text("video,frames\n" + "".join(f"{v},{n}\n" for v, n in counts.items()))
     return truth, counts
 
@@ -371,8 +376,8 @@ def test_ensemble_command_rescales_shrunk_va_blends(tmp_path, capsys):
     assert scores[saved["scores"]["chosen"]]["honest"] > scores["shared"]["honest"] + 0.1
     oof = read_predictions(rw.predictions / "oof.txt", VA)
     assert {k: len(v) for k, v in oof.items()} == {k: len(v) for k, v in truth.items()}
-    assert score_predictions(VA, oof, truth)["mean"] == pytest.approx(scores[saved["scores"]["chosen"]]["honest"],
-                                                                      abs=1e-5)
+    # oof.txt is the honest blend after the smoothing chosen out of fold
+    assert score_predictions(VA, oof, truth)["mean"] == pytest.approx(saved["scores"]["smoothing"]["honest"], abs=1e-5)
     test = read_predictions(rw.predictions / "test.txt", VA)
     assert {k: len(v) for k, v in test.items()} == counts
     assert check_zip(tmp_path / "subs" / "va.zip", data, "va") == []
