@@ -56,6 +56,7 @@ import torch
 from solution import cache
 from solution.config import TrainConfig
 from solution.errors import DataError
+from solution.layouts import annotated_mask
 from solution.progress import progress
 from solution.windows import align, chunk_spans, grid_times, stitch, window_starts
 
@@ -284,8 +285,6 @@ class Video:
     cues: np.ndarray                     # (C,)
     present: np.ndarray                  # (M,) bool
     target: np.ndarray | None = None     # (k,) video-level; (T, k) frame-level with -5 rows unannotated
-    step_frames: np.ndarray | None = None  # frame-level: the label frame (0-based) of each grid step
-    frames: int = 0                      # frame-level: label frames of the video (what is predicted)
     masks: dict = field(default_factory=dict)  # modality -> (T_m,) bool, False on steps without data (timed
     #                                            text's gaps); a modality absent here is real at every step
 
@@ -456,7 +455,7 @@ class VideoStore:
             seqs[m] = np.concatenate(parts, 1)
             quality[m] = q if q is not None else np.ones(len(at), np.float32)
         video = Video(key, float(duration), seqs, quality, rates, np.asarray(cues, np.float32),
-                      np.asarray(present, bool), target, masks=masks, step_frames=steps, frames=frames)
+                      np.asarray(present, bool), target, masks=masks)
         if self.frame_level:
             self._steps[key] = (steps, frames)
         self._lengths[key] = len(label_times) if self.frame_level else video.duration
@@ -593,7 +592,7 @@ def collate(items: list[dict], modalities, dims, frame_level: bool, text_timed: 
             for j, it in enumerate(items):
                 t = it["target"]
                 target[j, :len(t)] = t
-                annotated[j, :len(t)] = ~(t == -5).any(1)
+                annotated[j, :len(t)] = annotated_mask(t)
             batch["target"], batch["target_mask"] = torch.from_numpy(target), torch.from_numpy(annotated)
         else:
             batch["target"] = torch.from_numpy(np.stack([it["target"] for it in items]).astype(np.float32))

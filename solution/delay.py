@@ -28,7 +28,7 @@ from solution.config import TrainConfig, load_toml
 from solution.data import VideoStore
 from solution.errors import DataError
 from solution.folds import read_folds
-from solution.layouts import detect_track, open_release, release_videos
+from solution.layouts import annotated_mask, detect_track, open_release, release_videos
 from solution.metrics import ccc_per_dim
 from solution.progress import progress
 from solution.runs import release_work
@@ -62,7 +62,7 @@ def step_rows(store: VideoStore, key: str) -> tuple[np.ndarray, np.ndarray]:
         seq = video.seqs[m]
         parts.append(np.zeros((n, store.dims[m]), np.float32) if seq is None else seq[:n])
     x = np.concatenate(parts, 1).astype(np.float64)
-    keep = ~(video.target == -5).any(1)
+    keep = annotated_mask(video.target)
     return x[keep], video.target[keep].astype(np.float64)
 
 

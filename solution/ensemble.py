@@ -153,7 +153,8 @@ def blend_runs(data, rw: ReleaseWork, runs: list[str], equal: bool = False, resc
     keys = sorted(oof_by_run[runs[0]])
     part_of = holdout_of(rw, keys)
     release = open_release(track, data)
-    stack = stack_predictions(track, oof_by_run, {k: release.video_targets(k) for k in keys}, part_of)
+    targets = {k: release.video_targets(k) for k in keys}
+    stack = stack_predictions(track, oof_by_run, targets, part_of)
     fits = compare_blends(track, stack, rescale=rescale)
     chosen = choose(fits, equal=equal)
     singles = single_scores(track, stack)
@@ -166,7 +167,6 @@ def blend_runs(data, rw: ReleaseWork, runs: list[str], equal: bool = False, resc
     table = format_table(track, runs, singles, fits, chosen)
     fps_of = None
     if track.level == "frame":
-        targets = {k: release.video_targets(k) for k in keys}
         fps_of = {k: release.video_fps(k) for k in sorted(set(keys) | set(test_by_run[runs[0]]))}
         width, oof, by_width = choose_smoothing(track, oof, targets, part_of, fps_of)
         honest = score_predictions(track, oof, targets)["mean"]

@@ -29,7 +29,7 @@ import pandas as pd
 from solution import fileio
 from solution.config import apply_stage_config
 from solution.errors import DataError
-from solution.layouts import _read_csv, detect_track, emi_key, open_release, parse_video_id
+from solution.layouts import _read_csv, annotated_mask, detect_track, emi_key, open_release, parse_video_id
 from solution.runs import ReleaseWork, fingerprint, release_work
 
 
@@ -105,7 +105,7 @@ def make_folds(data, k: int = 5, scheme: str = "grouped", seed: int = 0, groups_
         for key in keys:
             target = release.video_targets(key)
             if target.ndim == 2:
-                target = target[~(target == -5).any(1)]
+                target = target[annotated_mask(target)]
                 sizes[key] = len(target)
                 intensity[key] = float(target.mean()) if len(target) else 0.0
             else:

@@ -28,7 +28,7 @@ from solution import fileio
 from solution.ensemble import run_predictions
 from solution.errors import DataError
 from solution.evaluate import per_video_score, score_predictions
-from solution.layouts import emi_key, open_release, read_emi_labels
+from solution.layouts import annotated_mask, emi_key, open_release, read_emi_labels
 from solution.metrics import ConstantInputWarning
 from solution.runs import ReleaseWork, release_work
 
@@ -94,7 +94,7 @@ def frame_level_scores(release, oof: dict, targets: dict) -> dict:
         face = release.face_frames(key, len(target))
         if face is None:
             return out
-        annotated = ~(target == -5).any(1)
+        annotated = annotated_mask(target)
         with_face[key] = np.where(face[:, None], target, -5.0)
         without_face[key] = np.where(face[:, None], -5.0, target)
         count["with"] += int((face & annotated).sum())
