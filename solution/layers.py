@@ -12,6 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from solution.distributed import all_sum, gather_rows
+
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.unsqueeze(-1).to(x.dtype)
@@ -136,10 +138,12 @@ class MaskedBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.unsqueeze(-1).to(x.dtype)
-        count = m.sum()
+        # all_sum: when a batch is split over processes, the statistics are the global batch's
+        # (solution/distributed.py); otherwise the sums are this batch's.
+        count = all_sum(m.sum()) if self.training else m.sum()
         if self.training and count > 1:
-            mean = (x * m).sum((0, 1)) / count
-            var = (((x - mean) * m) ** 2).sum((0, 1)) / count
+            mean = all_sum((x * m).sum((0, 1))) / count
+            var = all_sum((((x - mean) * m) ** 2).sum((0, 1))) / count
             with torch.no_grad():
                 unbiased = var * count / (count - 1)
                 self.running_mean.lerp_(mean.detach(), self.momentum)
@@ -241,6 +245,14 @@ def soft_clip_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, target
     loss_ab = -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
     loss_ba = -(targets.t() * F.log_softmax(logits.t(), dim=1)).sum(1).mean()
     return (loss_ab + loss_ba) / 2
+
+
+def label_clip_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, labels: torch.Tensor,
+                    temperature: float) -> torch.Tensor:
+    """soft_clip_loss with label-similarity targets, over the whole global batch: when a batch
+    is split over processes, every process's rows are the negatives (solution/distributed.py)."""
+    a, b, labels = gather_rows(a), gather_rows(b), gather_rows(labels)
+    return soft_clip_loss(a, b, scale, soft_label_targets(labels, temperature))
 
 
 def soft_label_targets(labels: torch.Tensor, temperature: float) -> torch.Tensor:

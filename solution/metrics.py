@@ -139,6 +139,8 @@ def make_loss(spec: str):
     correlation is then taken over every annotated frame of the batch pooled, as the
     leaderboard pools the split. Fewer than two annotated rows give a zero loss that still
     has a gradient path (so backward() works), never NaN."""
+    from solution.distributed import gather_rows  # torch only where a loss is made: scoring needs numpy alone
+
     terms = parse_loss_spec(spec)
 
     def loss(pred, target, mask=None):
@@ -146,6 +148,8 @@ def make_loss(spec: str):
             pred, target = pred[mask], target[mask]
         elif pred.dim() == 3:
             pred, target = pred.reshape(-1, pred.shape[-1]), target.reshape(-1, target.shape[-1])
+        # A batch split over processes: the correlation of the global batch (solution/distributed.py).
+        pred, target = gather_rows(pred), gather_rows(target)
         if pred.shape[0] < 2:
             return pred.sum() * 0.0
         return sum(w * LOSSES[name](pred, target) for w, name in terms)

@@ -17,11 +17,18 @@ the training groups (`inner_fraction`) and chooses its epoch there; the seeds' p
 are averaged. The model decides its phases (e.g. a contrastive stage 1, then the task).
 A finished fold is skipped when its settings, fold file and feature-cache entries are the
 ones it was trained with, and refused otherwise; an interrupted one resumes from last.pt.
-The same seed and --threads give the same predictions on the CPU.
+The same seed and --threads give the same predictions on the CPU. A damaged file (truncated
+by a full disk or a killed copy) is never trusted: an unreadable last.pt starts its seed
+again, an unreadable best.pt trains its seed again, unreadable seed predictions are made
+again from the checkpoints, an unreadable metrics.json redoes the fold; each with a warning.
+
+Several GPUs for one fold: `torchrun --standalone --nproc-per-node N -m solution.train_fold ...`
+(DistributedDataParallel; batch_size stays the global batch, see solution/distributed.py).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import pickle
@@ -36,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from solution import fileio
+from solution import distributed, fileio
 from solution.config import TrainConfig, resolve_settings, settings_help
 from solution.data import (Normalizer, VideoStore, cue_slices, gather, loader, prediction_pieces, to_device,
                            training_pieces)
@@ -117,6 +124,41 @@ def inner_split(keys: list[str], groups: dict, fraction: float, rng: np.random.G
     return sorted(set(keys) - set(choose)), choose
 
 
+def readable(path: Path, read, what: str):
+    """`read(path)`, or None when the file is absent or unreadable (truncated by a full disk,
+    a killed copy, ...): it is then removed, with a warning, and made again."""
+    if not path.is_file():
+        return None
+    try:
+        return read(path)
+    except Exception as exc:  # a damaged file can raise almost anything
+        log.warning("%s: unreadable %s (%s: %s); removed, it is made again", path, what, type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "")
+        if distributed.is_main():
+            path.unlink(missing_ok=True)
+        return None
+
+
+def load_torch(device: str):
+    return lambda path: torch.load(path, map_location=device, weights_only=False)
+
+
+def autocast_for(device: str, precision: str):
+    """The autocast context of a training step, and whether its gradients need scaling (fp16)."""
+    if precision == "auto":
+        precision = "fp32" if not device.startswith("cuda") else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp32":
+        return contextlib.nullcontext(), False
+    if not device.startswith("cuda") and precision == "fp16":
+        raise DataError("--precision fp16 needs a GPU (--device cuda); on the CPU use bf16 or fp32")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(torch.device(device).type, dtype=dtype), precision == "fp16"
+
+
+class _Redo(Exception):
+    """A seed's checkpoint could not be read where it was needed: that seed trains again."""
+
+
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(old) | set(new)):
@@ -129,9 +171,13 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: TrainConfig, model_cfg: dict,
-               name: str | None = None, device: str = "cpu", threads: int = 0, log_every: int = 1) -> dict:
+               name: str | None = None, device: str = "cpu", threads: int = 0, log_every: int = 1,
+               precision: str = "auto") -> dict:
+    """Train one (model, fold). Under torchrun every process runs this; the first one writes
+    the files and returns the metrics (the others return None)."""
     if threads:
         torch.set_num_threads(threads)
+    main_process = distributed.is_main()
     started = time.time()
     name = name or model_name
     track = get_track(detect_track(data))
@@ -159,8 +205,8 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                 "features": store.entry_digest(train_keys + held_keys), "folds": {**fold_info, "assignment": folds_digest(folds)}}
     if store.text_timed:  # recorded only when on, so folds trained before word-timed text still match
         settings["text_timed"] = True
-    if (out_dir / "metrics.json").is_file():
-        done = json.loads((out_dir / "metrics.json").read_text())
+    done = readable(out_dir / "metrics.json", lambda p: json.loads(p.read_text()), "fold metrics")
+    if done is not None:
         changed = _differences(done.get("settings", {}), settings)
         if changed:
             raise DataError(f"{out_dir} was trained with other {', '.join(changed[:6])}; delete it to train again, "
@@ -178,14 +224,21 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
     spec.extra.update(extra)
     task_loss = make_loss(train_cfg.loss)
     targets = {k: release.video_targets(k) for k in train_keys + held_keys}
-    use_amp = device.startswith("cuda")
+    autocast, scale_gradients = autocast_for(device, precision)
 
     def run_seed(seed_index: int) -> dict:
         """Train (or resume, or reload) one seed; its predictions are saved for the average."""
         seed_dir = rw.seed(name, fold, seed_index)
         done = seed_dir / "predictions.pkl"
-        if done.is_file():
-            return pickle.loads(done.read_bytes())
+        outcome = readable(done, lambda p: pickle.loads(p.read_bytes()), "seed predictions")
+        if outcome is not None:
+            return outcome
+        try:
+            return train_seed(seed_index, seed_dir, done)
+        except _Redo:
+            return train_seed(seed_index, seed_dir, done)
+
+    def train_seed(seed_index: int, seed_dir: Path, done: Path) -> dict | None:
         seed_settings = {**settings, "seed_index": seed_index}
         base_seed = train_cfg.seed * 1000 + fold + 100_003 * seed_index
         seed_everything(base_seed)
@@ -194,7 +247,8 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
         model = create_model(model_name, spec, model_cfg).to(device)
         model.attach(side)
         phases = model.phases(train_cfg)
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        scaler = torch.amp.GradScaler("cuda", enabled=scale_gradients)
+        parallel = distributed.DataParallel(model, device) if distributed.world_size() > 1 else None
 
         def optimizer(phase):
             return torch.optim.AdamW(model.param_groups(phase.lr), lr=phase.lr, weight_decay=train_cfg.weight_decay)
@@ -202,8 +256,10 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
         state = {"phase": 0, "epoch": 0, "best": -np.inf, "best_epoch": -1, "bad_epochs": 0, "log": []}
         opt = optimizer(phases[0])
         last, best_path = seed_dir / "last.pt", seed_dir / "best.pt"
-        if last.is_file():
-            saved = torch.load(last, map_location=device, weights_only=False)
+        saved = readable(last, load_torch(device), "training state")
+        if saved is None and main_process:
+            best_path.unlink(missing_ok=True)  # a best.pt without its training state: from the start
+        if saved is not None:
             if saved["settings"] != seed_settings:
                 raise DataError(f"{last}: was trained with other settings "
                                 f"({', '.join(_differences(saved['settings'], seed_settings)[:6])}); delete {out_dir} to start over")
@@ -212,14 +268,47 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
             opt = optimizer(phases[state["phase"]]) if state["phase"] < len(phases) else opt
             if state["phase"] < len(phases):
                 opt.load_state_dict(saved["optimizer"])
-            torch.set_rng_state(saved["torch_rng"])
+            rng_states = saved.get("torch_rngs") or [saved["torch_rng"]]
+            torch.set_rng_state(rng_states[distributed.rank()] if len(rng_states) == distributed.world_size()
+                                else rng_states[0])
             log.info("%s: resuming %s at epoch %d", seed_dir, phases[min(state["phase"], len(phases) - 1)].name, state["epoch"])
 
         def checkpoint():
-            with fileio.atomic_path(last) as tmp:
-                torch.save({"settings": seed_settings, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "state": state, "torch_rng": torch.get_rng_state()}, tmp)
-            fileio.write_csv(seed_dir / "log.csv", pd.DataFrame(state["log"]), float_format="%.5f")
+            # Every process's random state, so a resumed run draws what it would have drawn.
+            rng_states = [torch.get_rng_state()] * distributed.world_size()
+            if distributed.world_size() > 1:
+                torch.distributed.all_gather_object(rng_states, torch.get_rng_state())
+            if main_process:
+                with fileio.atomic_path(last) as tmp:
+                    torch.save({"settings": seed_settings, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                "state": state, "torch_rng": rng_states[0], "torch_rngs": rng_states}, tmp)
+                fileio.write_csv(seed_dir / "log.csv", pd.DataFrame(state["log"]), float_format="%.5f")
+
+        def reload_best():
+            best = readable(best_path, load_torch(device), "best checkpoint")
+            if best is None:
+                if main_process:
+                    last.unlink(missing_ok=True)
+                raise _Redo()
+            model.load_state_dict(best["model"])
+            return best
+
+        def step(batch) -> float | None:
+            """One optimizer step on a batch; its loss, or None when it had nothing to learn from."""
+            if parallel is None:
+                with autocast:
+                    loss = backward = model.phase_loss(phase.name, batch, task_loss)
+                if loss is None or not loss.requires_grad:
+                    return None  # e.g. fewer than two rows of a pair
+            else:
+                backward, loss = parallel.loss(phase.name, batch, task_loss, autocast)
+            opt.zero_grad()
+            scaler.scale(backward).backward()
+            if loss is None:
+                return None
+            scaler.step(opt)
+            scaler.update()
+            return loss.item()
 
         seed_dir.mkdir(parents=True, exist_ok=True)
         while state["phase"] < len(phases):
@@ -229,16 +318,9 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                 rng = np.random.default_rng([train_cfg.seed, fold, seed_index, state["phase"], state["epoch"]])
                 losses = []
                 for batch in loader(store, training_pieces(store, fit_keys, rng), train_cfg.batch_size, rng):
-                    batch = to_device(batch, device)
-                    with torch.autocast("cuda", enabled=use_amp):
-                        loss = model.phase_loss(phase.name, batch, task_loss)
-                    if loss is None or not loss.requires_grad:
-                        continue  # nothing to learn from this batch (e.g. fewer than two rows of a pair)
-                    opt.zero_grad()
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                    losses.append(loss.item())
+                    loss = step(to_device(batch, device))
+                    if loss is not None:
+                        losses.append(loss)
                 state["epoch"] += 1
                 row = {"phase": phase.name, "epoch": state["epoch"], "train_loss": float(np.mean(losses)) if losses else np.nan,
                        "inner_score": np.nan}
@@ -251,27 +333,30 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                     score = row["inner_score"] if choose_keys else float(state["epoch"])  # no inner split: the last epoch
                     if score > state["best"]:
                         state.update(best=score, best_epoch=state["epoch"], bad_epochs=0)
-                        with fileio.atomic_path(best_path) as tmp:
-                            torch.save(checkpoint_payload(model, normalizer, seed_settings, epoch=state["epoch"],
-                                                          score=score), tmp)
+                        if main_process:
+                            with fileio.atomic_path(best_path) as tmp:
+                                torch.save(checkpoint_payload(model, normalizer, seed_settings, epoch=state["epoch"],
+                                                              score=score), tmp)
                     else:
                         state["bad_epochs"] += 1
                 state["log"].append(row)
                 checkpoint()
+                distributed.barrier()  # best.pt and last.pt are on disk before any process reads them
                 if state["epoch"] % log_every == 0:
                     scored = (f", inner {track.metric} {row['inner_score']:.4f} (best {state['best']:.4f} "
                               f"@ {state['best_epoch']})") if phase.select and choose_keys else ""
                     log.info("%s fold %d seed %d %s epoch %d: loss %.4f%s", name, fold, seed_index, phase.name,
                              state["epoch"], row["train_loss"], scored)
             if phase.select:
-                model.load_state_dict(torch.load(best_path, map_location=device, weights_only=False)["model"])
+                reload_best()
             state.update(phase=state["phase"] + 1, epoch=0, best=-np.inf, bad_epochs=0)
             if state["phase"] < len(phases):
                 opt = optimizer(phases[state["phase"]])
             checkpoint()
 
-        best = torch.load(best_path, map_location=device, weights_only=False)
-        model.load_state_dict(best["model"])
+        best = reload_best()
+        if not main_process:
+            return None
         held_pred, held_weights = predict(model, store, held_keys, device)
         test_pred, _ = predict(model, store, test_keys, device)
         outcome = {"held": held_pred, "test": test_pred, "weights": held_weights, "best_epoch": int(best["epoch"]),
@@ -280,7 +365,12 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
         return outcome
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    outcomes = [run_seed(i) for i in range(train_cfg.seeds)]
+    outcomes = []
+    for seed_index in range(train_cfg.seeds):
+        outcomes.append(run_seed(seed_index))
+        distributed.barrier()  # the seed's predictions are on disk before the next seed looks for them
+    if not main_process:
+        return None
     held_pred = average_seeds([o["held"] for o in outcomes], held_keys)
     test_pred = average_seeds([o["test"] for o in outcomes], test_keys)
     write_predictions(out_dir / "oof.csv", track, held_pred)
@@ -322,11 +412,22 @@ def main(argv=None) -> int:
             parser.add_argument(flag, help=text)
         else:
             parser.add_argument(flag, action="store_true", help=text)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu); under torchrun each "
+                        "process takes cuda:LOCAL_RANK")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                        help="autocast of training steps (auto: bf16 on a GPU that has it, else fp16 on GPUs, "
+                        "fp32 on the CPU); prediction is fp32")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--log-every", type=int, default=1, help="log every n-th epoch")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[train] %(message)s")
+    try:
+        device = distributed.setup(args.device)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: cannot join the torchrun process group: {exc}", file=sys.stderr)
+        return 2
+    # Under torchrun the first process speaks for all; the others only warn.
+    logging.basicConfig(level=logging.INFO if distributed.is_main() else logging.WARNING,
+                        format=f"[train{'' if distributed.world_size() == 1 else f' {distributed.rank()}'}] %(message)s")
     try:
         overrides = list(args.set)
         for flag, (assignment, _, owners) in switches.items():
@@ -340,10 +441,14 @@ def main(argv=None) -> int:
         train_cfg, model_cfg = resolve_settings(args.model, args.config, overrides, cls.Config, all_model_fields(),
                                                 cls.train_defaults)
         metrics = train_fold(args.model, args.fold, args.data, args.work, train_cfg, model_cfg, args.name,
-                             args.device, args.threads, max(1, args.log_every))
+                             device, args.threads, max(1, args.log_every), args.precision)
     except (DataError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        distributed.teardown()
+    if metrics is None:  # not the first of several processes: it wrote nothing to report
+        return 0
     print(f"[train] {metrics['name']} fold {metrics['fold']}: held-out mean {metrics['metric']} {metrics['held_score']:.4f} "
           f"(epochs chosen on inner splits: {metrics['best_epoch']})")
     return 0

@@ -31,8 +31,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from solution.data import CUE_NAMES
+from solution.distributed import global_count
 from solution.layers import (AttentionPool, GatedBiLSTM, InputProjection, LearnableTemperature, ProjectionHead, TCN,
-                             masked_mean, mlp, soft_clip_loss, soft_label_targets)
+                             label_clip_loss, masked_mean, mlp)
 from solution.models import HarnessModel, InputSpec, Phase, TrainContext, register_model
 
 FUSIONS = ("quality", "quality_sum", "concat")
@@ -228,12 +229,12 @@ class DualStage(HarnessModel):
             if modality not in self.pairs:
                 continue
             rows = batch["present"][:, index]
-            if rows.sum() < 2:
+            if global_count(rows) < 2:  # the global batch's rows: every process takes the same branch
                 continue
             z = self.heads[modality](self.encode(batch, modality)[rows])
             t = self.text_heads[modality](self.text_encoders[modality](text_in[rows]))
-            soft = soft_label_targets(target[rows], self.config.label_temperature)
-            losses.append(soft_clip_loss(z, t, self.temperatures[modality](), soft))
+            losses.append(label_clip_loss(z, t, self.temperatures[modality](), target[rows],
+                                          self.config.label_temperature))
         return torch.stack(losses).mean() if losses else None
 
     # ---------------------------------------------------------------- stage 2

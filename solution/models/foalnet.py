@@ -38,8 +38,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from solution.layers import (TCN, AttentionPool, Dropout, InputProjection, LearnableTemperature, masked_mean, mlp,
-                             over_frames, soft_clip_loss, soft_label_targets, strided_mean)
+from solution.distributed import global_count
+from solution.layers import (TCN, AttentionPool, Dropout, InputProjection, LearnableTemperature, label_clip_loss,
+                             masked_mean, mlp, over_frames, strided_mean)
 from solution.models import HarnessModel, InputSpec, register_model
 
 log = logging.getLogger(__name__)
@@ -222,15 +223,15 @@ class FoalNet(HarnessModel):
         labels, labelled = window_labels(batch)
         both = present[:, self.modalities.index("audio")] & present[:, self.modalities.index("visual")]
         rows = labelled & both & masks["audio"].any(1) & masks["visual"].any(1)
-        if rows.sum() < 2:
+        if global_count(rows) < 2:  # the global batch's rows: every process takes the same branch
             return None
         labels = (labels[rows] - self.spec.low) / (self.spec.high - self.spec.low)
         z = {m: self.align_heads[m](masked_mean(h[m][rows], masks[m][rows])) for m in self.streams}
         scale = self.temperature()
         terms = []
         if self.config.align:
-            targets = soft_label_targets(labels, self.config.label_temperature)
-            terms.append(self.config.align_weight * soft_clip_loss(z["audio"], z["visual"], scale, targets))
+            terms.append(self.config.align_weight * label_clip_loss(z["audio"], z["visual"], scale, labels,
+                                                                    self.config.label_temperature))
         if self.config.match:
             has, partner = hard_negatives(scale * z["audio"] @ z["visual"].t(), labels, self.config.match_margin)
             if has.any():
