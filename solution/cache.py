@@ -20,6 +20,11 @@ Spans. An entry whose rows are spans rather than instants (a word-timed transcri
 per word, `times` its start) also holds `ends` (T,), and its metadata and manifest entry say
 `"timed": true`. The array is optional, so the version stays 2: every entry written before
 it existed has none and reads as before (`ends` None, untimed), and no cache is invalidated.
+
+Damage. Writes are atomic (solution/fileio.py), so a killed or out-of-space run leaves no
+half-written entry; a file truncated afterwards (a killed copy, a crash that lost data) is
+found by the features stage (`damaged`), which extracts it again, and any reader of an
+unreadable entry, failure record or manifest raises a DataError naming the file.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import io
 import json
 import os
 import re
+import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from solution import fileio
+from solution.errors import DataError
 
 CACHE_VERSION = 2   # the optional `ends` of timed rows extends version 2: an entry without it is untimed
 KEY_LENGTH = 12
@@ -44,6 +52,11 @@ SOURCE_INPUTS = {"visual": ("video", "crops"), "audio": ("audio", "video"), "tex
                  "organizer": ("video",)}
 # `<vid>.<source key>`: entries of the version 1 layout (`<vid>.npz`) do not match and are ignored.
 _STEM = re.compile(rf"^(?P<vid>.+)\.(?P<key>[0-9a-f]{{{KEY_LENGTH}}})$")
+ENTRY_ARRAYS = ("features", "times", "frame_quality", "meta")  # every entry has these (`ends` is optional)
+# What reading a truncated or damaged .npz raises: a missing zip directory, a bad CRC or
+# deflate stream, a cut .npy header, unreadable metadata.
+_DAMAGED = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+_REDO = "delete it and run python -m solution.features again"
 
 
 def features_root(work) -> Path:
@@ -152,17 +165,60 @@ def write_failure(folder: Path, vid: str, key: str, reason: str, quality: dict |
     entry_path(folder, vid, key).unlink(missing_ok=True)
 
 
-def read_entry(folder: Path, vid: str, key: str, dim: int | None = None) -> Entry:
-    """The cached entry; a recorded failure reads as a missing modality with no frames."""
+def _unreadable(path: Path, what: str, exc: Exception, fix: str) -> DataError:
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return DataError(f"{path}: unreadable {what} ({type(exc).__name__}: {detail}), truncated or damaged; {fix}")
+
+
+def _read_json(path: Path, what: str, fix: str = _REDO):
+    return fileio.read_json(path, what, fix)
+
+
+def damaged(folder: Path, vid: str, key: str) -> str | None:
+    """Why the entry or failure record of (vid, key) cannot be read, or None (it can, or
+    there is none). The features stage asks this of every entry it would otherwise skip.
+
+    Cheap at 12,700 videos x several streams: an .npz is a zip whose directory is its last
+    bytes, so opening it reads a few hundred bytes and no array, and a truncated file has no
+    directory; a failure record is a small JSON. A byte size kept in the manifest would not
+    do: the manifest is written at the end of a run, so a killed run's entries have none.
+    Damage inside an intact file (a flipped bit) passes here and fails the CRC check when
+    the arrays are read (read_entry names the file). Training does not ask: `status` stays
+    one stat, and training reads every entry in full before its first epoch anyway."""
     path = entry_path(folder, vid, key)
     if path.is_file():
-        with np.load(path) as data:
-            meta = json.loads(str(data["meta"]))
-            return Entry(data["features"], data["times"], data["frame_quality"], meta["quality"], meta["fps"],
-                         source=meta.get("source", ""), ends=data["ends"] if "ends" in data.files else None)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                absent = set(ENTRY_ARRAYS) - {name.removesuffix(".npy") for name in archive.namelist()}
+        except (OSError, zipfile.BadZipFile) as exc:
+            return f"{path}: unreadable cache entry ({type(exc).__name__}: {exc})"
+        return f"{path}: cache entry without {sorted(absent)}" if absent else None
     failed = failure_path(folder, vid, key)
     if failed.is_file():
-        info = json.loads(failed.read_text())
+        try:
+            info = json.loads(failed.read_text())
+        except (OSError, ValueError) as exc:
+            return f"{failed}: unreadable failure record ({type(exc).__name__}: {exc})"
+        if not isinstance(info, dict) or "reason" not in info:
+            return f"{failed}: failure record without a reason"
+    return None
+
+
+def read_entry(folder: Path, vid: str, key: str, dim: int | None = None) -> Entry:
+    """The cached entry; a recorded failure reads as a missing modality with no frames. An
+    unreadable one is a DataError naming the file."""
+    path = entry_path(folder, vid, key)
+    if path.is_file():
+        try:
+            with np.load(path) as data:
+                meta = json.loads(str(data["meta"]))
+                return Entry(data["features"], data["times"], data["frame_quality"], meta["quality"], meta["fps"],
+                             source=meta.get("source", ""), ends=data["ends"] if "ends" in data.files else None)
+        except _DAMAGED as exc:
+            raise _unreadable(path, "cache entry", exc, _REDO) from exc
+    failed = failure_path(folder, vid, key)
+    if failed.is_file():
+        info = _read_json(failed, "failure record")
         width = dim if dim is not None else read_manifest(folder).get("dim") or 0
         return Entry(np.zeros((0, width), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32),
                      info.get("quality", {}), None, True, info["reason"])
@@ -196,7 +252,7 @@ def write_manifest(folder: Path, spec: dict) -> dict:
         if match is None:
             continue
         entries.setdefault(match[0], {"status": "missing", "id": match["vid"], "key": match["key"],
-                                      "reason": json.loads(path.read_text())["reason"]})
+                                      "reason": _read_json(path, "failure record")["reason"]})
     dim = widths.most_common(1)[0][0] if widths else None
     manifest = {**spec, "dim": dim, "version": CACHE_VERSION, "entries": dict(sorted(entries.items()))}
     fileio.write_json(Path(folder) / "manifest.json", manifest)
@@ -211,20 +267,24 @@ def entry_meta(folder: Path, vid: str, key: str) -> dict:
 def _entry_header(path: Path) -> tuple[list, dict]:
     """An entry's feature shape and metadata without reading its features (a manifest of
     thousands of entries would otherwise read every array)."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive, archive.open("features.npy") as handle:
-        version = np.lib.format.read_magic(handle)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, _ = read_header(handle)
-    with np.load(path) as data:
-        meta = json.loads(str(data["meta"]))
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("features.npy") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, _ = read_header(handle)
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+    except _DAMAGED as exc:
+        raise _unreadable(path, "cache entry", exc, _REDO) from exc
     return list(shape), meta
 
 
 def read_manifest(folder: Path) -> dict:
     path = Path(folder) / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    return _read_json(path, "manifest", "run python -m solution.features again, which rebuilds it")
 
 
 def write_failures_table(work, sources=None) -> pd.DataFrame:
@@ -235,7 +295,9 @@ def write_failures_table(work, sources=None) -> pd.DataFrame:
     root = features_root(work)
     rows = []
     for folder in sorted(p for p in root.glob("*") if p.is_dir()):
-        stream = json.loads((folder / "spec.json").read_text()) if (folder / "spec.json").is_file() else None
+        spec_file = folder / "spec.json"
+        stream = _read_json(spec_file, "stream spec", "run python -m solution.features again with its extractor, "
+                            "which rewrites it") if spec_file.is_file() else None
         for path in sorted(folder.glob("*.failed.json")):
             match = _stem(path.name, ".failed.json")
             if match is None:
@@ -244,7 +306,7 @@ def write_failures_table(work, sources=None) -> pd.DataFrame:
                 src = current.get(match["vid"])
                 if src is None or stream is None or match["key"] != stream_source_key(stream, src):
                     continue
-            info = json.loads(path.read_text())
+            info = _read_json(path, "failure record")
             rows.append({"id": info["id"], "extractor": folder.name, "reason": info["reason"]})
     table = pd.DataFrame(rows, columns=["id", "extractor", "reason"])
     fileio.write_csv(root / "failures.csv", table)

@@ -36,13 +36,12 @@ that of the out-of-fold predictions the rescale was fit on; the rescale does not
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from solution import submit
+from solution import fileio, submit
 from solution.blend import (Fit, apply_blend, choose, choose_smoothing, compare_blends, holdout_parts, part_blend,
                             single_scores, stack_predictions, to_blend, write_blend)
 from solution.errors import DataError
@@ -58,11 +57,14 @@ def run_predictions(rw: ReleaseWork, run: str) -> tuple[dict, dict, list[dict]]:
     """A run's out-of-fold predictions, its fold-averaged test predictions, its fold metrics."""
     if not rw.folds_json.is_file():
         raise DataError(f"{rw.root}: no fold file; run python -m solution.folds first")
-    k = json.loads(rw.folds_json.read_text())["k"]
+    k = fileio.read_json(rw.folds_json, "fold file",
+                         "run python -m solution.folds again with its settings and --overwrite")["k"]
     missing = [f for f in range(k) if not (rw.fold(run, f) / "metrics.json").is_file()]
     if missing:
         raise DataError(f"{rw.run(run)}: fold(s) {missing} not finished; run python -m solution.train_fold for them")
-    metrics = [json.loads((rw.fold(run, f) / "metrics.json").read_text()) for f in range(k)]
+    metrics = [fileio.read_json(rw.fold(run, f) / "metrics.json", "fold metrics",
+                                f"run python -m solution.train_fold for fold {f} again, which redoes the fold")
+               for f in range(k)]
     oof: dict = {}
     for f in range(k):
         part = read_predictions(rw.fold(run, f) / "oof.csv", rw.track)

@@ -35,7 +35,7 @@ def evaluate_emi(pred_path, labels_path) -> dict:
 
 def evaluate_va(pred_path, labels_dir) -> dict:
     labels_dir = Path(labels_dir)
-    files = sorted(labels_dir.glob("*.txt")) if labels_dir.is_dir() else []
+    files = sorted(p for p in labels_dir.glob("*.txt") if not p.name.startswith(".")) if labels_dir.is_dir() else []
     if not files:
         raise DataError(f"{labels_dir}: no <video>.txt annotation files")
     predictions = read_va_predictions(pred_path)

@@ -124,10 +124,15 @@ def _fail(plan: Plan, spec: str, job: Job, reason: str, quality: dict | None = N
 
 
 def _pending(plan: Plan, src: VideoSources, keys: dict) -> Job | None:
-    """The streams this video still needs (None: every entry exists, or failed and no retry)."""
+    """The streams this video still needs (None: every entry exists, or failed and no retry).
+    An entry or failure record that cannot be read (truncated after it was written) is done
+    again, with a warning, instead of being trusted (see cache.damaged for the cost)."""
     todo = {}
     for spec, key in keys.items():
         state = cache.status(_folder(plan, spec), src.vid, key)
+        if state is not None and (problem := cache.damaged(_folder(plan, spec), src.vid, key)):
+            log.warning("video %s: %s: %s; extracting it again", src.vid, spec, problem)
+            state = None
         if state is None or (state == "failed" and plan.retry_failed):
             todo[spec] = key
     return Job(src, todo) if todo else None

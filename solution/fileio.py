@@ -15,7 +15,13 @@ os.umask(_UMASK)
 
 @contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A block that fails (a full disk, a write error) leaves `path` as it was, absent or with its
+    previous complete content, and removes the temporary file. The error names `path`: the
+    OS reports a failed write without a file name, and the temporary name means nothing to
+    the user. (A killed process leaves its hidden `.<name>.XXXXXXXX<suffix>` temporary file
+    behind; nothing reads it, and it can be deleted.)"""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
@@ -25,6 +31,12 @@ def atomic_path(path, suffix: str | None = None):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno and exc.filename in (None, tmp, Path(tmp)):
+            exc.filename = str(path)  # "[Errno 28] No space left on device: '<path>'"
+        else:  # e.g. torch.save's C++ writer: "RuntimeError: [enforce fail ...] unexpected pos"
+            exc.add_note(f"while writing {path} (left as it was)")
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -53,3 +65,17 @@ def write_csv(path, frame, **kwargs) -> None:
     kwargs.setdefault("float_format", "%.6f")
     kwargs.setdefault("lineterminator", "\n")
     write_text(path, frame.to_csv(**kwargs))
+
+
+def read_json(path, what: str = "JSON file", fix: str = "delete it and run the stage that writes it again"):
+    """A JSON file we wrote; a damaged one (cut short by a killed copy or a lost disk, never
+    half-written by us: writes are atomic) is an error naming the file and how to remake it."""
+    from solution.errors import DataError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: cut JSON, or cut inside a UTF-8 character
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"{path}: unreadable {what} ({type(exc).__name__}: {detail}), truncated or damaged; "
+                        f"{fix}") from exc

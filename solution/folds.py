@@ -18,7 +18,6 @@ training run). Another release in the same WORK gets its own folder.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -129,7 +128,7 @@ def read_folds(rw: ReleaseWork, data=None) -> tuple[pd.DataFrame, dict]:
         raise DataError(f"{rw.root}: no fold file (folds.csv/folds.json); run python -m solution.folds "
                         f"--data DATA --work {rw.root.parent}")
     table = pd.read_csv(rw.folds_csv, dtype={"id": str, "group": str})
-    info = json.loads(rw.folds_json.read_text())
+    info = fileio.read_json(rw.folds_json, "fold file", "run python -m solution.folds again")
     if fingerprint(table["id"]) != info.get("fingerprint"):
         raise DataError(f"{rw.folds_csv}: does not match its folds.json (edited by hand?); make the folds again "
                         "with --overwrite")
@@ -166,7 +165,7 @@ def main(argv=None) -> int:
         table, info = make_folds(args.data, args.k, args.scheme, args.seed, args.groups)
         rw = release_work(args.work, args.data, info["track"])
         if rw.folds_json.is_file() and not args.overwrite:
-            old = json.loads(rw.folds_json.read_text())
+            old = fileio.read_json(rw.folds_json, "fold file", "run python -m solution.folds again with --overwrite")
             if {k: old.get(k) for k in info} == info:
                 print(f"[folds] {rw.folds_csv} is up to date")
                 return 0
