@@ -30,22 +30,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
-import platform
 import shutil
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, run_child  # noqa: E402
+
 TARGETS = ("Admiration", "Amusement", "Determination", "Empathic Pain", "Excitement", "Joy")
 WAV2VEC2_RATE = 50.0  # frames a second (20 ms hop); the harness assumes this rate for organizer:wav2vec2
-MB = 2 ** 20
 
 
 # ------------------------------------------------------------------ the synthetic release
@@ -93,59 +90,7 @@ def write_release(out: Path, labelled: int, test: int, dim: int, seconds: float,
 
 
 # ------------------------------------------------------------------ measuring a child
-
-def _rss_mb(pid: int) -> float | None:
-    """The process's resident memory now (VmRSS), or None once it has exited."""
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def run_child(args: list[str], verbose: bool, label: str) -> dict:
-    """Run `python -m ...args` in a child; its wall time, peak RSS (wait4: the child and its
-    descendants), a sampled RSS timeline, and its last output lines on failure."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, errors="replace")
-    samples: list[tuple[float, float]] = []
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            rss = _rss_mb(child.pid)
-            if rss is not None:
-                samples.append((time.perf_counter() - started, rss))
-            done.wait(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    tail: list[str] = []
-    for raw in child.stdout:
-        for line in raw.replace("\r", "\n").splitlines():
-            if not line.strip():
-                continue
-            tail = (tail + [line])[-30:]
-            if verbose:
-                rss = _rss_mb(child.pid)
-                print(f"  [{label} {time.perf_counter() - started:7.1f}s rss {rss or 0:7.0f} MB] {line}", flush=True)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    done.set()
-    sampler.join()
-    child.stdout.close()
-    if child.returncode != 0:
-        raise RuntimeError(f"{label} failed (exit {child.returncode}): python {' '.join(args)}\n" + "\n".join(tail))
-    peak_at = max(samples, key=lambda s: s[1])[0] if samples else None
-    return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "peak_at_s": None if peak_at is None else round(peak_at, 1), "samples": samples}
+# run_child (a child's wall time, peak RSS from wait4, sampled RSS) lives in bench/_common.py.
 
 
 def timeline(samples: list[tuple[float, float]], points: int = 12) -> list[list[float]]:
@@ -211,6 +156,7 @@ def run_stage(label: str, child_args: list[str], size: int, total: int, work: Pa
     """One child stage measured: seconds, peak RSS, videos/s (and the held-out score of a training run)."""
     measured = run_child(child_args, args.verbose, f"{size}:{label}")
     samples = measured.pop("samples")
+    measured.pop("lines")
     measured["videos_per_s"] = round(total / max(measured["seconds"], 1e-9), 1)
     if args.verbose:
         measured["rss_timeline"] = timeline(samples)
@@ -221,18 +167,6 @@ def run_stage(label: str, child_args: list[str], size: int, total: int, work: Pa
             measured.update(held_score=round(m["held_score"], 4), train_videos=m["train_videos"],
                             held_videos=m["held_videos"])
     return measured
-
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores, python {platform.python_version()}"
 
 
 def sizes(text: str) -> list[int]:
@@ -275,7 +209,8 @@ def main(argv=None) -> int:
                         help="print every child log line with the child's resident memory, and an RSS timeline")
     args = parser.parse_args(argv)
     args.scratch.mkdir(parents=True, exist_ok=True)
-    print(json.dumps({"machine": machine(), "sizes": args.sizes, "model": args.model, "epochs": args.epochs,
+    print(json.dumps({"bench": "fold_memory", "machine": machine_info(args.threads), "sizes": args.sizes,
+                      "model": args.model, "epochs": args.epochs,
                       "threads": args.threads, "scratch": str(args.scratch)}), flush=True)
     results = []
     try:

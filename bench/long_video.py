@@ -23,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, machine_info  # noqa: E402
+
 sys.path.insert(0, str(ROOT))
 
 
@@ -110,16 +112,17 @@ def main(argv=None) -> int:
     print(f"# {platform.processor() or platform.machine()}, {platform.system()}, python {platform.python_version()}; "
           f"one process per measurement, one torch thread")
     rows = []
+    machine = machine_info(1)
     for size, key in videos.items():
         seconds = round(frames[key] / release.video_fps(key), 1)
         with tempfile.TemporaryDirectory() as scratch:
             row = {"stage": "features (hog + egemaps)", "video": key, "size": size, "frames": frames[key],
-                   "seconds": seconds, **measure(["features", str(args.data), key, scratch])}
+                   "seconds": seconds, **measure(["features", str(args.data), key, scratch]), "machine": machine}
         print(json.dumps(row))
         rows.append(row)
         for model in [m for m in args.models.split(",") if m]:
             row = {"stage": f"inference {model}", "video": key, "size": size, "frames": frames[key], "seconds": seconds,
-                   **measure(["predict", str(args.data), str(args.work), key, model])}
+                   **measure(["predict", str(args.data), str(args.work), key, model]), "machine": machine}
             print(json.dumps(row))
             rows.append(row)
     print(f"\n{'stage':<28}{'video':<8}{'frames':>8}{'peak MB':>10}{'wall s':>9}")

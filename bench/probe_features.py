@@ -19,7 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, missing_data  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
 
 from sklearn.linear_model import Ridge  # noqa: E402
 from sklearn.model_selection import GroupKFold  # noqa: E402
@@ -57,13 +60,13 @@ def main(argv=None) -> int:
     summary, _, details = __doc__.partition("\n\n")
     parser = argparse.ArgumentParser(description=summary, epilog=details,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("work/demo-emi"),
+    parser.add_argument("--data", type=Path, default=ROOT / "work" / "demo-emi",
                         help="the EMI release (default work/demo-emi, the demo run_all.sh makes)")
-    parser.add_argument("--work", type=Path, default=Path("work"),
+    parser.add_argument("--work", type=Path, default=ROOT / "work",
                         help="the work folder whose features/ cache was extracted from --data (default work)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
-        sys.exit(f"{args.data} not found: run `bash run_all.sh` (or python -m solution.synth) first")
+        sys.exit(missing_data(args.data, "emi"))
     root = cache.features_root(args.work)
     if not root.is_dir():
         sys.exit(f"{root}: no features cache; run python -m solution.features --data {args.data} --work {args.work}")

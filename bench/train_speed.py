@@ -1,7 +1,9 @@
-"""Training throughput of every registered model at a fixed shape (forward, backward, AdamW step).
+"""Training throughput and peak memory of every registered model at a fixed shape (forward, backward, AdamW step), and how step time grows with sequence length and batch size.
 
     python bench/train_speed.py                              # every model, EMI shape, 2 threads
     python bench/train_speed.py --model dual_stage,rcma --threads 1
+    python bench/train_speed.py --sweep                      # + lengths 40,80,160,320 at batch 32, batches 8,16,32,64 at length 160
+    python bench/train_speed.py --lengths 40,80 --batches 8 --steps 3 --json
     python bench/train_speed.py --rjcma                      # RCMA at the public RJCMA shape, frames/s
     python bench/train_speed.py --model rcma --level frame --batch 12 --visual 300x512 --audio 300x128 --text 300x768
 
@@ -13,41 +15,71 @@ trains on one shared time grid (rcma) gets every timed stream on that grid: by d
 visual length (160 steps: the 10 Hz shared grid over a 16 s clip, the audio resampled to it as
 the data layer does); --shared-steps 400 puts it at the audio's length instead.
 
+Memory. Every measurement (a model at one shape) runs in its own child process, so its peak
+resident memory is its own: peak_rss_mb is the child's ru_maxrss (from wait4), the whole
+process (Python, torch, the random batch, the model, activations, optimizer state);
+rss_base_mb is its resident memory just before the model is built, so the difference is
+what the model and its training step add. On CUDA (--device cuda) the child also reports
+torch.cuda.max_memory_allocated as peak_cuda_mb.
+
+Sweep. --lengths scales the time axis: the face stream gets L steps, and every other timed
+stream (the audio; text when it is timed) keeps its ratio to the face stream of the fixed
+shape (L=160 -> audio 400), at the fixed --batch; --batches varies the batch at the fixed
+shape. A point equal to the fixed shape is measured once and reported as both.
+
 --rjcma reproduces the public RCMA implementation's shape (praveena2j/RJCMA, first commit):
 frame-level, batch 12, windows of 300 frames, inputs 512/128/768 (face/voice/text), TCN
 channels 512/128/512, 4 levels, kernel 5, two recursions, one output. That code's fusion
 network trains at 1,057 frames/s at this shape with Adam on 2 CPU threads with torch 2.14.1.
 
-Output: one JSON line per model: videos/s (frames/s for frame-level), ms per step, the shape,
-threads, torch version and CPU. Other processes on the same cores lower the numbers.
+Output (stdout): one JSON line per model at the fixed shape ("bench": "train": videos/s, or
+frames/s for frame-level, ms per step, CPU ms per step, peak MB, the shape, parameters) and one
+per sweep point ("bench": "sweep", "axis": "length" or "batch"), each with the machine; then
+Markdown tables unless --json. Progress on stderr. Other processes on the same cores lower the
+speeds (ms_per_step) but not the memory; cpu_ms_per_step (the process's CPU time per step, all
+threads) suffers less from them.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, emit, machine_info, progress, render, rss_mb, run_child  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from solution.data import cue_slices  # noqa: E402
-from solution.metrics import make_loss  # noqa: E402
-from solution.models import InputSpec, create_model, model_class, model_names  # noqa: E402
-from solution.tracks import EMI, VA  # noqa: E402
-
+sys.path.insert(0, str(ROOT))
 RJCMA_CONFIG = {"rcma": {"channels": "512,128,512", "tcn_levels": 4, "tcn_kernel": 5, "recursions": 2}}
+MODALITIES = ("visual", "audio", "text")
 
 
 def parse_shape(text: str) -> tuple[int, int]:
-    steps, dim = text.lower().split("x")
-    return int(steps), int(dim)
+    try:
+        steps, dim = text.lower().split("x")
+        return int(steps), int(dim)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is STEPSxDIM, e.g. 160x768; got {text!r}") from None
 
 
-def make_batch(spec: InputSpec, batch: int, shapes: dict, seed: int = 0) -> dict:
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a comma list of whole numbers, e.g. 40,80,160; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"a comma list of positive whole numbers; got {text!r}")
+    return values
+
+
+# ------------------------------------------------------------------ one measurement (in a child)
+
+def make_batch(spec, batch: int, shapes: dict, seed: int = 0) -> dict:
+    import numpy as np
+    import torch
+
     rng = np.random.default_rng(seed)
     out = {"keys": [f"{i:05d}" for i in range(batch)]}
     for m in spec.modalities:
@@ -68,31 +100,109 @@ def make_batch(spec: InputSpec, batch: int, shapes: dict, seed: int = 0) -> dict
     return out
 
 
-def measure(name: str, spec: InputSpec, config: dict, batch: dict, steps: int, warmup: int, phase: str | None) -> dict:
+def measure(name: str, spec, config: dict, batch: dict, steps: int, warmup: int, phase: str | None,
+            device: str = "cpu", max_seconds: float = 0.0) -> dict:
+    """Median wall and CPU time of a training step; timed steps stop early once `max_seconds`
+    of them have run (at least two)."""
+    import numpy as np
+    import torch
+
+    from solution.metrics import make_loss
+    from solution.models import create_model
+
     torch.manual_seed(0)
-    model = create_model(name, spec, config)
+    model = create_model(name, spec, config).to(device)
     model.train()
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
     opt = torch.optim.AdamW(model.param_groups(1e-3), lr=1e-3)
     loss_fn = make_loss("ccc")
     phase = phase or [p.name for p in model.phases(type("T", (), {"epochs": 1, "lr": 1e-3})())][-1]
-    times = []
+    cuda = device.startswith("cuda")
+    times, cpu_times = [], []
     for step in range(warmup + steps):
-        start = time.perf_counter()
+        if cuda:
+            torch.cuda.synchronize()
+        start, cpu_start = time.perf_counter(), time.process_time()
         loss = model.phase_loss(phase, batch, loss_fn)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
         if step >= warmup:
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
+            if max_seconds and len(times) >= 2 and sum(times) > max_seconds:
+                break
     per_step = float(np.median(times))
     n = len(batch["keys"])
-    out = {"model": name, "level": spec.level, "ms_per_step": round(1000 * per_step, 1), "batch": n,
-           "parameters": sum(p.numel() for p in model.parameters())}
+    out = {"model": name, "level": spec.level, "ms_per_step": round(1000 * per_step, 1),
+           "cpu_ms_per_step": round(1000 * float(np.median(cpu_times)), 1), "steps_timed": len(times),
+           "batch": n, "parameters": sum(p.numel() for p in model.parameters())}
     if spec.level == "frame":
         out["frames_per_s"] = round(n * batch["frame_mask"].shape[1] / per_step, 1)
     else:
         out["videos_per_s"] = round(n / per_step, 1)
     return out
+
+
+def child(job: dict) -> dict:
+    """One model at one shape; run as `train_speed.py --child JSON` in its own process."""
+    import torch
+
+    from solution.data import cue_slices
+    from solution.models import InputSpec, model_class
+    from solution.tracks import EMI, VA
+
+    torch.set_num_threads(job["threads"])
+    device = job["device"]
+    if device.startswith("cuda"):
+        torch.cuda.init()
+        torch.cuda.reset_peak_memory_stats(device)
+    name, level, shapes = job["model"], job["level"], {m: tuple(s) for m, s in job["shapes"].items()}
+    track = EMI if level == "video" else VA
+    if model_class(name).train_defaults.get("grid") == "shared" and level == "video":
+        # A model that trains on one time grid gets every timed stream on it: by default at the
+        # face stream's length (the 10 Hz shared grid over the same clip), or --shared-steps.
+        on_grid = job["shared_steps"] or shapes["visual"][0]
+        shapes = {m: (on_grid if m != "text" or steps > 1 else steps, dim) for m, (steps, dim) in shapes.items()}
+    spec = InputSpec(MODALITIES, {m: shapes[m][1] for m in MODALITIES}, cue_slices(MODALITIES),
+                     job["n_targets"] or track.dim, track.low, track.high, level,
+                     extra={"text_timed": shapes["text"][0] > 1})
+    batch = make_batch(spec, job["batch"], shapes)
+    base = rss_mb()
+    result = measure(name, spec, job["config"], batch, job["steps"], job["warmup"], None, device, job["max_seconds"])
+    result.update(shape={m: list(s) for m, s in shapes.items()}, rss_base_mb=round(base or 0, 1),
+                  torch=torch.__version__, threads=job["threads"], device=device, config=job["config"])
+    if device.startswith("cuda"):
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+    return result
+
+
+def run_point(job: dict) -> dict:
+    """A measurement in a child process, with the child's peak resident memory."""
+    measured = run_child([str(Path(__file__).resolve()), "--child", json.dumps(job)], label=f"{job['model']}",
+                         sample=False)
+    result = None
+    for line in reversed(measured["lines"]):
+        if line.startswith("{"):
+            result = json.loads(line)
+            break
+    if result is None:
+        raise RuntimeError("the child printed no result:\n" + "\n".join(measured["lines"][-20:]))
+    result["peak_rss_mb"] = measured["peak_rss_mb"]
+    result["wall_s"] = measured["seconds"]
+    return result
+
+
+# ------------------------------------------------------------------ the plan
+
+def scaled(shapes: dict, length: int) -> dict:
+    """The fixed shape with the face stream at `length` steps and every other timed stream
+    scaled by the same factor (one-step streams, e.g. one text vector, stay one step)."""
+    factor = length / shapes["visual"][0]
+    return {m: (length if m == "visual" else steps if steps == 1 else max(1, round(steps * factor)), dim)
+            for m, (steps, dim) in shapes.items()}
 
 
 def main(argv=None) -> int:
@@ -101,20 +211,45 @@ def main(argv=None) -> int:
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--model", default="", help="comma list of registered models (default: every one)")
     parser.add_argument("--level", choices=("video", "frame"), default="video", help="video-level (EMI) or frame-level (VA) shape")
-    parser.add_argument("--batch", type=int, default=32, help="videos (or windows) per step")
-    parser.add_argument("--visual", type=parse_shape, default=(160, 768), help="STEPSxDIM of the face stream")
-    parser.add_argument("--audio", type=parse_shape, default=(400, 768), help="STEPSxDIM of the voice stream")
-    parser.add_argument("--text", type=parse_shape, default=(1, 384), help="STEPSxDIM of the text stream")
+    parser.add_argument("--batch", type=int, default=32, help="videos (or windows) per step (default 32)")
+    parser.add_argument("--visual", type=parse_shape, default=(160, 768), help="STEPSxDIM of the face stream (default 160x768)")
+    parser.add_argument("--audio", type=parse_shape, default=(400, 768), help="STEPSxDIM of the voice stream (default 400x768)")
+    parser.add_argument("--text", type=parse_shape, default=(1, 384), help="STEPSxDIM of the text stream (default 1x384)")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE",
                         help="a model setting, e.g. rcma.recursions=1 (repeatable; values as Python literals)")
     parser.add_argument("--shared-steps", type=int, default=0,
                         help="steps of the shared time grid for models that train on one (default: the visual steps)")
     parser.add_argument("--rjcma", action="store_true", help="RCMA at the public RJCMA shape (overrides the shape flags)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (the median is reported)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also the sweep: --lengths 40,80,160,320 and --batches 8,16,32,64 unless given")
+    parser.add_argument("--lengths", type=int_list, default=None, metavar="L,L",
+                        help="face-stream lengths to time at the fixed --batch (implies the sweep)")
+    parser.add_argument("--batches", type=int_list, default=None, metavar="B,B",
+                        help="batch sizes to time at the fixed shape (implies the sweep)")
+    parser.add_argument("--sweep-models", default="", metavar="MODEL,MODEL",
+                        help="sweep only these of the measured models (default: every one)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported (default 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--max-seconds", type=float, default=0.0,
+                        help="stop a point's timed steps once they took this long, after at least two (default: no limit)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--json", action="store_true", help="JSON lines only, no Markdown tables after them")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))), flush=True)
+        return 0
+
+    import torch
+
+    from solution.models import model_class, model_names
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device here")
+    if min(args.steps, args.threads, args.batch) < 1 or args.warmup < 0:
+        parser.error("--steps, --threads and --batch must be at least 1, --warmup at least 0")
+
     configs: dict[str, dict] = {}
     if args.rjcma:
         names, level, batch_size = ["rcma"], "frame", 12
@@ -126,36 +261,70 @@ def main(argv=None) -> int:
         level, batch_size = args.level, args.batch
         shapes = {"visual": args.visual, "audio": args.audio, "text": args.text}
         n_targets = None
-    for item in args.set:
-        key, value = item.split("=", 1)
-        model, field = key.split(".", 1)
+    for name in names:
         try:
-            import ast
+            model_class(name)
+        except ValueError as exc:
+            parser.error(str(exc))
+    for item in args.set:
+        try:
+            key, value = item.split("=", 1)
+            model, field = key.split(".", 1)
+        except ValueError:
+            parser.error(f"--set takes MODEL.KEY=VALUE, got {item!r}")
+        try:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             pass
         configs.setdefault(model, {})[field] = value
-    track = EMI if level == "video" else VA
-    modalities = ("visual", "audio", "text")
+    lengths, batches = args.lengths, args.batches
+    if args.sweep:
+        lengths = lengths or [40, 80, 160, 320]
+        batches = batches or [8, 16, 32, 64]
+    lengths, batches = lengths or [], batches or []
+    fixed = (batch_size, shapes["visual"][0])
+    # Every (batch, length) point, each measured once, and which records it feeds.
+    points: dict[tuple, list[tuple]] = {fixed: [("train", None)]}
+    for length in lengths:
+        points.setdefault((batch_size, length), []).append(("sweep", "length"))
+    for b in batches:
+        points.setdefault((b, shapes["visual"][0]), []).append(("sweep", "batch"))
+    order = sorted(points, key=lambda p: (p != fixed, p[0] * p[1]))
+    names = [n for n in names if level in model_class(n).levels]
+    swept = [m for m in args.sweep_models.split(",") if m] or names
+    for name in swept:
+        if name not in names:
+            parser.error(f"--sweep-models {name}: not among the measured models {names}")
+    plans = {name: order if name in swept else [fixed] for name in names}
+    records, started = [], time.perf_counter()
+    total, done = sum(len(p) for p in plans.values()), 0
     for name in names:
-        if level not in model_class(name).levels:
-            continue
-        model_shapes = dict(shapes)
-        if model_class(name).train_defaults.get("grid") == "shared" and level == "video":
-            # A model that trains on one time grid gets every timed stream on it: by default at
-            # the face stream's length (the 10 Hz shared grid over the same clip), or --shared-steps.
-            steps_on_grid = args.shared_steps or shapes["visual"][0]
-            model_shapes = {m: (steps_on_grid if m != "text" or steps > 1 else steps, dim)
-                            for m, (steps, dim) in shapes.items()}
-        spec = InputSpec(modalities, {m: model_shapes[m][1] for m in modalities}, cue_slices(modalities),
-                         n_targets or track.dim, track.low, track.high, level,
-                         extra={"text_timed": model_shapes["text"][0] > 1})
-        batch = make_batch(spec, batch_size, model_shapes)
-        result = measure(name, spec, configs.get(name, {}), batch, args.steps, args.warmup, None)
-        result.update(shape={m: list(s) for m, s in model_shapes.items()}, threads=args.threads, torch=torch.__version__,
-                      cpu=platform.processor() or platform.machine(), config=configs.get(name, {}))
-        print(json.dumps(result), flush=True)
-    return 0
+        for point in plans[name]:
+            b, length = point
+            done += 1
+            job = {"model": name, "level": level, "batch": b, "shapes": scaled(shapes, length),
+                   "config": configs.get(name, {}), "n_targets": n_targets, "shared_steps": args.shared_steps,
+                   "steps": args.steps, "warmup": args.warmup, "max_seconds": args.max_seconds,
+                   "threads": args.threads, "device": args.device}
+            progress(f"train_speed {done}/{total}: {name} batch {b} length {length} "
+                     f"({time.perf_counter() - started:.0f} s so far)")
+            try:
+                result = run_point(job)
+            except RuntimeError as exc:
+                last = [line for line in str(exc).splitlines() if line.strip()][-1]
+                result = {"model": name, "batch": b, "shape": job["shapes"], "error": last[:500],
+                          "details": str(exc)[-2000:]}
+                progress(f"  failed: {last}")
+            for kind, axis in points[point] if name in swept else [("train", None)]:
+                record = {"bench": kind, **({"axis": axis, "length": length} if axis else {}), **result,
+                          "machine": {**machine_info(args.threads, args.device)}}
+                if kind == "train" and args.rjcma:
+                    record["rjcma"] = True
+                emit(record)
+                records.append(record)
+    if not args.json:
+        print("\n" + render(records), flush=True)
+    return 1 if any("error" in r for r in records) else 0
 
 
 if __name__ == "__main__":
