@@ -17,6 +17,8 @@
 #                  (default dual_stage,foalnet,rcma)
 #   BASELINE       a model trained for the report only (default linear; empty to skip)
 #   FOLDS          number of folds (default 5); JOBS: folds trained in parallel (default: cores)
+#   GPUS           DEVICE=cuda: how many GPUs the JOBS parallel folds share, one a fold at a time
+#                  (default: the GPUs found; CUDA_VISIBLE_DEVICES, when set, lists the ones to use)
 #   SCHEME         grouped (default: K folds over train+valid) | official (train on train, score on valid)
 #   LABEL_DELAY    VA: seconds the labels lag the media; auto (default) chooses it out of fold (solution.delay)
 #   DEVICE         cpu | cuda (default cpu); SEED: demo generator seed (default 0)
@@ -26,6 +28,13 @@
 #   PREDICT_DATA   a release or test listing that arrived later: predict it with the models trained
 #                  earlier with the same DATA_DIR/WORK_DIR (no training; solution.predict)
 #   VENV_DIR       the virtual environment (default ./.venv); PYTHON: the interpreter that builds it
+#
+# The console is a progress report: one line per stage and its time, the feature stage's
+# progress bar, one progress bar over the folds (python -m solution.jobs run) with a line per
+# finished fold and its held-out score, then the blend, the submission and the report. Each
+# fold's own output goes to WORK/<track>-<fingerprint>/runs/<model>/fold<k>/train.log (a failed
+# fold's last lines are shown); WORK/<track>-<fingerprint>/stages.jsonl records every finished
+# stage's time and command lines, with the settings, for the report (report/summary.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 source solution/venv.sh
@@ -38,9 +47,11 @@ BASELINE="${BASELINE-linear}"
 FOLDS="${FOLDS:-5}"
 JOBS="${JOBS:-$(nproc)}"
 DEVICE="${DEVICE:-cpu}"
+SCHEME="${SCHEME:-grouped}"
 case "$TRACK" in emi) EXT=csv ;; va) EXT=txt ;; *) echo "TRACK must be emi or va, got '$TRACK'" >&2; exit 2 ;; esac
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a whole number of at least 1, got '$JOBS'" >&2; exit 2; }
 [[ "$FOLDS" =~ ^[1-9][0-9]*$ ]] || { echo "FOLDS must be a whole number of at least 1, got '$FOLDS'" >&2; exit 2; }
+case "$SCHEME" in grouped|official) ;; *) echo "SCHEME must be grouped or official, got '$SCHEME'" >&2; exit 2 ;; esac
 CONFIG_ARGS=()
 if [ -n "${CONFIG:-}" ]; then
   [ -f "$CONFIG" ] || { echo "CONFIG=$CONFIG is not a file" >&2; exit 2; }
@@ -53,13 +64,50 @@ split_args() {  # split_args NAME VALUE -> fills the array NAME
     { echo "cannot split the flags '$2' (unbalanced quotes?)" >&2; exit 2; }
   mapfile -t "$1" < <([ -n "$lines" ] && printf '%s\n' "$lines")
 }
-# Each stage's wall time, printed when the next one starts (and at the end), for the README's timing table.
+# Each stage's wall time, printed when the next one starts (and at the end), for the README's timing
+# table, and recorded with its command lines in the stages file (JSON lines, rewritten atomically as
+# each stage finishes: a stage that was announced but did not finish is not in it).
 SECONDS=0 STAGE="" STAGE_START=0  # after the venv: install time is not counted
-stage() {  # stage "N/6 what": closes the running stage with its time, then announces the next
-  [ -z "$STAGE" ] || echo "   (stage ${STAGE%% *} took $((SECONDS - STAGE_START)) s)"
-  STAGE="$1" STAGE_START=$SECONDS
+STAGES_FILE="" STAGE_LINES=() STAGE_COMMANDS=()
+json() {  # json KIND ARGS...: one JSON line (settings KEY=VALUE...; config FILE; stage NAME SECONDS COMMAND...)
+  "$PY" -c '
+import json, shlex, sys
+kind, args = sys.argv[1], sys.argv[2:]
+if kind == "settings":
+    print(json.dumps({"settings": dict(a.split("=", 1) for a in args)}))
+elif kind == "config":
+    print(json.dumps({"config": open(args[0], encoding="utf-8").read()}))
+else:
+    # Each command comes as its words, each ended by \x1f (see run), and goes out shell-quoted.
+    commands = [shlex.join(c.split("\x1f")[:-1]) for c in args[2:]]
+    print(json.dumps({"stage": args[0], "seconds": int(args[1]), "command": "\n".join(commands)}))
+' "$@"
+}
+write_stages() {  # the stages file so far, atomically (temporary file, then mv)
+  [ -n "$STAGES_FILE" ] || return 0
+  mkdir -p "$(dirname "$STAGES_FILE")"
+  printf '%s\n' "${STAGE_LINES[@]}" > "$STAGES_FILE.tmp.$$"
+  mv -f "$STAGES_FILE.tmp.$$" "$STAGES_FILE"
+}
+run() {  # run CMD ARGS...: runs the command and records its exact command line for the stages file
+  local words
+  printf -v words '%s\x1f' "$@"
+  STAGE_COMMANDS+=("$words")
+  "$@"
+}
+stage() {  # stage "N/7 what": closes the running stage with its time, then announces the next
+  local took=$((SECONDS - STAGE_START))
+  if [ -n "$STAGE" ]; then
+    echo "   (stage ${STAGE%% *} took $took s)"
+    STAGE_LINES+=("$(json stage "$STAGE" "$took" ${STAGE_COMMANDS[@]+"${STAGE_COMMANDS[@]}"})")
+    write_stages
+  fi
+  STAGE="$1" STAGE_START=$SECONDS STAGE_COMMANDS=()
   [ -z "$1" ] || echo "== $1"
 }
+# Model-loading progress bars of the Hugging Face libraries (the text model in every process)
+# are noise on this console; the stages' own bars stay.
+export HF_HUB_DISABLE_PROGRESS_BARS="${HF_HUB_DISABLE_PROGRESS_BARS:-1}"
 split_args FEATURE_EXTRA "${FEATURE_ARGS:-}"
 split_args TRAIN_EXTRA "${TRAIN_ARGS:-}"
 
@@ -84,58 +132,64 @@ if [ -n "${PREDICT_DATA:-}" ]; then
 fi
 # ---- end of PREDICT_DATA ----
 
+[ "$SCHEME" = grouped ] || FOLDS=1
 if [ -z "${DATA_DIR:-}" ]; then
   DATA_DIR="$WORK_DIR/demo-$TRACK"
-  stage "1/6 demo data ($TRACK) -> $DATA_DIR"
-  "$PY" -m solution.synth --track "$TRACK" --out "$DATA_DIR" --seed "${SEED:-0}"
+  stage "1/7 demo data ($TRACK) -> $DATA_DIR"
+  run "$PY" -m solution.synth --track "$TRACK" --out "$DATA_DIR" --seed "${SEED:-0}"
 else
-  stage "1/6 using the release in $DATA_DIR"
+  stage "1/7 using the release in $DATA_DIR"
   [ -d "$DATA_DIR" ] || { echo "DATA_DIR=$DATA_DIR is not a folder" >&2; exit 2; }
 fi
+# The release's work folder (keyed by its labelled videos), known once the release is there.
+RELEASE_WORK="$("$PY" -m solution.runs --data "$DATA_DIR" --work "$WORK_DIR")"
+STAGES_FILE="$RELEASE_WORK/stages.jsonl"
+[ "$TRACK" = emi ] || LABEL_DELAY="${LABEL_DELAY:-auto}"
+STAGE_LINES=("$(json settings "TRACK=$TRACK" "DATA_DIR=$DATA_DIR" "WORK_DIR=$WORK_DIR" "MODELS=$MODELS" \
+  "BASELINE=$BASELINE" "FOLDS=$FOLDS" "JOBS=$JOBS" "DEVICE=$DEVICE" "SCHEME=$SCHEME" "SEED=${SEED:-0}" \
+  "FEATURE_ARGS=${FEATURE_ARGS:-}" "TRAIN_ARGS=${TRAIN_ARGS:-}" "LABEL_DELAY=${LABEL_DELAY:-}" "CONFIG=${CONFIG:-}")")
+[ -z "${CONFIG:-}" ] || STAGE_LINES+=("$(json config "$CONFIG")")
 
-stage "2/6 features -> $WORK_DIR/features"
-"$PY" -m solution.features --data "$DATA_DIR" --work "$WORK_DIR" --workers "$JOBS" --device "$DEVICE" \
+stage "2/7 features -> $WORK_DIR/features"
+run "$PY" -m solution.features --data "$DATA_DIR" --work "$WORK_DIR" --workers "$JOBS" --device "$DEVICE" \
     ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${FEATURE_EXTRA[@]+"${FEATURE_EXTRA[@]}"}
 
-RELEASE_WORK="$("$PY" -m solution.runs --data "$DATA_DIR" --work "$WORK_DIR")"
-SCHEME="${SCHEME:-grouped}"
-case "$SCHEME" in grouped|official) ;; *) echo "SCHEME must be grouped or official, got '$SCHEME'" >&2; exit 2 ;; esac
-[ "$SCHEME" = grouped ] || FOLDS=1
-stage "3/6 folds ($SCHEME: $FOLDS, grouped by subject where the release says who the subjects are) -> $RELEASE_WORK"
-"$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS" --scheme "$SCHEME" \
+stage "3/7 folds ($SCHEME: $FOLDS, grouped by subject where the release says who the subjects are) -> $RELEASE_WORK"
+run "$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS" --scheme "$SCHEME" \
     ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
 DELAY_ARGS=()  # frame-level tracks: how late the annotators are, chosen out of fold unless given
 if [ "$TRACK" = va ]; then
-  LABEL_DELAY="${LABEL_DELAY:-auto}"
+  CHOSEN_DELAY="$LABEL_DELAY"
   if [ "$LABEL_DELAY" = auto ]; then
-    "$PY" -m solution.delay --data "$DATA_DIR" --work "$WORK_DIR" ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
-    LABEL_DELAY="$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["label_delay"])' "$RELEASE_WORK/delay.json")"
+    run "$PY" -m solution.delay --data "$DATA_DIR" --work "$WORK_DIR" ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
+    CHOSEN_DELAY="$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["label_delay"])' "$RELEASE_WORK/delay.json")"
   fi
-  DELAY_ARGS=(--set "label_delay=$LABEL_DELAY")
+  DELAY_ARGS=(--set "label_delay=$CHOSEN_DELAY")
 fi
 
 RUNS="$MODELS${BASELINE:+,$BASELINE}"
-THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
-stage "4/6 training $RUNS, $FOLDS folds each, $JOBS at a time (logs: $RELEASE_WORK/runs/<model>/fold<k>/seed<s>/log.csv)"
-for model in ${RUNS//,/ }; do
-  for ((fold = 0; fold < FOLDS; fold++)); do echo "--model $model --fold $fold"; done
-done | xargs -P "$JOBS" -L 1 "$PY" -m solution.train_fold --data "$DATA_DIR" --work "$WORK_DIR" \
-    --device "$DEVICE" --threads "$THREADS" --log-every 10 ${DELAY_ARGS[@]+"${DELAY_ARGS[@]}"} \
+stage "4/7 training $RUNS, $FOLDS folds each, $JOBS at a time"
+run "$PY" -m solution.jobs run --data "$DATA_DIR" --work "$WORK_DIR" --models "$RUNS" --folds "$FOLDS" \
+    --jobs "$JOBS" --device "$DEVICE" -- --log-every 10 ${DELAY_ARGS[@]+"${DELAY_ARGS[@]}"} \
     ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
 
-stage "5/6 report (out-of-fold, epochs chosen without the held-out fold) and the blend of $MODELS"
-"$PY" -m solution.report --data "$DATA_DIR" --work "$WORK_DIR" --runs "$RUNS"
-"$PY" -m solution.ensemble --data "$DATA_DIR" --work "$WORK_DIR" --runs "$MODELS"
+stage "5/7 the blend of $MODELS, its weights fit out of fold"
+run "$PY" -m solution.ensemble --data "$DATA_DIR" --work "$WORK_DIR" --runs "$MODELS"
 PRED="$RELEASE_WORK/predictions/test.$EXT"
 HIDDEN="$DATA_DIR/private/test_labels.csv"; [ "$TRACK" = emi ] || HIDDEN="$DATA_DIR/private/VA_Estimation_Challenge/Test_Set"
 if [ -e "$HIDDEN" ]; then
   echo "   the synthetic release keeps its test labels aside; the submitted predictions score:"
-  "$PY" -m solution.evaluate --track "$TRACK" --pred "$PRED" --labels "$HIDDEN"
+  run "$PY" -m solution.evaluate --track "$TRACK" --pred "$PRED" --labels "$HIDDEN"
 fi
 NAME="${MODELS//,/+}-$(date +%Y%m%d-%H%M%S)"
 
-stage "6/6 submission"
-"$PY" -m solution.submit --track "$TRACK" --pred "$PRED" --data "$DATA_DIR" --out-dir "$SUBMISSIONS_DIR" --name "$NAME"
-"$PY" -m solution.submit --check "$SUBMISSIONS_DIR/$NAME.zip" --data "$DATA_DIR" --track "$TRACK"
+stage "6/7 submission"
+run "$PY" -m solution.submit --track "$TRACK" --pred "$PRED" --data "$DATA_DIR" --out-dir "$SUBMISSIONS_DIR" --name "$NAME"
+run "$PY" -m solution.submit --check "$SUBMISSIONS_DIR/$NAME.zip" --data "$DATA_DIR" --track "$TRACK"
+
+# Last, so the stages file it is given holds every other stage; after the blend, so it shows it.
+stage "7/7 report (out-of-fold, epochs chosen without the held-out fold; the blend; the stages)"
+run "$PY" -m solution.report --data "$DATA_DIR" --work "$WORK_DIR" --runs "$RUNS" --stages "$STAGES_FILE" --out "$RELEASE_WORK/report"
 stage ""
 echo "done: $SUBMISSIONS_DIR/$NAME.zip (all stages: $SECONDS s)"
+echo "report: $RELEASE_WORK/report/ (summary.md and plots; the stages and their commands: $STAGES_FILE)"

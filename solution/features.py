@@ -442,6 +442,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", type=Path, help="TOML file; its [features] table gives defaults for these options")
     args = apply_stage_config(parser, argv, "features")
     logging.basicConfig(level=logging.INFO, format="[features] %(message)s")
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # its model-loading lines, once per worker
     try:
         track = args.track or detect_track(args.data)
         release = [s for s in release_videos(track, args.data) if s.split in args.splits.split(",")]

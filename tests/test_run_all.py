@@ -1,6 +1,7 @@
 """run_all.sh as a user runs it (on the small fixture releases instead of the full demo)."""
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -44,6 +45,19 @@ def test_run_all_emi_then_another_release_in_the_same_checkout(emi_data, tmp_pat
     assert [s.split("@")[0] for s in metrics["settings"]["streams"]["visual"]] == ["hog", "organizer:vit"]
     zips = list((tmp_path / "subs").glob("dual_stage+foalnet+rcma-*.zip"))
     assert len(zips) == 1 and submit.check_zip(zips[0], emi_data, "emi") == []
+    # The console is a progress report: a line per fold with its score; the folds' chatter is in their logs.
+    assert f"[jobs] rcma fold 1: held-out pearson" in done.stdout and "[train]" not in done.stdout + done.stderr
+    assert "seed 0 main epoch" in (rw.fold("rcma", 1) / "train.log").read_text()
+    # The stages file: the settings, the CONFIG file, every stage with its time and command lines.
+    stages = [json.loads(line) for line in (rw.root / "stages.jsonl").read_text().splitlines()]
+    assert stages[0]["settings"]["MODELS"] == "dual_stage,foalnet,rcma" and stages[0]["settings"]["TRAIN_ARGS"] == streams
+    assert stages[1] == {"config": CONFIG}
+    assert [s["stage"].split()[0] for s in stages[2:]] == [f"{k}/7" for k in range(1, 8)]
+    assert all(isinstance(s["seconds"], int) for s in stages[2:])
+    training = stages[5]["command"]
+    assert "-m solution.jobs run" in training and "'streams={visual=[\"hog\", \"organizer:vit\"]" in training
+    assert "-m solution.report" in stages[8]["command"] and "--stages" in stages[8]["command"]
+    assert (rw.root / "report" / "summary.md").is_file() and f"report: {rw.root}/report/" in done.stdout
 
     # The user's own release next, in the same checkout and work folder: nothing of the first is reused.
     other = features_only_release(emi_data, tmp_path / "features-only")
@@ -81,6 +95,20 @@ def test_run_all_va_trains_every_model_and_writes_a_valid_zip(va_data, tmp_path)
     assert len(zips) == 1 and submit.check_zip(zips[0], va_data, "va") == []
 
 
+def test_run_all_records_only_finished_stages_and_stops_at_a_failed_fold(emi_data, emi_features, tmp_path):
+    """A stage that fails is announced but not recorded; a fold that fails names its log."""
+    (tmp_path / "work").mkdir()
+    shutil.copytree(emi_features / "features", tmp_path / "work" / "features")  # the features stage: a quick no-op
+    done = run_all(tmp_path, DATA_DIR=str(emi_data), MODELS="linear", BASELINE="",
+                   TRAIN_ARGS="--set epochs=2 --set seeds=1 --set lr=fast")
+    assert done.returncode != 0
+    assert "== 4/7 training linear" in done.stdout and "[jobs] FAILED linear fold 0" in done.stderr
+    rw = release_work(tmp_path / "work", emi_data)
+    assert f"log: {rw.fold('linear', 0) / 'train.log'}" in done.stderr
+    stages = [json.loads(line) for line in (rw.root / "stages.jsonl").read_text().splitlines()]
+    assert "settings" in stages[0] and [s["stage"].split()[0] for s in stages[1:]] == ["1/7", "2/7", "3/7"]
+
+
 @pytest.mark.parametrize("env,message", [
     ({"TRACK": "xyz"}, "TRACK must be emi or va"),
     ({"DATA_DIR": "/nonexistent/release"}, "is not a folder"),
@@ -88,6 +116,7 @@ def test_run_all_va_trains_every_model_and_writes_a_valid_zip(va_data, tmp_path)
     ({"FOLDS": "two"}, "FOLDS must be a whole number"),
     ({"CONFIG": "/nonexistent/run.toml"}, "is not a file"),
     ({"TRAIN_ARGS": "--set 'lr=3"}, "unbalanced quotes"),
+    ({"SCHEME": "random"}, "SCHEME must be grouped or official"),
 ])
 def test_run_all_rejects_bad_settings(tmp_path, env, message):
     done = run_all(tmp_path, **env)
