@@ -1,7 +1,7 @@
 """Every benchmark of bench/ at the settings of the README's tables, one results file, Markdown tables at the end.
 
-    bash bench/run.sh                          # full: about 14 min on a quiet 2-core machine (see below)
-    bash bench/run.sh --quick                  # tiny settings, about 3 min: checks that every script works
+    bash bench/run.sh                          # full: about 18 min on an idle 2-core machine (see below)
+    bash bench/run.sh --quick                  # tiny settings, about 2 min: checks that every script works
     bash bench/run.sh --out bench/results/mine.jsonl --skip end_to_end
     python bench/run_all.py --from bench/results/2025-01-01-120000.jsonl   # only print the tables of a results file
 
@@ -19,11 +19,8 @@ to --out as they come, so a stopped run keeps what it measured):
               release the end-to-end run made (or --features-data, or work/demo-emi when the
               end-to-end run is skipped).
 
-Full mode on an idle 2-core machine (an estimate: the README's idle step times, about 0.2-0.3 s
-for dual_stage, foalnet and rcma at the EMI shape and twice that at length 320 or batch 64,
-and child start-up measured on a busy machine): train and sweep about 3 min (28 child
-processes of about 3 s start-up each, about 80 s of steps), end-to-end about 10 min (the
-README's 599 s), features under 1 min: about 14 min in all, 20 at worst. Other processes on the
+Full mode measured on 2026-12-01 (Intel Xeon, 2 cores, idle; bench/reference/): train and sweep
+292 s, end-to-end 757 s, features 16 s: about 18 min in all. Other processes on the
 cores make every number but the memory worse, the training steps many times so (torch's
 threads spin-wait for cores others hold); each JSON line records the load average when it
 was measured. Measure on a quiet machine.
@@ -121,7 +118,7 @@ def main(argv=None) -> int:
     summary, _, details = __doc__.partition("\n\n")
     parser = argparse.ArgumentParser(prog="bash bench/run.sh", description=summary,
                                      epilog=details, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny settings (about 3 min): checks the scripts work")
+    parser.add_argument("--quick", action="store_true", help="tiny settings (about 2 min): checks the scripts work")
     parser.add_argument("--out", type=Path, default=None,
                         help="results file, JSON lines (default bench/results/<date>-<time>[-quick].jsonl); "
                              "appended to if it exists")
@@ -150,7 +147,7 @@ def main(argv=None) -> int:
     results = Results(out)
     started = time.perf_counter()
     progress(f"run_all: {mode} mode; results -> {out}"
-             + ("" if args.quick else "; about 14 min on an idle 2-core machine"))
+             + ("" if args.quick else "; about 18 min on an idle 2-core machine"))
     results.add({"bench": "run", "mode": mode, "started": datetime.now().isoformat(timespec="seconds"),
                  "steps": [s for s in STEPS if s not in skip], **git_state(), "machine": machine_info()})
     failed = []

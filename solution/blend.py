@@ -43,7 +43,6 @@ that scores best on the other parts, and the width saved is the one best on all 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -146,7 +145,7 @@ def read_blend(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no saved blend; run python -m solution.ensemble first")
-    blend = json.loads(path.read_text())
+    blend = fileio.read_json(path, "saved blend", "run python -m solution.ensemble again")
     for field_name in ("track", "runs", "weights"):
         if field_name not in blend:
             raise DataError(f"{path}: not a blend file (no {field_name!r})")

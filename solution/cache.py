@@ -43,7 +43,6 @@ import numpy as np
 import pandas as pd
 
 from solution import fileio
-from solution.errors import DataError
 
 CACHE_VERSION = 2   # the optional `ends` of timed rows extends version 2: an entry without it is untimed
 KEY_LENGTH = 12
@@ -165,11 +164,6 @@ def write_failure(folder: Path, vid: str, key: str, reason: str, quality: dict |
     entry_path(folder, vid, key).unlink(missing_ok=True)
 
 
-def _unreadable(path: Path, what: str, exc: Exception, fix: str) -> DataError:
-    detail = str(exc).splitlines()[0] if str(exc) else ""
-    return DataError(f"{path}: unreadable {what} ({type(exc).__name__}: {detail}), truncated or damaged; {fix}")
-
-
 def _read_json(path: Path, what: str, fix: str = _REDO):
     return fileio.read_json(path, what, fix)
 
@@ -215,7 +209,7 @@ def read_entry(folder: Path, vid: str, key: str, dim: int | None = None) -> Entr
                 return Entry(data["features"], data["times"], data["frame_quality"], meta["quality"], meta["fps"],
                              source=meta.get("source", ""), ends=data["ends"] if "ends" in data.files else None)
         except _DAMAGED as exc:
-            raise _unreadable(path, "cache entry", exc, _REDO) from exc
+            raise fileio.unreadable(path, "cache entry", exc, _REDO) from exc
     failed = failure_path(folder, vid, key)
     if failed.is_file():
         info = _read_json(failed, "failure record")
@@ -276,7 +270,7 @@ def _entry_header(path: Path) -> tuple[list, dict]:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
     except _DAMAGED as exc:
-        raise _unreadable(path, "cache entry", exc, _REDO) from exc
+        raise fileio.unreadable(path, "cache entry", exc, _REDO) from exc
     return list(shape), meta
 
 

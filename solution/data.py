@@ -43,7 +43,6 @@ confidence or voice activity (`<modality>_quality`).
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from solution import cache
+from solution import cache, fileio
 from solution.config import TrainConfig
 from solution.errors import DataError
 from solution.layouts import annotated_mask
@@ -89,7 +88,7 @@ def _folder_info(folder: Path) -> dict | None:
     spec_file = folder / "spec.json"
     if not spec_file.is_file():
         return None
-    info = json.loads(spec_file.read_text())
+    info = fileio.read_json(spec_file, "stream spec", "delete its folder and run python -m solution.features again")
     info["dim"] = cache.read_manifest(folder).get("dim")
     info["mtime"] = spec_file.stat().st_mtime
     return info

@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 
 _sharded = False  # True while a training step runs on this process's share of a global batch
+_group = None     # the losses' and norms' own process group (see setup)
 
 
 def world_size() -> int:
@@ -64,6 +65,12 @@ def setup(device: str) -> str:
         device = f"cuda:{local_rank}"
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    global _group
+    # The collectives inside the forward and backward passes get their own group: DDP's
+    # gradient all-reduce runs on the default group as buckets fill, and collectives of one
+    # group must come in the same order on every process, which a branch taken by one
+    # process's rows only (e.g. Foal-Net's hard negatives) would not guarantee across the two.
+    _group = dist.new_group()
     return device
 
 
@@ -75,6 +82,15 @@ def teardown() -> None:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
+
+
+def from_main(value):
+    """The first process's `value`, on every process."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def active() -> bool:
@@ -114,20 +130,20 @@ class _GatherRows(torch.autograd.Function):
     def forward(ctx, x):
         sizes = torch.tensor([x.shape[0]], device=x.device)
         all_sizes = [torch.zeros_like(sizes) for _ in range(world_size())]
-        dist.all_gather(all_sizes, sizes)
+        dist.all_gather(all_sizes, sizes, group=_group)
         all_sizes = [int(s) for s in all_sizes]
         longest = max(all_sizes)
         padded = x.new_zeros((longest, *x.shape[1:]))
         padded[: x.shape[0]] = x
         parts = [torch.empty_like(padded) for _ in all_sizes]
-        dist.all_gather(parts, padded.contiguous())
+        dist.all_gather(parts, padded.contiguous(), group=_group)
         ctx.sizes, ctx.rank = all_sizes, rank()
         return torch.cat([p[:n] for p, n in zip(parts, all_sizes)])
 
     @staticmethod
     def backward(ctx, grad):
         grad = grad.contiguous().clone()
-        dist.all_reduce(grad)  # every process's loss asks something of these rows: the sum
+        dist.all_reduce(grad, group=_group)  # every process's loss asks something of these rows: the sum
         start = sum(ctx.sizes[: ctx.rank])
         return grad[start: start + ctx.sizes[ctx.rank]]
 
@@ -136,13 +152,13 @@ class _AllSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         x = x.clone()
-        dist.all_reduce(x)
+        dist.all_reduce(x, group=_group)
         return x
 
     @staticmethod
     def backward(ctx, grad):
         grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
+        dist.all_reduce(grad, group=_group)
         return grad
 
 
@@ -160,7 +176,7 @@ def global_count(mask: torch.Tensor) -> int:
     """How many True rows the global batch has (this process's alone outside a sharded step)."""
     count = mask.sum().reshape(1).long()
     if _sharded:
-        dist.all_reduce(count)
+        dist.all_reduce(count, group=_group)
     return int(count)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from solution import fileio
 from solution.layouts import DataError, annotated_mask, read_emi_labels, read_va_annotation
 from solution.metrics import format_score_table, score
 from solution.predictions import read_emi_predictions, read_va_predictions
@@ -35,7 +36,7 @@ def evaluate_emi(pred_path, labels_path) -> dict:
 
 def evaluate_va(pred_path, labels_dir) -> dict:
     labels_dir = Path(labels_dir)
-    files = sorted(p for p in labels_dir.glob("*.txt") if not p.name.startswith(".")) if labels_dir.is_dir() else []
+    files = fileio.listed(labels_dir, "*.txt") if labels_dir.is_dir() else []
     if not files:
         raise DataError(f"{labels_dir}: no <video>.txt annotation files")
     predictions = read_va_predictions(pred_path)

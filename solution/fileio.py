@@ -67,15 +67,24 @@ def write_csv(path, frame, **kwargs) -> None:
     write_text(path, frame.to_csv(**kwargs))
 
 
-def read_json(path, what: str = "JSON file", fix: str = "delete it and run the stage that writes it again"):
-    """A JSON file we wrote; a damaged one (cut short by a killed copy or a lost disk, never
-    half-written by us: writes are atomic) is an error naming the file and how to remake it."""
+def unreadable(path, what: str, exc: Exception, fix: str):
+    """The DataError for a file of ours that cannot be read: cut short by a killed copy or a
+    lost disk (never half-written by us: writes are atomic); it names the file and the remedy."""
     from solution.errors import DataError
 
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return DataError(f"{path}: unreadable {what} ({type(exc).__name__}: {detail}), truncated or damaged; {fix}")
+
+
+def read_json(path, what: str = "JSON file", fix: str = "delete it and run the stage that writes it again"):
     path = Path(path)
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:  # ValueError: cut JSON, or cut inside a UTF-8 character
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise DataError(f"{path}: unreadable {what} ({type(exc).__name__}: {detail}), truncated or damaged; "
-                        f"{fix}") from exc
+        raise unreadable(path, what, exc, fix) from exc
+
+
+def listed(folder, pattern: str) -> list[Path]:
+    """The files of `folder` matching `pattern`, sorted, without the hidden temporary files a
+    killed write leaves behind (`.<name>.XXXXXXXX<suffix>`, which the pattern may match too)."""
+    return sorted(p for p in Path(folder).glob(pattern) if not p.name.startswith("."))

@@ -72,7 +72,7 @@ def find_checkpoints(rw: ReleaseWork, run: str) -> list[list[Path]]:
     """[fold][seed] -> best.pt of every fold and seed of `run`; DataError listing all that is missing."""
     if not rw.folds_json.is_file():
         raise DataError(f"{rw.root}: no fold file; was this release trained in this work folder?")
-    k = json.loads(rw.folds_json.read_text())["k"]
+    k = fileio.read_json(rw.folds_json, "fold file", "run python -m solution.folds again")["k"]
     found, missing = [], []
     for fold in range(k):
         metrics = rw.fold(run, fold) / "metrics.json"
@@ -80,7 +80,7 @@ def find_checkpoints(rw: ReleaseWork, run: str) -> list[list[Path]]:
             missing.append(f"{rw.fold(run, fold)} (fold not finished: no metrics.json)")
             found.append([])
             continue
-        seeds = json.loads(metrics.read_text())["settings"]["train"]["seeds"]
+        seeds = fileio.read_json(metrics, "fold metrics", f"run python -m solution.train_fold for fold {fold} again")["settings"]["train"]["seeds"]
         paths = [rw.seed(run, fold, s) / "best.pt" for s in range(seeds)]
         missing += [str(p) for p in paths if not p.is_file()]
         found.append(paths)

@@ -51,7 +51,7 @@ def read_va_predictions(path) -> dict[str, np.ndarray]:
     Frames are 1-based in the single file; a gap in the numbering is an error."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.glob("*.txt") if not p.name.startswith("."))
+        files = fileio.listed(path, "*.txt")
         if not files:
             raise DataError(f"{path}: no <video>.txt prediction files")
         return {f.stem: read_va_annotation(f, check_range=False) for f in files}

@@ -110,7 +110,7 @@ def hidden_test_labels(data, track) -> dict | None:
             return None
         table = read_emi_labels(path, what="hidden test label")
         return {emi_key(v): row for v, row in zip(table.index, table.to_numpy(np.float64))}
-    files = sorted(p for p in path.glob("*.txt") if not p.name.startswith(".")) if path.is_dir() else []
+    files = fileio.listed(path, "*.txt") if path.is_dir() else []
     return {f.stem: read_va_annotation(f) for f in files} or None
 
 
@@ -222,7 +222,9 @@ def frame_level_scores(release, oof: dict, targets: dict) -> dict:
 
 def fusion_by_condition(data, rw: ReleaseWork, run: str) -> pd.DataFrame | None:
     """Mean fusion weight per modality for each corruption flag (out-of-fold videos)."""
-    files = sorted(rw.run(run).glob("fold*/fusion_weights.csv"))
+    # The folds of the fold file only: a folder left by an earlier, larger K is not this run's.
+    k = fileio.read_json(rw.folds_json, "fold file", "run python -m solution.folds again")["k"]
+    files = [f for f in (rw.fold(run, i) / "fusion_weights.csv" for i in range(k)) if f.is_file()]
     flags = conditions(open_release(rw.track, data))
     if not files or flags is None:
         return None

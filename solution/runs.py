@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +82,7 @@ def release_work(work, data, track: Track | str | None = None) -> ReleaseWork:
 
 
 def read_release_info(root: Path) -> dict:
-    return json.loads((Path(root) / "release.json").read_text())
+    return fileio.read_json(Path(root) / "release.json", "release record", "delete it; the next stage writes it again")
 
 
 def main(argv=None) -> int:

@@ -143,10 +143,14 @@ def load_torch(device: str):
     return lambda path: torch.load(path, map_location=device, weights_only=False)
 
 
+def resolve_precision(device: str, precision: str) -> str:
+    if precision == "auto":
+        return "fp32" if not device.startswith("cuda") else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return precision
+
+
 def autocast_for(device: str, precision: str):
     """The autocast context of a training step, and whether its gradients need scaling (fp16)."""
-    if precision == "auto":
-        precision = "fp32" if not device.startswith("cuda") else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision == "fp32":
         return contextlib.nullcontext(), False
     if not device.startswith("cuda") and precision == "fp16":
@@ -205,6 +209,9 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                 "features": store.entry_digest(train_keys + held_keys), "folds": {**fold_info, "assignment": folds_digest(folds)}}
     if store.text_timed:  # recorded only when on, so folds trained before word-timed text still match
         settings["text_timed"] = True
+    precision = resolve_precision(device, precision)
+    if precision != "fp32":  # recorded only when not fp32, so folds trained before the flag still match
+        settings["precision"] = precision
     done = readable(out_dir / "metrics.json", lambda p: json.loads(p.read_text()), "fold metrics")
     if done is not None:
         changed = _differences(done.get("settings", {}), settings)
@@ -212,7 +219,7 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
             raise DataError(f"{out_dir} was trained with other {', '.join(changed[:6])}; delete it to train again, "
                             "or pass --name to keep both")
         log.info("%s: already done (delete it to train again)", out_dir)
-        return done
+        return done if main_process else None
 
     normalizer = Normalizer.fit(store, train_keys)
     store.check(held_keys + test_keys)
@@ -232,11 +239,18 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
         done = seed_dir / "predictions.pkl"
         outcome = readable(done, lambda p: pickle.loads(p.read_bytes()), "seed predictions")
         if outcome is not None:
+            recorded = outcome.get("settings")  # absent in predictions written before it was recorded
+            if recorded is not None and recorded != {**settings, "seed_index": seed_index}:
+                raise DataError(f"{done}: made with other settings ({', '.join(_differences(recorded, {**settings, 'seed_index': seed_index})[:6])}); "
+                                f"delete {out_dir} to start over, or pass --name to keep both")
             return outcome
         try:
             return train_seed(seed_index, seed_dir, done)
-        except _Redo:
-            return train_seed(seed_index, seed_dir, done)
+        except _Redo:  # its best.pt was damaged: train the seed again, once
+            try:
+                return train_seed(seed_index, seed_dir, done)
+            except _Redo as again:
+                raise DataError(f"{again}: unreadable again after training the seed again; check the disk") from None
 
     def train_seed(seed_index: int, seed_dir: Path, done: Path) -> dict | None:
         seed_settings = {**settings, "seed_index": seed_index}
@@ -269,8 +283,9 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
             if state["phase"] < len(phases):
                 opt.load_state_dict(saved["optimizer"])
             rng_states = saved.get("torch_rngs") or [saved["torch_rng"]]
-            torch.set_rng_state(rng_states[distributed.rank()] if len(rng_states) == distributed.world_size()
-                                else rng_states[0])
+            # .cpu(): map_location moved the saved CPU generator state to the training device too
+            torch.set_rng_state((rng_states[distributed.rank()] if len(rng_states) == distributed.world_size()
+                                 else rng_states[0]).cpu())
             log.info("%s: resuming %s at epoch %d", seed_dir, phases[min(state["phase"], len(phases) - 1)].name, state["epoch"])
 
         def checkpoint():
@@ -285,11 +300,14 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                 fileio.write_csv(seed_dir / "log.csv", pd.DataFrame(state["log"]), float_format="%.5f")
 
         def reload_best():
+            existed = best_path.is_file()
             best = readable(best_path, load_torch(device), "best checkpoint")
             if best is None:
+                if not existed:
+                    raise DataError(f"{best_path}: no epoch was chosen (epochs or patience below 1?)")
                 if main_process:
                     last.unlink(missing_ok=True)
-                raise _Redo()
+                raise _Redo(str(best_path))
             model.load_state_dict(best["model"])
             return best
 
@@ -325,10 +343,14 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                 row = {"phase": phase.name, "epoch": state["epoch"], "train_loss": float(np.mean(losses)) if losses else np.nan,
                        "inner_score": np.nan}
                 if phase.select and choose_keys:
-                    pred, _ = predict(model, store, choose_keys, device)
-                    with warnings.catch_warnings():  # a constant column early in training is expected, not news
-                        warnings.simplefilter("ignore", ConstantInputWarning)
-                        row["inner_score"] = score_predictions(track, pred, {k: targets[k] for k in choose_keys})["mean"]
+                    if main_process:
+                        pred, _ = predict(model, store, choose_keys, device)
+                        with warnings.catch_warnings():  # a constant column early in training is expected, not news
+                            warnings.simplefilter("ignore", ConstantInputWarning)
+                            row["inner_score"] = score_predictions(track, pred, {k: targets[k] for k in choose_keys})["mean"]
+                    # One process scores, every process follows its score: a last-bit difference between
+                    # the processes' own scores could split their choice of epoch or of stopping.
+                    row["inner_score"] = distributed.from_main(row["inner_score"])
                 if phase.select:
                     score = row["inner_score"] if choose_keys else float(state["epoch"])  # no inner split: the last epoch
                     if score > state["best"]:
@@ -360,6 +382,7 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
         held_pred, held_weights = predict(model, store, held_keys, device)
         test_pred, _ = predict(model, store, test_keys, device)
         outcome = {"held": held_pred, "test": test_pred, "weights": held_weights, "best_epoch": int(best["epoch"]),
+                   "settings": seed_settings,
                    "inner_score": float(best["score"]) if choose_keys else None}
         fileio.write_pickle(done, outcome)
         return outcome
