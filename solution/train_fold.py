@@ -237,23 +237,26 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
         """Train (or resume, or reload) one seed; its predictions are saved for the average."""
         seed_dir = rw.seed(name, fold, seed_index)
         done = seed_dir / "predictions.pkl"
+        seed_settings = {**settings, "seed_index": seed_index}
         outcome = readable(done, lambda p: pickle.loads(p.read_bytes()), "seed predictions")
         if outcome is not None:
-            recorded = outcome.get("settings")  # absent in predictions written before it was recorded
-            if recorded is not None and recorded != {**settings, "seed_index": seed_index}:
-                raise DataError(f"{done}: made with other settings ({', '.join(_differences(recorded, {**settings, 'seed_index': seed_index})[:6])}); "
-                                f"delete {out_dir} to start over, or pass --name to keep both")
+            if "settings" in outcome:  # absent in predictions written before it was recorded
+                refuse_other_settings(done, outcome["settings"], seed_settings)
             return outcome
         try:
-            return train_seed(seed_index, seed_dir, done)
+            return train_seed(seed_index, seed_settings, seed_dir, done)
         except _Redo:  # its best.pt was damaged: train the seed again, once
             try:
-                return train_seed(seed_index, seed_dir, done)
+                return train_seed(seed_index, seed_settings, seed_dir, done)
             except _Redo as again:
                 raise DataError(f"{again}: unreadable again after training the seed again; check the disk") from None
 
-    def train_seed(seed_index: int, seed_dir: Path, done: Path) -> dict | None:
-        seed_settings = {**settings, "seed_index": seed_index}
+    def refuse_other_settings(path: Path, recorded: dict, expected: dict) -> None:
+        if recorded != expected:
+            raise DataError(f"{path}: made with other settings ({', '.join(_differences(recorded, expected)[:6])}); "
+                            f"delete {out_dir} to start over, or pass --name to keep both")
+
+    def train_seed(seed_index: int, seed_settings: dict, seed_dir: Path, done: Path) -> dict | None:
         base_seed = train_cfg.seed * 1000 + fold + 100_003 * seed_index
         seed_everything(base_seed)
         fit_keys, choose_keys = inner_split(train_keys, groups, train_cfg.inner_fraction,
@@ -274,9 +277,7 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
         if saved is None and main_process:
             best_path.unlink(missing_ok=True)  # a best.pt without its training state: from the start
         if saved is not None:
-            if saved["settings"] != seed_settings:
-                raise DataError(f"{last}: was trained with other settings "
-                                f"({', '.join(_differences(saved['settings'], seed_settings)[:6])}); delete {out_dir} to start over")
+            refuse_other_settings(last, saved["settings"], seed_settings)
             model.load_state_dict(saved["model"])
             state = saved["state"]
             opt = optimizer(phases[state["phase"]]) if state["phase"] < len(phases) else opt
