@@ -80,8 +80,8 @@ def find_checkpoints(rw: ReleaseWork, run: str) -> list[list[Path]]:
             missing.append(f"{rw.fold(run, fold)} (fold not finished: no metrics.json)")
             found.append([])
             continue
-        seeds = fileio.read_json(metrics, "fold metrics", f"run python -m solution.train_fold for fold {fold} again")["settings"]["train"]["seeds"]
-        paths = [rw.seed(run, fold, s) / "best.pt" for s in range(seeds)]
+        train = fileio.read_json(metrics, "fold metrics", f"run python -m solution.train_fold for fold {fold} again")["settings"]["train"]
+        paths = [rw.seed_checkpoint(run, fold, s, train.get("refit", False)) for s in range(train["seeds"])]
         missing += [str(p) for p in paths if not p.is_file()]
         found.append(paths)
     if missing:

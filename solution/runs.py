@@ -5,7 +5,7 @@
         release.json                        the track, the data folder, how many labelled videos
         folds.csv, folds.json               the fold assignment every model of this release shares
         runs/<name>/fold<k>/                oof.csv, test.csv, metrics.json, fusion_weights.csv
-        runs/<name>/fold<k>/seed<s>/        best.pt, last.pt, log.csv, predictions.npz
+        runs/<name>/fold<k>/seed<s>/        best.pt, last.pt, log.csv, predictions.pkl (refit/: the same with train.refit)
         report.json, predictions/           the report and the blended predictions
 
 The fingerprint hashes the labelled video keys only, so a second release in the same WORK
@@ -54,6 +54,14 @@ class ReleaseWork:
 
     def seed(self, name: str, fold: int, seed: int) -> Path:
         return self.fold(name, fold) / f"seed{seed}"
+
+    def refit_dir(self, name: str, fold: int, seed: int) -> Path:
+        """With train.refit: the seed trained again on every training video for its chosen epochs."""
+        return self.seed(name, fold, seed) / "refit"
+
+    def seed_checkpoint(self, name: str, fold: int, seed: int, refit: bool) -> Path:
+        """The checkpoint whose predictions the seed gave (trained with train.refit or not)."""
+        return (self.refit_dir(name, fold, seed) if refit else self.seed(name, fold, seed)) / "best.pt"
 
     @property
     def report_json(self) -> Path:

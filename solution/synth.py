@@ -252,48 +252,48 @@ def corrupt_audio(samples: np.ndarray, kind: str, rng: np.random.Generator) -> n
 
 # ============================================================== organizer feature stand-ins
 
-def _projection(seed: int, n_in: int, n_out: int, salt: int):
+def _feature_net(seed: int, n_in: int, dim: int, salt: int, hidden: int = 64):
+    """A fixed random two-layer network, the same for every video of a release: a narrow
+    non-linear code spread over `dim` redundant output dimensions, as a real embedding is."""
     rng = np.random.default_rng([seed, salt])
-    return rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_out)), rng.normal(0, 0.3, n_out)
+    return (rng.normal(0, 1.5 / np.sqrt(n_in), (n_in, hidden)), rng.normal(0, 0.5, hidden),
+            rng.normal(0, 1 / np.sqrt(hidden), (hidden, dim)))
 
 
-# How much of the face an embedding still sees, and how much extra noise it then carries:
-# a real ViT on a hand-covered face embeds mostly the hand, on a frame without a face the
-# background, so those frames must not look like (or carry the emotion of) a visible face.
-VIT_OCCLUDED_QUALITY = 0.15
-STANDIN_NOISE, STANDIN_EXTRA_NOISE = 0.15, 0.45
+def _embed(inputs: np.ndarray, net, noise: float, rng) -> np.ndarray:
+    w1, b1, w2 = net
+    out = np.tanh(inputs @ w1 + b1) @ w2
+    return (out + noise * rng.normal(0, 1, out.shape)).astype(np.float32)
 
 
-def _view_patterns(seed: int, dim: int) -> np.ndarray:
-    """Fixed embeddings of what the camera shows instead of a face, one row per view:
-    0 the face itself (no pattern), 1 a hand over the mouth, 2 a hand over the eyes, 3 no face."""
-    patterns = np.tanh(np.random.default_rng([seed, 3]).normal(0, 1, (4, dim)))
-    patterns[0] = 0
-    return patterns
+def _nuisance(rng, T: int, n: int, width: int) -> np.ndarray:
+    """What a real embedding also encodes and emotion does not explain (pose, light, room,
+    channel): per video an offset, plus slow drift over time."""
+    return rng.normal(0, 0.7, n)[None] + np.stack([smooth_noise(rng, T, 0.5, width) for _ in range(n)], 1)
+
+
+STANDIN_NOISE = 0.25
+MOUTH = [A["smile"], A["mouth_open"], A["lip_press"], A["frown"]]
+EYES = [A["eye_wide"], A["eye_squint"], A["brow_raise"], A["brow_furrow"], A["brow_inner_up"]]
 
 
 def vit_standin(actions, present, occluder, subject: Subject, dim: int, seed: int, rng):
     """Stand-in for the organizers' per-frame ViT features: a fixed random non-linear map of
-    what the face shows and who it is. On occluded frames (the covered actions hidden) and
-    frames without a face, the face's share shrinks to VIT_OCCLUDED_QUALITY or nothing and a
-    fixed pattern of the hand or the empty background plus strong noise takes its place, as
-    a real embedding of such a frame would: a model can tell from the stand-in alone that
-    the face is unreliable there."""
-    seen = actions * present[:, None]
-    mouth = [A["smile"], A["mouth_open"], A["lip_press"], A["frown"]]
-    eyes = [A["eye_wide"], A["eye_squint"], A["brow_raise"], A["brow_furrow"], A["brow_inner_up"]]
-    seen[np.ix_(occluder == 1, mouth)] = 0
-    seen[np.ix_(occluder == 2, eyes)] = 0
-    identity = np.concatenate([subject.skin / 255, subject.hair / 255, [subject.face_w * 3]])
-    inputs = np.concatenate([3 * seen, present[:, None], (occluder > 0)[:, None],
-                             np.repeat(identity[None], len(seen), 0)], 1)
-    weight, bias = _projection(seed, inputs.shape[1], dim, 1)
-    face = np.tanh(inputs @ weight + bias)
-
-    view = np.where(present, occluder, 3)
-    quality = np.where(view == 0, 1.0, np.where(view == 3, 0.0, VIT_OCCLUDED_QUALITY))[:, None]
-    noise = (STANDIN_NOISE + STANDIN_EXTRA_NOISE * (1 - quality)) * rng.normal(0, 1, face.shape)
-    return (quality * face + (1 - quality) * _view_patterns(seed, dim)[view] + noise).astype(np.float32)
+    what the camera shows: the face's visible actions and identity, the background, a hand
+    where one covers the face (in a pose of its own per video), and nuisance (pose, light)
+    that has nothing to do with emotion; plus noise. A covered or absent face shows only as
+    what the features lose (the hidden actions, the identity), never as a column that says
+    which frames are bad: a model has to learn that from the features themselves."""
+    T = len(actions)
+    seen = (actions - 0.15) * present[:, None]
+    seen[np.ix_(occluder == 1, MOUTH)] = 0
+    seen[np.ix_(occluder == 2, EYES)] = 0
+    identity = np.concatenate([subject.skin / 255 - 0.55, subject.hair / 255 - 0.25, [3 * subject.face_w - 0.9]])
+    hand = (occluder > 0)[:, None] * rng.normal(0, 0.5, 4)[None]       # where and how the hand is: per video
+    inputs = np.concatenate([2 * seen, present[:, None] * identity[None],
+                             np.repeat((subject.background / 255 - 0.5)[None], T, 0), hand,
+                             _nuisance(rng, T, 8, 9)], 1)
+    return _embed(inputs, _feature_net(seed, inputs.shape[1], dim, 1), STANDIN_NOISE, rng)
 
 
 # How much of the voice a wav2vec2 embedding still hears under each audio condition.
@@ -303,25 +303,24 @@ AUDIO_QUALITY = {"ok": 1.0, "noisy": 0.15, "silent": 0.0, "missing": 0.0}
 def wav2vec2_standin(samples, controls, fps, audio_kind, subject: Subject, dim, seed, rng):
     """Stand-in for the organizers' wav2vec2 features at 50 Hz: a fixed random non-linear
     map of the measured loudness, the voice controls and the speaker, each blurred by the
-    audio's quality (AUDIO_QUALITY), with more noise the worse it is. Silent or missing
+    audio's quality (AUDIO_QUALITY), and of channel nuisance; plus noise. Silent or missing
     audio carries no voice at all: no controls, no speaker, and the loudness of what is
-    heard (nothing, for a missing track), so its frames look unlike speech."""
+    heard (nothing, for a missing track)."""
     hop = SAMPLE_RATE // 50
     n = len(samples) // hop
     heard = samples if audio_kind != "missing" else np.zeros_like(samples)
     frames = heard[: n * hop].reshape(n, hop)
-    loudness = np.log(np.mean(frames ** 2, 1) + 1e-6)[:, None] / 5
+    loudness = (np.log(np.mean(frames ** 2, 1) + 1e-6)[:, None] + 5) / 5
     t = np.arange(n) / 50
     t_frames = np.arange(len(controls["f0"])) / fps
     voice = np.stack([np.interp(t, t_frames, controls[k]) for k in
                       ("f0", "energy", "rate", "tilt", "breath", "laugh")], 1)
+    voice = voice - np.array([1.0, 0.55, 1.0, 1.4, 0.1, 0.0])      # at rest: zero
     quality = AUDIO_QUALITY[audio_kind]
     voice = quality * 2 * voice + (1 - quality) * rng.normal(0, 0.5, voice.shape)
-    speaker = quality * np.array([[np.log(subject.f0) - 5, subject.formant, subject.rate / 4]])
-    inputs = np.concatenate([loudness, voice, np.repeat(speaker, n, 0)], 1)
-    weight, bias = _projection(seed, inputs.shape[1], dim, 2)
-    noise = (STANDIN_NOISE + STANDIN_EXTRA_NOISE * (1 - quality)) * rng.normal(0, 1, (n, dim))
-    return (np.tanh(inputs @ weight + bias) + noise).astype(np.float32)
+    speaker = quality * np.array([[np.log(subject.f0) - 5, subject.formant - 1, subject.rate / 4 - 1]])
+    inputs = np.concatenate([loudness, voice, np.repeat(speaker, n, 0), _nuisance(rng, n, 6, 25)], 1)
+    return _embed(inputs, _feature_net(seed, inputs.shape[1], dim, 2), STANDIN_NOISE, rng)
 
 
 # ============================================================== shared per-video pieces
@@ -369,8 +368,6 @@ class Config:
     seconds: float
     fps: float
     size: int
-    vit_dim: int
-    wav2vec2_dim: int
     label_noise: float
     length_spread: float = 0.5
     occluded: float = 0.08
@@ -382,6 +379,27 @@ class Config:
     timed_transcripts: float = 0.0   # share of EMI transcripts written as word-timed JSON
     other_fps: float = 0.0           # VA: one video (the second, in test) at this frame rate
     long_seconds: float = 0.0        # VA: one video (the first, in train) this long
+    # The world a release comes from (bench/quality.py draws these per release; WORLD_KNOBS):
+    mapping: str = "linear"          # how intensities reach face and voice: linear, or nonlinear
+    #                                  (per-subject threshold and saturation)
+    style: float = 0.0               # per-subject spread of which facial actions each emotion moves
+    gain_spread: float = 0.4         # expressivity (face and voice gain) about 1 +/- this, per subject
+    voice_gain: float = 1.0          # how strongly the voice follows the emotions (0: not at all)
+    word_rate: float = 3.0           # EMI: emotion words per unit of intensity in a transcript
+    onset_spread: float = 0.5        # EMI: bursts start within the first 0.05 + this of a video
+    hold_scale: float = 1.0          # EMI: how long an expression holds its peak (x the usual 0.6-2 s)
+    report_bias: float = 0.07        # std of a subject's personal rating bias
+    silences: float = 0.0            # VA: share of the time between utterances, with no voice
+    occlusion_seconds: float = 0.0   # VA: hands cover the face for about this long, about twice a
+    #                                  minute (0: only the per-video occlusion of `occluded`)
+    gap_seconds: float = 0.9         # VA: mean length of a run of frames the detector misses
+    annotator_lag: float = 0.5       # VA: mean seconds an annotator is late
+    annotator_smooth: float = 0.0    # VA: seconds over which an annotator smooths what they see
+    annotator_bias: float = 0.0      # VA: std of an annotator's offset, per video
+    vit_dim: int = 96                # width of the vit/ stand-in (the organizers': 768)
+    wav2vec2_dim: int = 64           # width of the wav2vec2/ stand-in (the organizers': 768)
+    standins: bool = True            # EMI: write the organizer stand-ins vit/ and wav2vec2/
+    media: bool = True               # EMI: write raw/, audio/ and transcripts/ (False: features only)
 
 
 def _marker_config(cfg: "Config") -> dict:
@@ -391,7 +409,45 @@ def _marker_config(cfg: "Config") -> dict:
     for name in ("timed_transcripts", "other_fps", "long_seconds"):
         if not settings[name]:
             settings.pop(name)
+    defaults = Config.__dataclass_fields__
+    for name in WORLD_KNOBS + ("standins", "media"):
+        if settings[name] == defaults[name].default:
+            settings.pop(name)
     return settings
+
+
+WORLD_KNOBS = ("mapping", "style", "gain_spread", "voice_gain", "word_rate", "onset_spread", "hold_scale",
+               "report_bias", "silences", "occlusion_seconds", "gap_seconds", "annotator_lag",
+               "annotator_smooth", "annotator_bias")
+
+
+@dataclass
+class Style:
+    """How one subject's emotions reach their face and voice (WORLD_KNOBS), drawn from its
+    own stream (seed, 5, subject) so the rest of a release does not change with the knobs."""
+    actions: np.ndarray      # (n_emotions, len(ACTIONS)): how strongly each emotion moves each action
+    gain: float              # face and voice gain (expressivity)
+    bias: np.ndarray         # personal rating bias per target
+    curve: np.ndarray        # (threshold, sharpness) of the nonlinear mapping; sharpness 0: linear
+
+    def drive(self, x: np.ndarray) -> np.ndarray:
+        """An intensity in [0, 1] -> how much of it shows: itself, or past a threshold and saturating."""
+        threshold, sharpness = self.curve
+        if sharpness == 0:
+            return x
+        past = np.clip(x - threshold, 0, None)
+        return (1 - np.exp(-sharpness * past)) / (1 - np.exp(-sharpness * (1 - threshold)))
+
+
+def subject_style(cfg: "Config", subject: Subject, index: int, emotion_to_action: np.ndarray) -> Style:
+    rng = np.random.default_rng([cfg.seed, 5, index])
+    actions = emotion_to_action
+    if cfg.style:
+        actions = np.clip(actions * np.exp(cfg.style * rng.normal(0, 1, actions.shape))
+                          + cfg.style * 0.3 * np.clip(rng.normal(0, 1, actions.shape), 0, None), 0, None)
+    gain = 1 + (subject.expressivity - 1) * cfg.gain_spread / 0.4
+    curve = np.array([rng.uniform(0.0, 0.3), rng.uniform(2.0, 6.0)]) if cfg.mapping == "nonlinear" else np.zeros(2)
+    return Style(actions, max(0.05, gain), subject.bias * cfg.report_bias / 0.07, curve)
 
 
 def _video_frames(cfg: Config, n: int) -> np.ndarray:
@@ -435,7 +491,7 @@ class EmiVideo:
     frames: int
 
 
-def _seed_clips(rng, n: int):
+def _seed_clips(rng, n: int, onset_spread: float = 0.5, hold_scale: float = 1.0):
     """Each seed clip has an emotion profile (1-3 dominant emotions) and a timing per emotion:
     onsets as fractions of the video's length, rise, hold and fall in seconds at the mean
     length. Each mimicry video has its own length and follows the clip's time course
@@ -446,8 +502,8 @@ def _seed_clips(rng, n: int):
         profile = rng.uniform(0, 0.15, 6)
         dominant = rng.choice(6, size=rng.integers(1, 4), replace=False)
         profile[dominant] = rng.uniform(0.45, 1.0, len(dominant))
-        onset = rng.uniform(0.05, 0.55, 6)
-        rise, hold, fall = (rng.uniform(0.3, 1.2, 6), rng.uniform(0.6, 2.0, 6), rng.uniform(0.4, 1.3, 6))
+        onset = 0.05 + (rng.uniform(0.05, 0.55, 6) - 0.05) * onset_spread / 0.5
+        rise, hold, fall = (rng.uniform(0.3, 1.2, 6), hold_scale * rng.uniform(0.6, 2.0, 6), rng.uniform(0.4, 1.3, 6))
         clips.append({"profile": profile, "timing": np.stack([onset, rise, hold, fall], 1)})
     return clips
 
@@ -459,6 +515,7 @@ def emi_clean_intensity(clip: dict, mimicry: float, rng) -> np.ndarray:
 def _emi_video(job):
     cfg, video, subject, clip, out = job
     cfg = Config(**cfg)
+    style = subject_style(cfg, subject, video.subject, EMOTION_TO_ACTION)
     rng = np.random.default_rng([cfg.seed, 1, video.vid])
     T = video.frames
     seconds = T / cfg.fps
@@ -468,9 +525,9 @@ def _emi_video(job):
     timing = clip["timing"] * [seconds, stretch, stretch, stretch]
     timing = timing + rng.normal(0, 0.25, timing.shape) * [1, 0.1, 0.1, 0.1]
     envelope = np.stack([bump(t, *np.maximum(row, [0, 0.2, 0.2, 0.2])) for row in timing], 1)  # (T, 6)
-    drive = envelope * z                                                    # (T, 6)
+    drive = style.drive(envelope * z)                                       # (T, 6)
     talk = np.clip(smooth_noise(rng, T, 0.12, 2), 0, None)
-    actions = subject.neutral + 1.6 * subject.expressivity * drive @ EMOTION_TO_ACTION
+    actions = subject.neutral + 1.6 * style.gain * drive @ style.actions
     actions[:, A["mouth_open"]] += talk
     actions += smooth_noise(rng, T * len(ACTIONS), 0.02, 3).reshape(T, -1)
     amusement_laugh = 0.5 - 0.5 * np.cos(2 * np.pi * 4.5 * t)
@@ -482,7 +539,7 @@ def _emi_video(job):
     frames = render_faces(actions, subject, cfg.size, rng, present, occluder, _blinks(rng, T, cfg.fps),
                           _head_shift(rng, T, 0.006), rng.uniform(0.75, 1.15), rng.uniform(2, 7))
 
-    adm, amu, det, pain, exc, joy = drive.T
+    adm, amu, det, pain, exc, joy = (drive * cfg.voice_gain * style.gain / subject.expressivity).T
     controls = {
         "f0": 1 + 0.12 * adm + 0.2 * amu - 0.05 * det - 0.12 * pain + 0.3 * exc + 0.2 * joy,
         "energy": np.clip(0.55 + 0.2 * amu + 0.25 * det - 0.2 * pain + 0.35 * exc + 0.1 * joy, 0.1, 1.2),
@@ -494,14 +551,15 @@ def _emi_video(job):
     voice = corrupt_audio(synth_voice(controls, subject, seconds, cfg.fps, rng), flags["audio"], rng)
 
     stem = f"{video.vid:05d}"
-    write_video(out / "raw" / f"{stem}.mp4", frames, cfg.fps)
-    if flags["audio"] != "missing":
+    if cfg.media:
+        write_video(out / "raw" / f"{stem}.mp4", frames, cfg.fps)
+    if flags["audio"] != "missing" and cfg.media:
         write_audio(out / "audio" / f"{stem}.mp3", voice)
-    if flags["transcript"] == "ok":
+    if flags["transcript"] == "ok" and cfg.media:
         fillers = rng.choice(FILLER_WORDS, size=int(rng.poisson(8 * subject.verbosity)) + 3)
         words = [(str(w), -1) for w in fillers]          # (word, the emotion whose burst it is spoken in)
         for e in range(6):
-            for _ in range(rng.poisson(3.0 * z[e] * subject.verbosity)):
+            for _ in range(rng.poisson(cfg.word_rate * z[e] * subject.verbosity)):
                 source = e if rng.random() > 0.15 else int(rng.integers(0, 6))
                 words.append((str(rng.choice(EMOTION_WORDS[source])), e))
         rng.shuffle(words)  # the same permutation as shuffling the words alone: the .txt bytes do not change
@@ -513,11 +571,12 @@ def _emi_video(job):
             fileio.write_json(out / "transcripts" / f"{stem}.json", transcript.to_json(form))
         else:
             fileio.write_text(out / "transcripts" / f"{stem}.txt", " ".join(w for w, _ in words) + "\n")
-    fileio.write_pickle(out / "vit" / f"{stem}.pkl",
-                        vit_standin(actions, present, occluder, subject, cfg.vit_dim, cfg.seed, rng))
-    fileio.write_pickle(out / "wav2vec2" / f"{stem}.pkl",
-                        wav2vec2_standin(voice, controls, cfg.fps, flags["audio"], subject,
-                                         cfg.wav2vec2_dim, cfg.seed, rng))
+    if cfg.standins:
+        fileio.write_pickle(out / "vit" / f"{stem}.pkl",
+                            vit_standin(actions, present, occluder, subject, cfg.vit_dim, cfg.seed, rng))
+        fileio.write_pickle(out / "wav2vec2" / f"{stem}.pkl",
+                            wav2vec2_standin(voice, controls, cfg.fps, flags["audio"], subject,
+                                             cfg.wav2vec2_dim, cfg.seed, rng))
     return video.vid, z, flags
 
 
@@ -569,7 +628,7 @@ def generate_emi(cfg: Config, out: Path, workers: int) -> dict:
     rng = np.random.default_rng([cfg.seed, 0])
     subjects = [make_subject(rng, 6) for _ in range(cfg.subjects)]
     subject_split = _subject_splits(rng, cfg.subjects)
-    clips = _seed_clips(rng, max(4, cfg.videos // 6))
+    clips = _seed_clips(rng, max(4, cfg.videos // 6), cfg.onset_spread, cfg.hold_scale)
     owners = np.concatenate([np.arange(cfg.subjects), rng.integers(0, cfg.subjects, max(0, cfg.videos - cfg.subjects))])[: cfg.videos]
     ids = np.sort(rng.choice(np.arange(1, cfg.videos * 3 + 1), size=cfg.videos, replace=False))
     videos = [EmiVideo(int(vid), int(s), str(subject_split[s]), int(rng.integers(len(clips))),
@@ -581,7 +640,8 @@ def generate_emi(cfg: Config, out: Path, workers: int) -> dict:
     label_rng = np.random.default_rng([cfg.seed, 2])
     rows, clean, meta = [], [], []
     for video, (vid, z, flags) in zip(videos, results):
-        rows.append(emi_label(z, subjects[video.subject].bias, cfg.label_noise, label_rng))
+        bias = subject_style(cfg, subjects[video.subject], video.subject, EMOTION_TO_ACTION).bias
+        rows.append(emi_label(z, bias, cfg.label_noise, label_rng))
         clean.append(z)
         timed = flags.pop("timed", False)
         if cfg.timed_transcripts:  # the column only when asked for: the default metadata.csv is as it was
@@ -618,15 +678,17 @@ VA_RENDER_CHUNK = 256  # frames drawn at once
 def _va_video(job):
     cfg, index, name, split, subject, T, fps, out = job
     cfg = Config(**cfg)
+    style = subject_style(cfg, subject, index, np.eye(2))
+    world = np.random.default_rng([cfg.seed, 6, index])  # the world knobs' own draws
     rng = np.random.default_rng([cfg.seed, 1, index])
     slow = max(3, int(fps * 4))
     valence = np.tanh(smooth_noise(rng, T, 1.2, slow) + rng.normal(0, 0.3))
     arousal = np.tanh(smooth_noise(rng, T, 1.2, slow) + rng.normal(0, 0.3))
     clean = np.stack([valence, arousal], 1)
-    pos, neg = np.clip(valence, 0, None), np.clip(-valence, 0, None)
-    high, low = np.clip(arousal, 0, None), np.clip(-arousal, 0, None)
+    pos, neg = style.drive(np.clip(valence, 0, None)), style.drive(np.clip(-valence, 0, None))
+    high, low = style.drive(np.clip(arousal, 0, None)), style.drive(np.clip(-arousal, 0, None))
     actions = np.zeros((T, len(ACTIONS))) + subject.neutral
-    e = subject.expressivity
+    e = style.gain
     actions[:, A["smile"]] += e * 0.9 * pos
     actions[:, A["frown"]] += e * 0.7 * neg
     actions[:, A["brow_inner_up"]] += e * 0.7 * neg * (0.5 + 0.5 * low)
@@ -636,26 +698,37 @@ def _va_video(job):
     actions[:, A["eye_squint"]] += e * 0.5 * low + 0.3 * pos * high
     actions[:, A["brow_raise"]] += e * 0.5 * high
     actions[:, A["head_tilt"]] += 0.3 * neg * low
+    if cfg.style:  # each subject shows valence and arousal through their own mix of actions
+        mix = np.exp(cfg.style * world.normal(0, 1, len(ACTIONS)))
+        actions = subject.neutral + (actions - subject.neutral) * mix
     actions = np.clip(actions, -0.3, 1.4)
 
     flags = _corruptions(rng, asdict(cfg))
     present, occluder = _visibility(rng, T, flags["face"])
     if flags["face"] == "missing":  # in Aff-Wild2 the face leaves and comes back
         present = np.roll(present, -int(rng.integers(0, T // 2)))
+    if cfg.occlusion_seconds:  # hands over the face for seconds, now and then
+        for _ in range(world.poisson(T / fps / 30)):
+            start = int(world.integers(0, T))
+            occluder[start:start + int(world.uniform(0.5, 1.5) * cfg.occlusion_seconds * fps)] = world.integers(1, 3)
     blinks, shift = _blinks(rng, T, fps), _head_shift(rng, T, 0.01 + 0.03 * float(np.mean(high)))
     light, grain = rng.uniform(0.75, 1.15), rng.uniform(2, 7)
     # The face is in view but the organizers' detector found none: short runs of frames without a crop.
     cropped = present.copy()
     for _ in range(1 + rng.poisson(1.0)):
         start = int(rng.integers(0, T))
-        cropped[start:start + int(rng.uniform(0.3, 1.5) * fps)] = False
+        cropped[start:start + int(rng.uniform(0.3, 1.5) * cfg.gap_seconds / 0.9 * fps)] = False
     if not cropped.any():  # a face seen only briefly is still found once
         cropped = present.copy()
-    controls = {"f0": 1 + 0.35 * arousal + 0.05 * valence, "energy": np.clip(0.6 + 0.35 * arousal, 0.1, 1.2),
-                "rate": 1 + 0.3 * arousal, "tilt": 1.4 - 0.4 * valence - 0.2 * arousal,
-                "breath": np.clip(0.1 + 0.4 * neg * (0.5 + 0.5 * low), 0, 0.9),
-                "laugh": np.clip(1.2 * pos * high - 0.5, 0, 0.8)}
+    g = cfg.voice_gain * style.gain / subject.expressivity
+    heard_v, heard_a = g * (pos - neg), g * (high - low)
+    controls = {"f0": 1 + 0.35 * heard_a + 0.05 * heard_v, "energy": np.clip(0.6 + 0.35 * heard_a, 0.1, 1.2),
+                "rate": 1 + 0.3 * heard_a, "tilt": 1.4 - 0.4 * heard_v - 0.2 * heard_a,
+                "breath": np.clip(0.1 + 0.4 * g * neg * (0.5 + 0.5 * low), 0, 0.9),
+                "laugh": np.clip(1.2 * g * pos * high - 0.5, 0, 0.8)}
     voice = synth_voice(controls, subject, T / fps, fps, rng)
+    if cfg.silences:  # utterances of 2-6 s with silences between them
+        voice = voice * _utterances(world, len(voice), cfg.silences)
     voice = corrupt_audio(voice, "ok" if flags["audio"] == "missing" else flags["audio"], rng)
     if flags["audio"] == "missing":
         voice = np.zeros_like(voice)  # an Aff-Wild2 video always has a track; "missing" = mute
@@ -685,11 +758,17 @@ def _va_video(job):
 
     # Annotators lag (each by their own reaction time), smooth and disagree; some stretches
     # are not annotated at all.
-    lag_seconds = float(np.clip(rng.normal(0.5, 0.1), 0.25, 0.8))
+    lag_seconds = float(np.clip(cfg.annotator_lag + (rng.normal(0.5, 0.1) - 0.5) * cfg.annotator_lag / 0.5,
+                                0.5 * cfg.annotator_lag, 1.6 * cfg.annotator_lag))
     lag = min(int(round(lag_seconds * fps)), T - 1)
-    lagged = np.concatenate([np.repeat(clean[:1], lag, 0), clean[: T - lag]])
+    seen = clean
+    if cfg.annotator_smooth:  # the annotator's joystick follows what they see slowly
+        width = max(1, int(cfg.annotator_smooth * fps))
+        padded = np.concatenate([np.repeat(clean[:1], width - 1, 0), clean])
+        seen = np.stack([np.convolve(padded[:, j], np.ones(width) / width, mode="valid") for j in range(2)], 1)
+    lagged = np.concatenate([np.repeat(seen[:1], lag, 0), seen[: T - lag]])
     noisy = lagged + np.stack([smooth_noise(rng, T, cfg.label_noise, max(2, int(fps / 6))) for _ in range(2)], 1)
-    noisy = np.clip(noisy + subject.bias, -1, 1)
+    noisy = np.clip(noisy + style.bias + world.normal(0, cfg.annotator_bias or 1e-12, 2), -1, 1)
     annotated = np.ones(T, bool)
     for _ in range(1 + rng.poisson(1.0)):
         start = int(rng.integers(0, T))
@@ -697,6 +776,17 @@ def _va_video(job):
     noisy[~annotated] = VA_UNANNOTATED
     flags.update(lag=round(lag / fps, 3), no_crop_frames=int((~cropped).sum()))
     return name, clean, noisy, flags, T
+
+
+def _utterances(rng, n: int, share: float) -> np.ndarray:
+    """A 0/1 gate over `n` samples, eased at the edges: utterances of 2-6 s and silences
+    between them that take about `share` of the time."""
+    gate, i = np.zeros(n), int(rng.uniform(0, 2) * SAMPLE_RATE)
+    while i < n:
+        talk = int(rng.uniform(2, 6) * SAMPLE_RATE)
+        gate[i:i + talk] = 1
+        i += talk + int(rng.exponential(4 * share / max(1e-3, 1 - share)) * SAMPLE_RATE)
+    return np.convolve(gate, np.ones(800) / 800, mode="same")
 
 
 def _write_va_annotation(path: Path, values: np.ndarray) -> None:
@@ -787,7 +877,10 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
     settings = {**DEFAULTS[track], **{k: v for k, v in overrides.items() if v is not None}}
     if track == "va":
         settings["subjects"] = settings["videos"]
-    cfg = Config(track=track, seed=seed, vit_dim=96, wav2vec2_dim=64, **settings)
+    unknown = sorted(set(settings) - set(Config.__dataclass_fields__))
+    if unknown:
+        raise SystemExit(f"[synth] no setting(s) {unknown}; the world's: {', '.join(WORLD_KNOBS)}")
+    cfg = Config(track=track, seed=seed, **settings)
     marker = out / "synth_config.json"
     if marker.is_file() and json.loads(marker.read_text()).get("config") == _marker_config(cfg):
         print(f"[synth] {out} already holds this dataset (see {marker}); nothing to do")
@@ -806,6 +899,10 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
         raise SystemExit("[synth] --other-fps and --long-seconds are VA settings")
     if cfg.other_fps < 0 or cfg.long_seconds < 0:
         raise SystemExit("[synth] --other-fps and --long-seconds must be positive (0: off)")
+    if cfg.mapping not in ("linear", "nonlinear"):
+        raise SystemExit(f"[synth] mapping must be linear or nonlinear, got {cfg.mapping!r}")
+    if not (cfg.standins or cfg.media):
+        raise SystemExit("[synth] standins=false and media=false leave nothing to learn from")
     if track == "va" and cfg.timed_transcripts:
         raise SystemExit("[synth] --timed-transcripts: a VA release has no transcripts")
     if track == "emi" and cfg.subjects > cfg.videos:
@@ -818,6 +915,23 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
     fileio.write_json(out / "ceiling.json", ceiling)
     fileio.write_json(marker, {"config": _marker_config(cfg), "generator": "solution.synth"})
     return ceiling
+
+
+def world_settings(items: list[str], parser) -> dict:
+    """--set NAME=VALUE items -> typed settings (the type of the setting's default)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        field = Config.__dataclass_fields__.get(name)
+        if not sep or field is None or name not in WORLD_KNOBS + ("vit_dim", "wav2vec2_dim", "standins", "media"):
+            parser.error(f"--set {item}: use NAME=VALUE with NAME one of {', '.join(WORLD_KNOBS)}, "
+                         "vit_dim, wav2vec2_dim, standins, media")
+        kind = type(field.default)
+        try:
+            out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        except ValueError:
+            parser.error(f"--set {item}: {name} takes a {kind.__name__}")
+    return out
 
 
 def main(argv=None) -> int:
@@ -842,6 +956,10 @@ def main(argv=None) -> int:
                         help="VA: the second video (in test) at this frame rate; 0 for none (default: 25)")
     parser.add_argument("--long-seconds", type=float, metavar="S",
                         help="VA: the first video (in train) this long; 0 for none (default: 180)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="world",
+                        help="a setting of the world the release comes from, repeatable: "
+                             + ", ".join(f"{k} (default {Config.__dataclass_fields__[k].default!r})"
+                                         for k in WORLD_KNOBS + ("vit_dim", "wav2vec2_dim", "standins", "media")))
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: 0, up to 4, one per core)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
@@ -850,7 +968,8 @@ def main(argv=None) -> int:
                        videos=args.videos, subjects=args.subjects, seconds=args.seconds,
                        length_spread=args.length_spread, fps=args.fps, size=args.size,
                        label_noise=args.label_noise, timed_transcripts=args.timed_transcripts,
-                       other_fps=args.other_fps, long_seconds=args.long_seconds)
+                       other_fps=args.other_fps, long_seconds=args.long_seconds,
+                       **world_settings(args.world, parser))
     print(f"[synth] wrote {args.track.upper()} release to {args.out}")
     for split, entry in ceiling.items():
         print(f"[synth] ceiling on {split}: mean {entry['metric']} {entry['mean']:.3f}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import pickle
@@ -243,11 +244,32 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
             if "settings" in outcome:  # absent in predictions written before it was recorded
                 refuse_other_settings(done, outcome["settings"], seed_settings)
             return outcome
+        chosen = train_seed_once(seed_index, seed_settings, seed_dir, seed_dir / "chosen.pkl" if train_cfg.refit else done)
+        if not train_cfg.refit or chosen is None:
+            return chosen
+        # The inner split chose the epoch count; now the same seed learns from every training
+        # video for that many epochs (rw.refit_dir: its checkpoints, which predict uses).
+        refit_dir = rw.refit_dir(name, fold, seed_index)
+        refit = train_seed_once(seed_index, {**seed_settings, "refit_epochs": chosen["best_epoch"]}, refit_dir,
+                                refit_dir / "predictions.pkl", refit_epochs=chosen["best_epoch"])
+        if refit is None:
+            return None
+        outcome = {**refit, "best_epoch": chosen["best_epoch"], "inner_score": chosen["inner_score"],
+                   "settings": seed_settings}
+        fileio.write_pickle(done, outcome)
+        return outcome
+
+    def train_seed_once(seed_index: int, seed_settings: dict, seed_dir: Path, done: Path,
+                        refit_epochs: int | None = None) -> dict | None:
+        outcome = readable(done, lambda p: pickle.loads(p.read_bytes()), "seed predictions")
+        if outcome is not None:
+            refuse_other_settings(done, outcome["settings"], seed_settings)
+            return outcome
         try:
-            return train_seed(seed_index, seed_settings, seed_dir, done)
+            return train_seed(seed_index, seed_settings, seed_dir, done, refit_epochs)
         except _Redo:  # its best.pt was damaged: train the seed again, once
             try:
-                return train_seed(seed_index, seed_settings, seed_dir, done)
+                return train_seed(seed_index, seed_settings, seed_dir, done, refit_epochs)
             except _Redo as again:
                 raise DataError(f"{again}: unreadable again after training the seed again; check the disk") from None
 
@@ -256,14 +278,21 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
             raise DataError(f"{path}: made with other settings ({', '.join(_differences(recorded, expected)[:6])}); "
                             f"delete {out_dir} to start over, or pass --name to keep both")
 
-    def train_seed(seed_index: int, seed_settings: dict, seed_dir: Path, done: Path) -> dict | None:
+    def train_seed(seed_index: int, seed_settings: dict, seed_dir: Path, done: Path,
+                   refit_epochs: int | None = None) -> dict | None:
+        """One seed: its epoch chosen on its inner split, or (refit_epochs) every training
+        video for that many epochs of the chosen phase."""
         base_seed = train_cfg.seed * 1000 + fold + 100_003 * seed_index
         seed_everything(base_seed)
         fit_keys, choose_keys = inner_split(train_keys, groups, train_cfg.inner_fraction,
                                             np.random.default_rng([train_cfg.seed, fold, seed_index, 7]))
+        if refit_epochs is not None:
+            fit_keys, choose_keys = train_keys, []
         model = create_model(model_name, spec, model_cfg).to(device)
         model.attach(side)
         phases = model.phases(train_cfg)
+        if refit_epochs is not None:
+            phases = [dataclasses.replace(p, epochs=refit_epochs) if p.select else p for p in phases]
         scaler = torch.amp.GradScaler("cuda", enabled=scale_gradients)
         parallel = distributed.DataParallel(model, device) if distributed.world_size() > 1 else None
 

@@ -288,6 +288,37 @@ def test_seeds_are_averaged(emi_data, trained, tmp_path):
     assert len(json.loads((run / "metrics.json").read_text())["inner_scores"]) == 2
 
 
+def test_refit_trains_on_every_training_video_for_the_chosen_epochs(emi_data, trained, tmp_path, capsys):
+    from solution.predict import find_checkpoints
+
+    work = _work_copy(trained, tmp_path, "refit", emi_data)
+    args = ["--model", "linear", "--fold", "0", "--data", str(emi_data), "--work", str(work), "--threads", "1",
+            "--set", "epochs=12", "--set", "patience=4", "--set", "seeds=1", "--set", "refit=true"]
+    assert train_main(args) == 0
+    rw = release_work(work, emi_data)
+    seed_dir = rw.seed("linear", 0, 0)
+    chosen = pickle.loads((seed_dir / "chosen.pkl").read_bytes())
+    refit_dir = rw.refit_dir("linear", 0, 0)
+    refit_log = pd.read_csv(refit_dir / "log.csv")
+    assert len(refit_log) == chosen["best_epoch"] and refit_log.inner_score.isna().all()  # no inner split: every video
+    refit_ckpt = torch.load(refit_dir / "best.pt", weights_only=False)
+    assert refit_ckpt["epoch"] == chosen["best_epoch"]
+    final = pickle.loads((seed_dir / "predictions.pkl").read_bytes())
+    keys = sorted(final["held"])
+    assert not np.allclose([final["held"][k] for k in keys], [chosen["held"][k] for k in keys])  # another model
+    oof = read_predictions(rw.fold("linear", 0) / "oof.csv", EMI)
+    np.testing.assert_allclose([oof[k] for k in keys], [final["held"][k] for k in keys], atol=2e-6)
+    metrics = json.loads((rw.fold("linear", 0) / "metrics.json").read_text())
+    assert metrics["best_epoch"] == [chosen["best_epoch"]] and metrics["settings"]["train"]["refit"] is True
+    for fold in (1, 2):  # predict uses the refit models
+        assert train_main([*args[:3], str(fold), *args[4:]]) == 0
+    assert find_checkpoints(rw, "linear")[0] == [refit_dir / "best.pt"]
+    (rw.fold("linear", 0) / "metrics.json").unlink()  # the fold's files again, from the seeds' saved predictions
+    assert train_main(args) == 0
+    again = read_predictions(rw.fold("linear", 0) / "oof.csv", EMI)
+    np.testing.assert_allclose([again[k] for k in keys], [oof[k] for k in keys])
+
+
 def test_bad_inputs_fail_before_training(emi_data, trained, tmp_path, capsys):
     work = _work_copy(trained, tmp_path, "bad", emi_data)
     assert _train(emi_data, work, "--set", "model.nope=1") == 2
