@@ -17,7 +17,7 @@ drawn from its own seed, so the panel is a family of generators, not one:
 
 Every release runs through `bash run_all.sh` as a user runs it (DATA_DIR, FOLDS=3, the
 default models and the linear baseline); the features cache is shared by every --tag, each
-tag has its own runs. Per release and run: the out-of-fold score (the blend's honest one),
+tag has its own runs. A stopped panel resumes: releases, features and finished folds are reused. Per release and run: the out-of-fold score (the blend's honest one),
 the held-back test score, and each as a share of the release's noise-free ceiling (ceiling.json:
 the score of the clean intensities against the labels). Then the mean over the releases.
 
@@ -83,7 +83,7 @@ def make_release(kind: str, seed: int, releases: Path) -> Path:
     out = releases / f"{kind}-{seed}"
     world = draw_world(kind, seed)
     track = "va" if kind == "va" else "emi"
-    synth.generate(track, out, seed=seed, **world)
+    synth.generate(track, out, seed=seed, overwrite=True, **world)  # our folder: a half-written one is redone
     if kind == "emi-features":
         hidden = out / "private" / "metadata.csv"
         if (out / "metadata.csv").is_file():
@@ -149,6 +149,12 @@ def score_release(data: Path, work: Path, runs: list[str]) -> list[dict]:
     return rows
 
 
+def write_records(path: Path, records: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, path)
+
+
 def table(records: list[dict], runs: list[str]) -> str:
     releases = list(dict.fromkeys(r["release"] for r in records if r["release"] != "mean"))
     head = "| release | " + " | ".join(runs) + " |\n|---|" + "---|" * len(runs)
@@ -208,6 +214,7 @@ def main(argv=None) -> int:
                       "seconds": round(seconds), "train_args": args.train_args, **row, "machine": machine}
             records.append(record)
             emit(record)
+        write_records(results, records)  # after every release: a stopped panel keeps what it measured
         progress(f"{name}: " + ", ".join(f"{r['run']} {r['test']:.3f}" for r in records if r["release"] == name))
     for run in runs + ["blend"]:
         mine = [r for r in records if r["run"] == run]
@@ -217,9 +224,7 @@ def main(argv=None) -> int:
                       "run": run, "releases": len(mine), **mean, "train_args": args.train_args, "machine": machine}
             records.append(record)
             emit(record)
-    tmp = results.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, results)
+    write_records(results, records)
     print()
     print(table(records, runs + ["blend"]))
     return 0

@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from solution import synth  # noqa: E402
 
-SMALL_EMI = dict(videos=60, subjects=12, seconds=3.0, fps=10.0, size=64)
+SMALL_EMI = dict(videos=60, subjects=12, seconds=3.0, fps=10.0, size=64, label_noise=0.06)
 SMALL_VA = dict(videos=8, seconds=8.0, fps=10.0, size=64, other_fps=12.0, long_seconds=30.0)
 
 

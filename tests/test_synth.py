@@ -220,6 +220,27 @@ def test_standins_do_not_say_which_videos_are_corrupt(tmp_path):
     assert r > 0.3
 
 
+def test_world_knobs(tmp_path):
+    """The world's settings change the release; at their defaults they change nothing."""
+    tiny = dict(videos=5, seconds=6.0, fps=10.0, size=48, other_fps=0, long_seconds=0)
+    synth.generate("va", tmp_path / "plain", seed=2, workers=1, **tiny)
+    synth.generate("va", tmp_path / "defaults", seed=2, workers=1, annotator_lag=0.5, gap_seconds=0.9, **tiny)
+    assert _digest(tmp_path / "plain") == _digest(tmp_path / "defaults")
+    synth.generate("va", tmp_path / "world", seed=2, workers=1, mapping="nonlinear", style=0.3, silences=0.4,
+                   occlusion_seconds=2.0, gap_seconds=2.5, annotator_lag=1.0, annotator_smooth=1.0,
+                   annotator_bias=0.1, **tiny)
+    plain = pd.read_csv(tmp_path / "plain" / "metadata.csv")
+    world = pd.read_csv(tmp_path / "world" / "metadata.csv")
+    assert (world.lag > plain.lag).all()                                  # later annotators
+    assert world.no_crop_frames.sum() > plain.no_crop_frames.sum()        # longer detector misses
+    config = json.loads((tmp_path / "world" / "synth_config.json").read_text())["config"]
+    assert config["mapping"] == "nonlinear" and config["silences"] == 0.4
+    with pytest.raises(SystemExit, match="mapping must be"):
+        synth.generate("va", tmp_path / "bad", seed=2, mapping="cubic", **tiny)
+    with pytest.raises(SystemExit, match="no setting"):
+        synth.generate("va", tmp_path / "bad", seed=2, colour=1, **tiny)
+
+
 def _digest(folder):
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
