@@ -28,6 +28,7 @@ Tune and report releases have disjoint seeds; nothing is tuned on the report rel
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -95,7 +96,10 @@ def make_release(kind: str, seed: int, releases: Path) -> Path:
 def run_release(data: Path, work: Path, models: str, baseline: str, folds: int, train_args: str, jobs: int,
                 log: Path) -> float:
     """bash run_all.sh on the release, output to `log`; seconds taken."""
-    env = {**os.environ, "DATA_DIR": str(data), "WORK_DIR": str(work), "MODELS": models, "BASELINE": baseline,
+    from solution.layouts import detect_track
+
+    env = {**os.environ, "TRACK": detect_track(data), "DATA_DIR": str(data), "WORK_DIR": str(work),
+           "MODELS": models, "BASELINE": baseline,
            "FOLDS": str(folds), "JOBS": str(jobs), "TRAIN_ARGS": train_args,
            "SUBMISSIONS_DIR": str(work / "submissions")}
     start = time.time()
@@ -105,6 +109,28 @@ def run_release(data: Path, work: Path, models: str, baseline: str, folds: int, 
         tail = log.read_text().splitlines()[-15:]
         raise SystemExit(f"run_all.sh failed on {data} (log {log}):\n" + "\n".join(tail))
     return time.time() - start
+
+
+def labelled_ceiling(data: Path, ceiling: dict, track) -> float:
+    """The ceiling of the labelled videos pooled, as the out-of-fold score pools them: from
+    ceiling.json's "labelled" entry, or (releases written before it) computed again (EMI) or
+    approximated by the train and valid ceilings weighted by size (VA)."""
+    import pandas as pd
+
+    from solution.layouts import open_release
+    from solution.metrics import pearson_per_dim
+
+    if "labelled" in ceiling:
+        return ceiling["labelled"]["mean"]
+    if track.name == "emi":
+        release = open_release(track, data)
+        keys = sorted(release.labelled_keys())
+        clean = pd.read_csv(data / "private" / "clean_intensities.csv", dtype={"Filename": str})
+        clean = clean.set_index(clean.Filename.str.zfill(5)).loc[keys].iloc[:, 1:].to_numpy()
+        labels = np.stack([release.video_targets(k) for k in keys])
+        return float(pearson_per_dim(clean, labels).mean())
+    parts = [s for s in ("train", "valid") if s in ceiling]
+    return sum(ceiling[s]["mean"] * ceiling[s]["frames"] for s in parts) / sum(ceiling[s]["frames"] for s in parts)
 
 
 def score_release(data: Path, work: Path, runs: list[str]) -> list[dict]:
@@ -120,9 +146,7 @@ def score_release(data: Path, work: Path, runs: list[str]) -> list[dict]:
     rw = release_work(work, data, track)
     release = open_release(track, data)
     ceiling = json.loads((data / "ceiling.json").read_text())
-    labelled = [s for s in ("train", "valid") if s in ceiling]
-    size = "frames" if track.name == "va" else "videos"
-    oof_ceiling = sum(ceiling[s]["mean"] * ceiling[s][size] for s in labelled) / sum(ceiling[s][size] for s in labelled)
+    oof_ceiling = labelled_ceiling(data, ceiling, track)
     hidden = data / "private" / ("test_labels.csv" if track.name == "emi" else "VA_Estimation_Challenge/Test_Set")
 
     def test_score(pred_path: Path) -> float:
@@ -149,6 +173,9 @@ def score_release(data: Path, work: Path, runs: list[str]) -> list[dict]:
     return rows
 
 
+MEANS = tuple(f"mean {kind}" for kind in KINDS + ("all",))
+
+
 def write_records(path: Path, records: list[dict]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -156,16 +183,16 @@ def write_records(path: Path, records: list[dict]) -> None:
 
 
 def table(records: list[dict], runs: list[str]) -> str:
-    releases = list(dict.fromkeys(r["release"] for r in records if r["release"] != "mean"))
+    releases = list(dict.fromkeys(r["release"] for r in records))
     head = "| release | " + " | ".join(runs) + " |\n|---|" + "---|" * len(runs)
     lines = [head]
     by = {(r["release"], r["run"]): r for r in records}
-    for release in releases + ["mean"]:
+    for release in releases:
         cells = []
         for run in runs:
             r = by.get((release, run))
             cells.append("" if r is None else f"{r['test']:.3f} ({r['test_share']:.2f}) / {r['oof']:.3f}")
-        name = f"**{release}**" if release == "mean" else release
+        name = f"**{release}**" if release in MEANS else release
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + ("\n\nEach cell: held-back test score (its share of the noise-free ceiling) / "
                                "out-of-fold score; EMI mean Pearson, VA mean CCC.")
@@ -195,8 +222,6 @@ def main(argv=None) -> int:
     shared_features = args.dir / "features"
     shared_features.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    if not (work / "features").exists():  # one features cache for every tag: only the runs differ
-        (work / "features").symlink_to(shared_features.resolve(), target_is_directory=True)
     models = [m for m in args.models.split(",") if m]
     runs = models + ([args.baseline] if args.baseline else [])
     machine = machine_info(threads=None)
@@ -207,23 +232,32 @@ def main(argv=None) -> int:
         progress(f"[{i + 1}/{len(plan)}] {name}: writing the release (cached)")
         data = make_release(kind, seed, releases_dir)
         progress(f"[{i + 1}/{len(plan)}] {name}: bash run_all.sh (log {work / (name + '.log')})")
-        seconds = run_release(data, work, ",".join(models), args.baseline, args.folds, args.train_args, args.jobs,
-                              work / f"{name}.log")
-        for row in score_release(data, work, runs):
+        # One work folder per release and settings: a release written again with other
+        # settings never meets the runs of the earlier one.
+        digest = hashlib.sha256((data / "synth_config.json").read_bytes()).hexdigest()[:8]
+        release_work_dir = work / f"{name}-{digest}"
+        release_work_dir.mkdir(exist_ok=True)
+        if not (release_work_dir / "features").exists():  # one features cache for every tag and release
+            (release_work_dir / "features").symlink_to(shared_features.resolve(), target_is_directory=True)
+        seconds = run_release(data, release_work_dir, ",".join(models), args.baseline, args.folds, args.train_args,
+                              args.jobs, work / f"{name}.log")
+        for row in score_release(data, release_work_dir, runs):
             record = {"bench": "quality", "panel": args.panel, "tag": args.tag, "release": name, "kind": kind,
                       "seconds": round(seconds), "train_args": args.train_args, **row, "machine": machine}
             records.append(record)
             emit(record)
         write_records(results, records)  # after every release: a stopped panel keeps what it measured
         progress(f"{name}: " + ", ".join(f"{r['run']} {r['test']:.3f}" for r in records if r["release"] == name))
-    for run in runs + ["blend"]:
-        mine = [r for r in records if r["run"] == run]
-        if mine:
-            mean = {k: round(float(np.mean([r[k] for r in mine])), 4) for k in ("oof", "test", "oof_share", "test_share")}
-            record = {"bench": "quality", "panel": args.panel, "tag": args.tag, "release": "mean", "kind": "all",
-                      "run": run, "releases": len(mine), **mean, "train_args": args.train_args, "machine": machine}
-            records.append(record)
-            emit(record)
+    for kind in kinds + ["all"]:  # emi-features' out-of-fold folds are not grouped by subject: kept apart
+        for run in runs + ["blend"]:
+            mine = [r for r in records if r["run"] == run and r["release"] not in MEANS and kind in ("all", r["kind"])]
+            if mine:
+                mean = {k: round(float(np.mean([r[k] for r in mine])), 4) for k in ("oof", "test", "oof_share", "test_share")}
+                record = {"bench": "quality", "panel": args.panel, "tag": args.tag, "release": f"mean {kind}",
+                          "kind": kind, "run": run, "releases": len(mine), **mean, "train_args": args.train_args,
+                          "machine": machine}
+                records.append(record)
+                emit(record)
     write_records(results, records)
     print()
     print(table(records, runs + ["blend"]))

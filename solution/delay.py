@@ -29,6 +29,7 @@ from solution.data import VideoStore
 from solution.errors import DataError
 from solution.folds import read_folds
 from solution.layouts import annotated_mask, detect_track, open_release, release_videos
+from solution.listing import add_test_listing_option
 from solution.metrics import ccc_per_dim
 from solution.progress import progress
 from solution.runs import release_work
@@ -132,6 +133,7 @@ def main(argv=None) -> int:
                              "(default 0.1)")
     parser.add_argument("--config", type=Path, help="TOML file; its [train] table gives the grid and streams")
     parser.add_argument("--print", action="store_true", help="print only the chosen delay (for scripts)")
+    add_test_listing_option(parser)
     args = parser.parse_args(argv)
     try:
         train = load_toml(args.config).get("train", {}) if args.config else {}

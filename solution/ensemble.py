@@ -48,6 +48,7 @@ from solution.errors import DataError
 from solution.evaluate import score_predictions
 from solution.folds import read_folds
 from solution.layouts import open_release
+from solution.listing import add_test_listing_option
 from solution.predictions import prediction_filename, read_predictions, write_predictions
 from solution.runs import ReleaseWork, release_work
 from solution.tracks import Track
@@ -196,6 +197,7 @@ def main(argv=None) -> int:
     parser.add_argument("--zip", metavar="NAME", help="also write and validate the submission zip NAME.zip")
     parser.add_argument("--zip-dir", type=Path, default=submit.DEFAULT_OUT_DIR,
                         help="where --zip writes (default: submissions/ in the repository)")
+    add_test_listing_option(parser)
     args = parser.parse_args(argv)
     try:
         rw = release_work(args.work, args.data)

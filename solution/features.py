@@ -42,6 +42,7 @@ from solution.extractors import REGISTRY, AsrTranscriber, ModelLoadError, create
 from solution.faces import (DETECTORS, FaceTrack, MtcnnDetector, face_chunks_from_crops, face_chunks_from_video,
                             face_cues, resolve_detector)
 from solution.layouts import DataError, Transcript, VideoSources, detect_track, read_transcript, release_videos
+from solution.listing import add_test_listing_option, export_listing
 from solution.media import MediaError, video_info
 from solution.progress import progress
 from solution.voice import MissingAudio, load_voice, voice_cues
@@ -440,7 +441,9 @@ def main(argv=None) -> int:
     parser.add_argument("--strict", action="store_true", help="stop at the first failure instead of recording it")
     parser.add_argument("--retry-failed", action="store_true", help="try recorded failures again")
     parser.add_argument("--config", type=Path, help="TOML file; its [features] table gives defaults for these options")
+    add_test_listing_option(parser)
     args = apply_stage_config(parser, argv, "features")
+    export_listing(args)
     logging.basicConfig(level=logging.INFO, format="[features] %(message)s")
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # its model-loading lines, once per worker
     try:

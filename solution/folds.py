@@ -29,6 +29,7 @@ from solution import fileio
 from solution.config import apply_stage_config
 from solution.errors import DataError
 from solution.layouts import _read_csv, annotated_mask, detect_track, emi_key, open_release, parse_video_id
+from solution.listing import add_test_listing_option, export_listing
 from solution.runs import ReleaseWork, fingerprint, release_work
 
 
@@ -158,7 +159,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="breaks ties in the fold assignment (default 0)")
     parser.add_argument("--config", type=Path, help="TOML file; its [folds] table gives defaults for these options")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing fold file with other settings")
+    add_test_listing_option(parser)
     args = apply_stage_config(parser, argv, "folds")
+    export_listing(args)
     try:
         if args.k < 1:
             raise DataError(f"--k must be at least 1, got {args.k}")

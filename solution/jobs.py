@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from solution.errors import DataError
+from solution.listing import add_test_listing_option
 
 REPO = Path(__file__).resolve().parent.parent
 # train_fold flags that solution.jobs sets itself: after `--` they would contradict the plan.
@@ -423,6 +424,15 @@ def _signal_group(process, sig) -> None:
 
 # ------------------------------------------------------------------ Slurm
 
+def listing_export() -> str:
+    """The scripts' `export TEST_LISTING=...` line when a test listing was named ($TEST_LISTING or
+    --test-listing), so the tasks read the same listing wherever they run; else nothing."""
+    from solution.listing import TEST_LISTING_ENV
+
+    value = os.environ.get(TEST_LISTING_ENV, "").strip()
+    return f"export {TEST_LISTING_ENV}={shlex.quote(value)}\n" if value else ""
+
+
 def sbatch_script(jobs: list[Job], rw, options: dict, generated_by: str, gather: Path) -> str:
     """A job-array script: task k runs jobs[k] (line k+1 of `solution.jobs list`), its output
     appended to the fold's train.log."""
@@ -444,7 +454,7 @@ set -euo pipefail
 cd {shlex.quote(str(REPO))}
 export PYTHONPATH={shlex.quote(str(REPO))}"${{PYTHONPATH:+:$PYTHONPATH}}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 HF_HUB_DISABLE_PROGRESS_BARS=1
-
+{listing_export()}
 task="${{SLURM_ARRAY_TASK_ID:-}}"
 case "$task" in
 """
@@ -513,7 +523,7 @@ set -euo pipefail
 cd {shlex.quote(str(REPO))}
 export PYTHONPATH={shlex.quote(str(REPO))}"${{PYTHONPATH:+:$PYTHONPATH}}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-""" + "\n".join(commands + [done]) + "\n"
+{listing_export()}""" + "\n".join(commands + [done]) + "\n"
 
 
 def gather_path(out: Path) -> Path:
@@ -537,6 +547,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--gpus-per-fold", type=int, default=0, metavar="G",
                         help="GPUs per fold; more than 1 trains each fold with torchrun on G processes")
     common.add_argument("--python", default=sys.executable, help="the interpreter of the commands (default: this one)")
+    add_test_listing_option(common)
     after = " Flags after -- go to every python -m solution.train_fold (e.g. -- --config run.toml --set epochs=30)."
     lister = sub.add_parser("list", parents=[common], help="print one train_fold command per (model, fold)",
                             description="Print one shell-quoted train_fold command per (model, fold)." + after)
@@ -576,8 +587,9 @@ def main(argv=None) -> int:
     try:
         if args.command == "list":
             jobs, *_ = plan(args, extra, args.threads)
+            prefix = listing_export().strip().replace("export ", "env ", 1)
             for job in jobs:
-                print(job.command)
+                print(f"{prefix} {job.command}" if prefix else job.command)
             return 0
         if args.command == "sbatch":
             return _sbatch(args, extra, own)

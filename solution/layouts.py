@@ -6,13 +6,22 @@ and the problem. Accepted variants (the real layouts are only partly documented)
 ids zero-padded or not, `.mp3` or `.wav` audio, organizer pickles holding numpy arrays,
 lists, or a dict with one array. Transcripts are plain text (`<id>.txt`) or, with word
 times, ASR JSON (`<id>.json`, see `read_transcript`).
+
+Test listings: VA reads this project's `test_set.csv` (video,frames) or the organizers'
+`*_test_set_release.txt` (a video a line) with their sample submission `*_test_set_sample.txt`
+(a row per frame: the frame counts), beside the annotations or at the root; EMI reads
+`test_split.csv` (or the other EMI_TEST_NAMES) at the root. $TEST_LISTING, or `--test-listing`
+on a stage (solution.listing), names another. metadata.csv is optional and read for what it
+has: without `subject`, subjects are unknown (a logged note, never an error).
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import pickle
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +30,10 @@ import numpy as np
 import pandas as pd
 
 from solution.errors import DataError
+from solution.listing import TEST_LISTING_ENV, add_test_listing_option, listing_override  # noqa: F401
 from solution.tracks import EMI, EMI_TARGETS, VA, VA_UNANNOTATED, Track
+
+log = logging.getLogger("layouts")
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -79,6 +91,32 @@ def _numeric_block(frame: pd.DataFrame, columns, path: Path) -> np.ndarray:
     return values
 
 
+_NOTED: set = set()
+
+
+def _note_once(key, level: int, message: str, *args) -> None:
+    """Log a note about a file once per process (readers are opened by many stages)."""
+    if key not in _NOTED:
+        _NOTED.add(key)
+        log.log(level, message, *args)
+
+
+def _optional_metadata(path: Path, key: str) -> pd.DataFrame | None:
+    """An optional metadata.csv: None when absent or without its `key` column (logged, never
+    an error); without `subject` it is read for what it has (logged). Extra columns are kept."""
+    if not path.is_file():
+        return None
+    frame = _read_csv(path, "metadata")
+    if key not in frame.columns:
+        _note_once((str(path), key), logging.WARNING, "%s: no %r column (found %s); the file is ignored",
+                   path, key, list(frame.columns)[:10])
+        return None
+    if "subject" not in frame.columns:
+        _note_once((str(path), "subject"), logging.INFO,
+                   "%s: no 'subject' column; read for its other columns, and subjects are taken as unknown", path)
+    return frame
+
+
 def _require_columns(frame: pd.DataFrame, required, path: Path, what: str) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
@@ -103,12 +141,15 @@ def read_emi_labels(path, what: str = "EMI label", check_range: bool = True) -> 
 
 
 def read_id_list(path) -> list[int]:
-    """A test listing: a CSV with a `Filename` column, or one id per line with no header."""
+    """A test listing: a CSV with a `Filename` column (other columns ignored), or one id per
+    line, with no header or a one-word header (`id`, `video`, ...); blank lines are skipped."""
     path = Path(path)
     frame = _read_csv(path, "id list")
     if "Filename" not in frame.columns:
         if len(frame.columns) == 1 and parse_video_id(frame.columns[0]) is not None:
-            frame = pd.read_csv(path, dtype=str, header=None, names=["Filename"])
+            frame = pd.read_csv(path, dtype=str, header=None, names=["Filename"], skipinitialspace=True)
+        elif len(frame.columns) == 1:
+            frame = frame.rename(columns={frame.columns[0]: "Filename"})
         else:
             raise DataError(f"{path}: id list needs a 'Filename' column; found {list(frame.columns)}")
     return sorted(_parse_ids(frame, "Filename", path).tolist())
@@ -162,20 +203,35 @@ EMI_KINDS = {
 }
 
 
+# Names of the EMI test listing looked for at the release root, in this order (the organizers'
+# name is not public; test_split.csv is what team code reads).
+EMI_TEST_NAMES = ("test_split.csv", "test_split.txt", "test_set.csv", "test_set.txt")
+
+
 @dataclass
 class EmiRelease:
-    """A Hume-Vidmimic2 release folder. File names for splits can be overridden."""
+    """A Hume-Vidmimic2 release folder. File names for splits can be overridden; the test
+    listing is `test_listing` when given, else $TEST_LISTING, else the first of EMI_TEST_NAMES
+    at the root (`test_csv` names the one used, relative to the root or absolute)."""
 
     root: Path
     train_csv: str = "train_split.csv"
     valid_csv: str = "valid_split.csv"
     test_csv: str = "test_split.csv"
     kinds: dict = field(default_factory=lambda: dict(EMI_KINDS))
+    test_listing: Path | None = None
 
     def __post_init__(self):
         self.root = Path(self.root)
         if not self.root.is_dir():
             raise DataError(f"{self.root}: data folder not found")
+        explicit = self.test_listing is not None
+        self.test_listing = listing_override(self.test_listing)
+        self.listing_source = ("test_listing" if explicit else f"${TEST_LISTING_ENV}") if self.test_listing else None
+        if self.test_listing is not None:
+            self.test_csv = str(self.test_listing)
+        elif self.test_csv == EMI_TEST_NAMES[0]:  # the default name: look for the others too
+            self.test_csv = next((n for n in EMI_TEST_NAMES if (self.root / n).is_file()), self.test_csv)
 
     def labels(self, split: str) -> pd.DataFrame:
         name = {"train": self.train_csv, "valid": self.valid_csv}.get(split)
@@ -216,12 +272,19 @@ class EmiRelease:
         return self.files[kind].get(int(vid))
 
     def test_ids(self) -> list[int]:
-        """The test listing when present, else ids with media or features but no label."""
+        """The test listing when present, else ids with media or features but no label. A
+        listing named by test_listing or $TEST_LISTING must exist."""
         listing = self.root / self.test_csv
         if listing.is_file():
             return read_id_list(listing)
+        if self.test_listing is not None:
+            raise DataError(f"{listing}: EMI test listing not found (named by {self.listing_source})")
         labelled = set(self.labelled().index)
         seen = set().union(*(set(t) for t in self.files.values()))
+        _note_once((str(self.root), "emi test listing"), logging.INFO,
+                   "%s: no test listing (looked there for %s; $%s or --test-listing names another); the test "
+                   "videos are those with media or features but no label", self.root, ", ".join(EMI_TEST_NAMES),
+                   TEST_LISTING_ENV)
         return sorted(seen - labelled)
 
     def load_feature(self, kind: str, vid: int) -> np.ndarray:
@@ -267,13 +330,13 @@ class EmiRelease:
         return {emi_key(v): str(s) for v, s in meta["subject"].items()}
 
     def metadata(self) -> pd.DataFrame | None:
-        """The synthetic release's metadata.csv (subject ids, corruption flags), if present."""
-        path = self.root / "metadata.csv"
-        if not path.is_file():
+        """metadata.csv (the synthetic release's: subject ids, corruption flags), if present,
+        indexed by video id; optional, and read for what it has: without `subject` the
+        subjects are unknown, without `Filename` it is ignored (each with a logged note)."""
+        frame = _optional_metadata(self.root / "metadata.csv", "Filename")
+        if frame is None:
             return None
-        frame = _read_csv(path, "metadata")
-        _require_columns(frame, ("Filename", "subject"), path, "metadata")
-        return frame.set_index(pd.Index(_parse_ids(frame, "Filename", path), name="Filename"))
+        return frame.set_index(pd.Index(_parse_ids(frame, "Filename", self.root / "metadata.csv"), name="Filename"))
 
 
 # ---------------------------------------------------------------- transcripts
@@ -451,36 +514,174 @@ VA_VIDEO_EXTS = (".mp4", ".avi")
 _SIDE_SUFFIX = re.compile(r"_(left|right)$")
 
 
+_VIDEO_SUFFIX = re.compile(r"\.(mp4|avi|txt)$", re.IGNORECASE)
+# Words of a names list's first line that make it a header, not a video (Aff-Wild2 names are
+# like `1-30-1280x720`, `video59_right`, `118-30-640x480_left`).
+_HEADER_WORDS = {"video", "videos", "name", "names", "video_name", "videoname", "filename", "file", "id",
+                 "test", "set", "challenge", "list", "release", "valence", "arousal", "estimation"}
+
+
+def _looks_like_header(line: str) -> bool:
+    tokens = {t for t in re.split(r"[\s_\-.,:;]+", line.lower()) if t}
+    return bool(tokens & _HEADER_WORDS) or " " in line.strip() or line.rstrip().endswith(":")
+
+
+def _frame_location(raw: str) -> tuple[str, str] | None:
+    """'video/00001.jpg' (or with leading folders, or backslashes) -> ('video', '00001'); else None."""
+    parts = [p for p in raw.strip().replace("\\", "/").split("/") if p]
+    if len(parts) < 2 or "." not in parts[-1]:
+        return None
+    return parts[-2], parts[-1].rsplit(".", 1)[0]
+
+
+def _read_va_sample(path: Path, lines: list[tuple[int, str]]) -> dict[str, int]:
+    """The organizers' sample submission: `image_location,valence,arousal`, a row per frame
+    (`<video>/00001.jpg`, leading folders and backslashes accepted) -> {video: its rows}.
+    Plain string methods, one pass each: a million rows take about a second."""
+    if lines and lines[0][1].split(",")[0].strip().lower() == "image_location":
+        lines = lines[1:]
+    locations = [line.partition(",")[0].strip() for _, line in lines]
+    if any("\\" in loc for loc in locations):
+        locations = [loc.replace("\\", "/") for loc in locations]
+    split = [loc.rpartition("/") for loc in locations]
+    folders, files = [f for f, _, _ in split], [name for _, _, name in split]
+    if any("/" in f for f in folders):
+        folders = [f.rpartition("/")[2] for f in folders]
+    bad = next((i for i, (f, name) in enumerate(zip(folders, files)) if not f or "." not in name), None)
+    if bad is not None:
+        raise DataError(f"{path}: line {lines[bad][0]}: expected an image_location like <video>/00001.jpg, got "
+                        f"{locations[bad]!r}")
+    if len(set(locations)) != len(locations):
+        seen: set = set()
+        for i, key in enumerate(locations):
+            if key in seen:
+                raise DataError(f"{path}: line {lines[i][0]}: frame {key} listed twice")
+            seen.add(key)
+    counts = Counter(folders)
+    last = dict(zip(folders, files))  # each video's last row: frame N of N rows when they run 1..N
+    gaps = [v for v, name in last.items() if name.split(".")[0].isdigit() and int(name.split(".")[0]) != counts[v]]
+    if gaps:
+        _note_once((str(path), "gaps"), logging.WARNING, "%s: %d video(s) whose last row is not frame <rows>, e.g. "
+                   "%s (%d rows, last %s); the rows are taken as the frame count", path, len(gaps), gaps[0],
+                   counts[gaps[0]], last[gaps[0]])
+    return dict(counts)
+
+
 def read_va_test_listing(path) -> dict[str, int | None]:
-    """Test listing -> {video: frame count or None}. Accepted: a CSV `video,frames`, or one
-    video name per line (frame counts then come from the videos)."""
+    """Test listing -> {video: frame count or None}. Accepted (told apart by their content):
+    this project's CSV `video,frames` (other columns ignored); the organizers' sample submission
+    (`image_location,valence,arousal`, a row per frame: the rows of a video are its frame count);
+    the organizers' video list (one name a line, an optional header line, blank lines and
+    `#` comments skipped, a `.mp4`/`.avi`/`.txt` suffix dropped: frame counts then come from
+    the videos)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: VA test listing not found")
-    lines = [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _LISTINGS:  # a stage opens the release more than once; a sample file has a million rows
+        if len(_LISTINGS) >= 8:
+            _LISTINGS.pop(next(iter(_LISTINGS)))
+        _LISTINGS[key] = _parse_va_listing(path)
+    return dict(_LISTINGS[key])
+
+
+_LISTINGS: dict[tuple, dict[str, int | None]] = {}
+
+
+def _parse_va_listing(path: Path) -> dict[str, int | None]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: VA test listing is not text ({exc})") from exc
+    lines = [(n, line) for n, line in enumerate(map(str.strip, text.splitlines()), start=1)
+             if line and line[0] != "#"]
+    if not lines:
+        raise DataError(f"{path}: VA test listing is empty")
+    header = [c.strip().lower() for c in lines[0][1].split(",")]
     listing: dict[str, int | None] = {}
-    if lines and lines[0].replace(" ", "").lower() == "video,frames":
-        for number, line in enumerate(lines[1:], start=2):
-            name, _, count = line.partition(",")
+    if header[:2] == ["video", "frames"]:
+        for number, line in lines[1:]:
+            name, count = (line.split(",") + [""])[:2]
             if not count.strip().isdigit() or int(count) <= 0:
                 raise DataError(f"{path}: line {number}: frame count must be a positive integer, got {count!r}")
             listing.setdefault(name.strip(), int(count))
             if listing[name.strip()] != int(count):
                 raise DataError(f"{path}: video {name!r} listed twice with different frame counts")
+    elif header[0] == "image_location" or _frame_location(header[0]) is not None:
+        listing = dict(_read_va_sample(path, lines))
     else:
-        for line in lines:
-            if line in listing:
-                raise DataError(f"{path}: video {line!r} listed twice")
-            listing[line] = None
+        if _looks_like_header(lines[0][1]):
+            _note_once((str(path), "header"), logging.INFO, "%s: first line %r taken as a header", path, lines[0][1])
+            lines = lines[1:]
+        for number, line in lines:
+            name = _VIDEO_SUFFIX.sub("", line.split(",", 1)[0].strip())
+            if name in listing:
+                raise DataError(f"{path}: line {number}: video {name!r} listed twice")
+            listing[name] = None
     if not listing:
         raise DataError(f"{path}: VA test listing is empty")
     return listing
 
 
+# The VA test listing under each name it is looked for: (kind, what it holds, file-name test).
+VA_LISTING_NAMES = (
+    ("csv", "test_set.csv", "video,frames (this project's generator)",
+     lambda n: n == "test_set.csv"),
+    ("list", "*_test_set_release.txt", "the organizers' video list, a name a line",
+     lambda n: re.fullmatch(r"(.*[_\-.])?test_set_release\.(txt|csv)", n) is not None),
+    ("sample", "*_test_set_sample.txt", "the organizers' sample submission, image_location,valence,arousal, "
+     "a row per frame", lambda n: re.fullmatch(r"(.*[_\-.])?test_set_sample\.(txt|csv)", n) is not None),
+)
+# File-name words of the other ABAW challenges' listings, which share a release root with VA's.
+_OTHER_CHALLENGES = {"expr", "expression", "au", "action", "unit", "units", "ce", "compound", "mtl", "multi",
+                     "emi", "mimicry", "ah", "ambivalence", "hesitancy"}
+_VA_WORDS = {"va", "valence", "arousal"}
+
+
+def _va_listing_rank(name: str) -> int | None:
+    """0: a VA listing by name; 1: a listing of no named challenge; None: another challenge's."""
+    words = set(re.split(r"[^a-z0-9]+", name.lower()))
+    if words & _VA_WORDS:
+        return 0
+    return None if words & _OTHER_CHALLENGES else 1
+
+
+def find_va_listing(places: list[Path]) -> dict[str, Path]:
+    """{kind: path} of the VA test listing files in `places` (searched in order; per kind, the
+    first place holding one wins). Several of one kind in a place is an error naming them."""
+    found: dict[str, Path] = {}
+    for place in places:
+        if not place.is_dir():
+            continue
+        files = sorted(p for p in place.iterdir() if p.is_file())
+        for kind, _, _, matches in VA_LISTING_NAMES:
+            if kind in found:
+                continue
+            ranked = [(r, p) for p in files if matches(p.name.lower()) and (r := _va_listing_rank(p.name)) is not None]
+            if not ranked:
+                continue
+            best = min(r for r, _ in ranked)
+            top = [p for r, p in ranked if r == best]
+            if len(top) > 1:
+                raise DataError(f"{place}: several VA test listings ({', '.join(p.name for p in top)}); name the one "
+                                f"to read with {TEST_LISTING_ENV}=PATH or --test-listing PATH")
+            found[kind] = top[0]
+    return found
+
+
 @dataclass
 class VaRelease:
     """An Aff-Wild2 release: videos in batch*/, crops in cropped_aligned/, annotations in a
-    `*/VA_Estimation_Challenge/{Train_Set,Validation_Set}` folder."""
+    `*/VA_Estimation_Challenge/{Train_Set,Validation_Set}` folder.
+
+    The test listing: `test_listing` when given, else $TEST_LISTING (a file in any form
+    read_va_test_listing reads, or a folder to look in), else found beside the annotations
+    (the VA_Estimation_Challenge folder, then its parent) or at the release root: our
+    `test_set.csv`, else the organizers' `*_test_set_release.txt` (the names) and
+    `*_test_set_sample.txt` (the names and, from its rows, the frame counts; where there is no
+    sample file the frame counts come from the videos). A folder without annotations but with a
+    test listing (a test set that came later) opens too; its labelled splits are then empty."""
 
     root: Path
     annotations: Path | None = None  # the VA_Estimation_Challenge folder; found when None
@@ -490,23 +691,69 @@ class VaRelease:
         self.root = Path(self.root)
         if not self.root.is_dir():
             raise DataError(f"{self.root}: data folder not found")
+        explicit = self.test_listing is not None
+        self.test_listing = listing_override(self.test_listing)
+        self.listing_source = ("test_listing" if explicit else f"${TEST_LISTING_ENV}") if self.test_listing else None
         if self.annotations is None:
             found = sorted(p for p in self.root.glob("**/VA_Estimation_Challenge")
                            if p.is_dir() and "private" not in p.relative_to(self.root).parts)
-            if not found:
+            if found:
+                self.annotations = found[0]
+            elif self.test_listing is None and not find_va_listing([self.root]):
                 raise DataError(f"{self.root}: no VA_Estimation_Challenge annotation folder found "
                                 "(pass its path explicitly)")
-            self.annotations = found[0]
-        self.annotations = Path(self.annotations)
-        if self.test_listing is None:
-            self.test_listing = self.annotations / "test_set.csv"
+        self.annotations = None if self.annotations is None else Path(self.annotations)
+
+    # ---- the test listing
+    def listing_places(self) -> list[Path]:
+        """Where the test listing is looked for, in order."""
+        if self.test_listing is not None:
+            return [self.test_listing] if self.test_listing.is_dir() else []
+        places = [self.annotations, self.annotations.parent] if self.annotations is not None else []
+        return list(dict.fromkeys(places + [self.root]))
+
+    @cached_property
+    def test_listing_files(self) -> list[Path]:
+        """The files the test listing is read from (one, or the organizers' list and sample)."""
+        if self.test_listing is not None and not self.test_listing.is_dir():
+            if not self.test_listing.is_file():
+                raise DataError(f"{self.test_listing}: VA test listing not found (named by {self.listing_source})")
+            return [self.test_listing]
+        found = find_va_listing(self.listing_places())
+        if "csv" in found:
+            return [found["csv"]]
+        if found:
+            return [found[k] for k in ("list", "sample") if k in found]
+        tried = "; ".join(f"{name} ({what})" for _, name, what, _ in VA_LISTING_NAMES)
+        named = f" (named by {self.listing_source})" if self.test_listing is not None else ""
+        raise DataError(f"no VA test listing found: looked in {', '.join(str(p) for p in self.listing_places())}"
+                        f"{named} for {tried}; name it with {TEST_LISTING_ENV}=PATH or --test-listing PATH")
+
+    @cached_property
+    def _test_listing(self) -> dict[str, int | None]:
+        files = self.test_listing_files
+        listing = read_va_test_listing(files[0])
+        if len(files) == 2:  # the organizers' list (names) and sample submission (frame counts)
+            counts = read_va_test_listing(files[1])
+            only_list, only_sample = sorted(set(listing) - set(counts)), sorted(set(counts) - set(listing))
+            if only_list or only_sample:
+                raise DataError(f"{files[0]} and {files[1]} list other videos: "
+                                + "; ".join(f"{len(v)} only in {f.name}, e.g. {v[:3]}"
+                                            for v, f in ((only_list, files[0]), (only_sample, files[1])) if v)
+                                + f"; name the one to read with {TEST_LISTING_ENV}=PATH or --test-listing PATH")
+            listing = {video: counts[video] for video in listing}
+        return listing
 
     def split_dir(self, split: str) -> Path:
+        if self.annotations is None:
+            raise DataError(f"{self.root}: no VA_Estimation_Challenge annotation folder, so no {split} split")
         return self.annotations / VA_SPLIT_FOLDERS[split]
 
     def videos(self, split: str) -> list[str]:
         if split == "test":
-            return sorted(read_va_test_listing(self.test_listing))
+            return sorted(self._test_listing)
+        if self.annotations is None:
+            return []
         directory = self.split_dir(split)
         if not directory.is_dir():
             raise DataError(f"{directory}: annotation folder for split {split!r} not found")
@@ -563,18 +810,19 @@ class VaRelease:
         return self.videos("test")
 
     def subjects(self) -> dict[str, str] | None:
-        """metadata.csv's subjects (synthetic release); else each video is its own subject,
-        its `_left`/`_right` annotation files sharing one."""
-        path = self.root / "metadata.csv"
-        if path.is_file():
-            frame = _read_csv(path, "metadata")
-            _require_columns(frame, ("video", "subject"), path, "metadata")
-            return dict(zip(frame["video"], frame["subject"]))
-        return None
+        """metadata.csv's subjects (synthetic release); else (no metadata.csv, or one without a
+        `subject` column) None: each video is then its own subject, its `_left`/`_right`
+        annotation files sharing one (the folds group by recording)."""
+        meta = self.metadata()
+        if meta is None or "subject" not in meta.columns:
+            return None
+        return dict(zip(meta.index, meta["subject"]))
 
     def metadata(self) -> pd.DataFrame | None:
-        path = self.root / "metadata.csv"
-        return _read_csv(path, "metadata").set_index("video") if path.is_file() else None
+        """metadata.csv indexed by `video`, if present; optional, and read for what it has
+        (without `video` it is ignored, with a logged note)."""
+        frame = _optional_metadata(self.root / "metadata.csv", "video")
+        return None if frame is None else frame.set_index("video")
 
     def video_fps(self, key: str) -> float:
         """The frame rate of the video behind `key`, read from the file (never assumed)."""
@@ -593,11 +841,11 @@ class VaRelease:
         from solution.media import video_info
 
         counts = {}
-        for video, count in read_va_test_listing(self.test_listing).items():
+        for video, count in self._test_listing.items():
             if count is None:
                 path = self.video_path(video)
                 if path is None:
-                    raise DataError(f"{self.test_listing}: test video {video!r} has no frame count "
+                    raise DataError(f"{self.test_listing_files[0]}: test video {video!r} has no frame count "
                                     f"and no video file under {self.root}/batch*/")
                 count = video_info(path)["frames"]
             counts[video] = count
@@ -633,17 +881,19 @@ def emi_key(vid: int) -> str:
     return f"{int(vid):05d}"
 
 
-def open_release(track: Track | str, data):
-    """The release reader of a track: EmiRelease or VaRelease."""
+def open_release(track: Track | str, data, test_listing=None):
+    """The release reader of a track: EmiRelease or VaRelease. `test_listing` (default
+    $TEST_LISTING) overrides the test listing found in the release."""
     name = track if isinstance(track, str) else track.name
-    return {"emi": EmiRelease, "va": VaRelease}[name](data)
+    return {"emi": EmiRelease, "va": VaRelease}[name](data, test_listing=test_listing)
 
 
-def release_videos(track: str, data) -> list[VideoSources]:
-    """Every video of every split (train, valid, test), sorted by key."""
+def release_videos(track: str, data, test_listing=None) -> list[VideoSources]:
+    """Every video of every split (train, valid, test), sorted by key (`test_listing`: as in
+    open_release)."""
     out = []
     if track == "emi":
-        release = EmiRelease(data)
+        release = EmiRelease(data, test_listing=test_listing)
         labelled = release.labelled()
         splits = {**{int(v): s for v, s in labelled["split"].items()}, **dict.fromkeys(release.test_ids(), "test")}
         for vid, split in sorted(splits.items()):
@@ -652,7 +902,7 @@ def release_videos(track: str, data) -> list[VideoSources]:
             out.append(VideoSources(emi_key(vid), split, video, release.path("audio", vid),
                                     release.transcript_path(vid), None, organizer))
         return out
-    release = VaRelease(data)
+    release = VaRelease(data, test_listing=test_listing)
     for split in ("train", "valid", "test"):
         for name in release.videos(split):
             video = release.video_path(name)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from solution.layouts import EmiRelease, VaRelease, annotated_mask
+from solution.listing import add_test_listing_option
 from solution.predictions import write_emi_predictions, write_va_single
 from solution.tracks import EMI_TARGETS
 
@@ -35,6 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument("--track", choices=["emi", "va"], default="emi", help="which challenge (default emi)")
     parser.add_argument("--data", type=Path, required=True, help="the release folder (training labels, test listing)")
     parser.add_argument("--out", type=Path, required=True, help="where to write the test predictions")
+    add_test_listing_option(parser)
     args = parser.parse_args(argv)
     if args.track == "emi":
         write_emi_predictions(args.out, predict_emi(args.data))

@@ -42,6 +42,7 @@ from solution.ensemble import run_predictions
 from solution.errors import DataError
 from solution.evaluate import per_video_score, score_predictions
 from solution.layouts import annotated_mask, emi_key, open_release, read_emi_labels, read_va_annotation
+from solution.listing import add_test_listing_option
 from solution.metrics import ConstantInputWarning, score
 from solution.predictions import prediction_filename, read_predictions
 from solution.runs import ReleaseWork, release_work
@@ -648,6 +649,7 @@ def main(argv=None) -> int:
                         help="where solution.ensemble wrote blend.json (default: WORK/<track>-<fingerprint>/predictions)")
     parser.add_argument("--stages", type=Path, help="the JSON lines run_all.sh writes per finished stage")
     parser.add_argument("--out", type=Path, help="the report folder (default: WORK/<track>-<fingerprint>/report)")
+    add_test_listing_option(parser)
     args = parser.parse_args(argv)
     try:
         rw = release_work(args.work, args.data)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from solution.fileio import atomic_path
 from solution.layouts import DataError, EmiRelease, VaRelease, parse_video_id
+from solution.listing import add_test_listing_option
 from solution.predictions import (VA_SINGLE_HEADER, parse_image_location, read_emi_predictions,
                                   read_va_predictions, va_file_text, va_single_text)
 from solution.tracks import EMI, EMI_TARGETS, VA
@@ -260,6 +261,7 @@ def main(argv=None) -> int:
                         help="VA: pad or cut a video whose predicted frames differ from the listing by at most N "
                              f"(listed); more is an error (default {DEFAULT_FRAME_TOLERANCE})")
     parser.add_argument("--check", type=Path, metavar="FILE.zip", help="validate this zip instead of building one")
+    add_test_listing_option(parser)
     args = parser.parse_args(argv)
     try:
         if args.check:

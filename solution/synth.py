@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -383,7 +384,8 @@ class Config:
     mapping: str = "linear"          # how intensities reach face and voice: linear, or nonlinear
     #                                  (per-subject threshold and saturation)
     style: float = 0.0               # per-subject spread of which facial actions each emotion moves
-    gain_spread: float = 0.4         # expressivity (face and voice gain) about 1 +/- this, per subject
+    gain_spread: float = 0.4         # expressivity of the face, per subject, about 1 +/- this; the voice
+    #                                  scales by the ratio to the default spread's
     voice_gain: float = 1.0          # how strongly the voice follows the emotions (0: not at all)
     word_rate: float = 3.0           # EMI: emotion words per unit of intensity in a transcript
     onset_spread: float = 0.5        # EMI: bursts start within the first 0.05 + this of a video
@@ -416,6 +418,10 @@ def _marker_config(cfg: "Config") -> dict:
     return settings
 
 
+# 2: organizer stand-ins without any column that says which frames are bad; the world's knobs;
+# the VA ceiling of the annotator's view. A release written by an older version is written again.
+GENERATOR_VERSION = 2
+
 WORLD_KNOBS = ("mapping", "style", "gain_spread", "voice_gain", "word_rate", "onset_spread", "hold_scale",
                "report_bias", "silences", "occlusion_seconds", "gap_seconds", "annotator_lag",
                "annotator_smooth", "annotator_bias")
@@ -445,9 +451,10 @@ def subject_style(cfg: "Config", subject: Subject, index: int, emotion_to_action
     if cfg.style:
         actions = np.clip(actions * np.exp(cfg.style * rng.normal(0, 1, actions.shape))
                           + cfg.style * 0.3 * np.clip(rng.normal(0, 1, actions.shape), 0, None), 0, None)
-    gain = 1 + (subject.expressivity - 1) * cfg.gain_spread / 0.4
+    gain = subject.expressivity if cfg.gain_spread == 0.4 else 1 + (subject.expressivity - 1) * cfg.gain_spread / 0.4
     curve = np.array([rng.uniform(0.0, 0.3), rng.uniform(2.0, 6.0)]) if cfg.mapping == "nonlinear" else np.zeros(2)
-    return Style(actions, max(0.05, gain), subject.bias * cfg.report_bias / 0.07, curve)
+    bias = subject.bias if cfg.report_bias == 0.07 else subject.bias * cfg.report_bias / 0.07
+    return Style(actions, max(0.05, gain), bias, curve)
 
 
 def _video_frames(cfg: Config, n: int) -> np.ndarray:
@@ -539,7 +546,11 @@ def _emi_video(job):
     frames = render_faces(actions, subject, cfg.size, rng, present, occluder, _blinks(rng, T, cfg.fps),
                           _head_shift(rng, T, 0.006), rng.uniform(0.75, 1.15), rng.uniform(2, 7))
 
-    adm, amu, det, pain, exc, joy = (drive * cfg.voice_gain * style.gain / subject.expressivity).T
+    # The voice follows the drive as the face does; voice_gain and gain_spread scale it (at their
+    # defaults, not at all: the voice's own level is the subject's loudness).
+    heard = drive if (cfg.voice_gain == 1 and style.gain == subject.expressivity) else \
+        drive * cfg.voice_gain * style.gain / subject.expressivity
+    adm, amu, det, pain, exc, joy = heard.T
     controls = {
         "f0": 1 + 0.12 * adm + 0.2 * amu - 0.05 * det - 0.12 * pain + 0.3 * exc + 0.2 * joy,
         "energy": np.clip(0.55 + 0.2 * amu + 0.25 * det - 0.2 * pain + 0.35 * exc + 0.1 * joy, 0.1, 1.2),
@@ -662,8 +673,8 @@ def generate_emi(cfg: Config, out: Path, workers: int) -> dict:
     fileio.write_csv(out / "metadata.csv", pd.DataFrame(meta))
 
     ceiling = {}
-    for name in ("train", "valid", "test"):
-        keep = split == name
+    for name in ("train", "valid", "test", "labelled"):
+        keep = split != "test" if name == "labelled" else split == name  # labelled: pooled, as out of fold
         if keep.sum() >= 2:
             r = pearson_per_dim(clean.iloc[keep, 1:].to_numpy(), labels.iloc[keep, 1:].to_numpy())
             ceiling[name] = {"metric": "pearson", "per_dim": dict(zip(EMI_TARGETS, np.round(r, 4).tolist())),
@@ -717,10 +728,12 @@ def _va_video(job):
     cropped = present.copy()
     for _ in range(1 + rng.poisson(1.0)):
         start = int(rng.integers(0, T))
-        cropped[start:start + int(rng.uniform(0.3, 1.5) * cfg.gap_seconds / 0.9 * fps)] = False
+        seconds = rng.uniform(0.3, 1.5) * (1 if cfg.gap_seconds == 0.9 else cfg.gap_seconds / 0.9)
+        cropped[start:start + int(seconds * fps)] = False
     if not cropped.any():  # a face seen only briefly is still found once
         cropped = present.copy()
-    g = cfg.voice_gain * style.gain / subject.expressivity
+    g = 1.0 if (cfg.voice_gain == 1 and style.gain == subject.expressivity) else \
+        cfg.voice_gain * style.gain / subject.expressivity
     heard_v, heard_a = g * (pos - neg), g * (high - low)
     controls = {"f0": 1 + 0.35 * heard_a + 0.05 * heard_v, "energy": np.clip(0.6 + 0.35 * heard_a, 0.1, 1.2),
                 "rate": 1 + 0.3 * heard_a, "tilt": 1.4 - 0.4 * heard_v - 0.2 * heard_a,
@@ -768,14 +781,17 @@ def _va_video(job):
         seen = np.stack([np.convolve(padded[:, j], np.ones(width) / width, mode="valid") for j in range(2)], 1)
     lagged = np.concatenate([np.repeat(seen[:1], lag, 0), seen[: T - lag]])
     noisy = lagged + np.stack([smooth_noise(rng, T, cfg.label_noise, max(2, int(fps / 6))) for _ in range(2)], 1)
-    noisy = np.clip(noisy + style.bias + world.normal(0, cfg.annotator_bias or 1e-12, 2), -1, 1)
+    offset = world.normal(0, cfg.annotator_bias, 2) if cfg.annotator_bias else 0.0  # this annotator's, this video
+    noisy = np.clip(noisy + style.bias + offset, -1, 1)
     annotated = np.ones(T, bool)
     for _ in range(1 + rng.poisson(1.0)):
         start = int(rng.integers(0, T))
         annotated[start:start + int(rng.integers(T // 50 + 1, T // 10 + 2))] = False
     noisy[~annotated] = VA_UNANNOTATED
     flags.update(lag=round(lag / fps, 3), no_crop_frames=int((~cropped).sum()))
-    return name, clean, noisy, flags, T
+    # The ceiling is that of a perfect model of what the annotator saw (late and smoothed: a
+    # model can learn the delay, solution.delay chooses it), not of the noise-free signal itself.
+    return name, lagged, noisy, flags, T
 
 
 def _utterances(rng, n: int, share: float) -> np.ndarray:
@@ -841,6 +857,7 @@ def generate_va(cfg: Config, out: Path, workers: int) -> dict:
     fileio.write_csv(out / "metadata.csv", pd.DataFrame(meta))
 
     ceiling = {}
+    pairs["labelled"] = pairs["train"] + pairs["valid"]  # pooled, as an out-of-fold score is
     for part, chunks in pairs.items():
         if chunks:
             clean = np.concatenate([c for c, _ in chunks])
@@ -882,7 +899,13 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
         raise SystemExit(f"[synth] no setting(s) {unknown}; the world's: {', '.join(WORLD_KNOBS)}")
     cfg = Config(track=track, seed=seed, **settings)
     marker = out / "synth_config.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("config") == _marker_config(cfg):
+    recorded = json.loads(marker.read_text()) if marker.is_file() else {}
+    if recorded.get("generator") == "solution.synth" and recorded.get("version", 1) < GENERATOR_VERSION:
+        # Ours, from an older generator (e.g. stand-ins that said which frames were bad): write it anew.
+        print(f"[synth] {out} was written by an older version of this generator; writing it again")
+        shutil.rmtree(out)
+        recorded = {}
+    if recorded.get("config") == _marker_config(cfg):
         print(f"[synth] {out} already holds this dataset (see {marker}); nothing to do")
         return json.loads((out / "ceiling.json").read_text())
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -913,7 +936,7 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
     workers = workers or min(4, os.cpu_count() or 1)
     ceiling = (generate_emi if track == "emi" else generate_va)(cfg, out, workers)
     fileio.write_json(out / "ceiling.json", ceiling)
-    fileio.write_json(marker, {"config": _marker_config(cfg), "generator": "solution.synth"})
+    fileio.write_json(marker, {"config": _marker_config(cfg), "generator": "solution.synth", "version": GENERATOR_VERSION})
     return ceiling
 
 

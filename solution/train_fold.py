@@ -210,6 +210,8 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                 "features": store.entry_digest(train_keys + held_keys), "folds": {**fold_info, "assignment": folds_digest(folds)}}
     if store.text_timed:  # recorded only when on, so folds trained before word-timed text still match
         settings["text_timed"] = True
+    if not train_cfg.refit:  # likewise: folds trained before the setting existed still match
+        del settings["train"]["refit"]
     precision = resolve_precision(device, precision)
     if precision != "fp32":  # recorded only when not fp32, so folds trained before the flag still match
         settings["precision"] = precision
@@ -245,14 +247,16 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                 refuse_other_settings(done, outcome["settings"], seed_settings)
             return outcome
         chosen = train_seed_once(seed_index, seed_settings, seed_dir, seed_dir / "chosen.pkl" if train_cfg.refit else done)
-        if not train_cfg.refit or chosen is None:
+        if not train_cfg.refit:
             return chosen
         # The inner split chose the epoch count; now the same seed learns from every training
-        # video for that many epochs (rw.refit_dir: its checkpoints, which predict uses).
+        # video for that many epochs (rw.refit_dir: its checkpoints, which predict uses). Under
+        # torchrun only the first process holds the choice: every process takes it from there.
+        epochs = distributed.from_main(None if chosen is None else chosen["best_epoch"])
         refit_dir = rw.refit_dir(name, fold, seed_index)
-        refit = train_seed_once(seed_index, {**seed_settings, "refit_epochs": chosen["best_epoch"]}, refit_dir,
-                                refit_dir / "predictions.pkl", refit_epochs=chosen["best_epoch"])
-        if refit is None:
+        refit = train_seed_once(seed_index, {**seed_settings, "refit_epochs": epochs}, refit_dir,
+                                refit_dir / "predictions.pkl", refit_epochs=epochs)
+        if refit is None or chosen is None:
             return None
         outcome = {**refit, "best_epoch": chosen["best_epoch"], "inner_score": chosen["inner_score"],
                    "settings": seed_settings}

@@ -1,4 +1,5 @@
 """The readers accept the real release's variants and name the file and problem otherwise."""
+import logging
 import pickle
 import shutil
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 
 from solution import media
-from solution.layouts import (DataError, EmiRelease, VaRelease, load_feature_pickle, read_emi_labels,
-                              read_id_list, read_va_annotation, read_va_test_listing)
+from solution.layouts import (DataError, EmiRelease, VaRelease, load_feature_pickle, open_release, read_emi_labels,
+                              read_id_list, read_va_annotation, read_va_test_listing, release_videos)
 from solution.tracks import EMI_TARGETS
 
 HEADER = "Filename," + ",".join(EMI_TARGETS)
@@ -170,3 +171,253 @@ def test_va_release_and_listing_forms(va_data, tmp_path):
         read_va_test_listing(write(tmp_path / "bad.csv", "video,frames\nx,abc\n"))
     with pytest.raises(DataError, match="no VA_Estimation_Challenge annotation folder"):
         VaRelease(tmp_path)
+
+
+# ---------------------------------------------------------------- test listings by the organizers' names
+
+ORGANIZER_LIST = "Valence_Arousal_Estimation_Challenge_test_set_release.txt"
+ORGANIZER_SAMPLE = "CVPR_5th_ABAW_VA_test_set_sample.txt"
+TEST_VIDEOS = {"7-30-640x360": 6, "video12_left": 5}
+
+
+def tiny_va(root, test_videos=TEST_VIDEOS, fps=5):
+    """An Aff-Wild2-layout release with 3 annotated videos and the test videos' files, and no
+    test listing: each test builds the listing in the naming it checks."""
+    ann = root / "6th_ABAW_Annotations" / "VA_Estimation_Challenge"
+    for folder, names in (("Train_Set", ("1-30-640x360", "2-30-640x360")), ("Validation_Set", ("3-30-640x360",))):
+        for name in names:
+            write(ann / folder / f"{name}.txt", "valence,arousal\n0.1,0.2\n-0.3,0.4\n0.5,-0.1\n")
+    for video, frames in test_videos.items():
+        media.write_video(root / "batch1" / f"{video.replace('_left', '')}.mp4", np.zeros((frames, 16, 16, 3), np.uint8), fps)
+    return ann
+
+
+def sample_rows(counts):
+    return "image_location,valence,arousal\n" + "".join(
+        f"{video}/{frame:05d}.jpg,0,0\n" for video, n in counts.items() for frame in range(1, n + 1))
+
+
+@pytest.fixture
+def no_override(monkeypatch):
+    """No $TEST_LISTING from the caller's shell; whatever a test sets is undone after it."""
+    monkeypatch.setenv("TEST_LISTING", "")
+    return monkeypatch
+
+
+def test_va_organizers_list_at_the_root_takes_frame_counts_from_the_videos(tmp_path, no_override):
+    root = tmp_path / "aff"
+    tiny_va(root)
+    # The organizers' list: a header line, blank lines; the other challenges' lists beside it are not VA's.
+    listing = write(root / ORGANIZER_LIST, "Valence_Arousal_Estimation_Challenge_test_set\n\n"
+                    + "\n\n".join(TEST_VIDEOS) + "\n\n")
+    write(root / "Expression_Classification_Challenge_test_set_release.txt", "other-video\n")
+    write(root / "Action_Unit_Detection_Challenge_test_set_release.txt", "other-video\n")
+    write(root / "CVPR_5th_ABAW_EXPR_test_set_sample.txt", sample_rows({"other-video": 3}))
+    release = VaRelease(root)
+    assert release.test_listing_files == [listing]
+    assert release.test_keys() == sorted(TEST_VIDEOS)
+    # No sample file: each video's frames counted in the file (`_left` shares its video).
+    assert release.test_frame_counts() == TEST_VIDEOS
+    sources = {s.vid: s for s in release_videos("va", root) if s.split == "test"}
+    assert sorted(sources) == sorted(TEST_VIDEOS) and sources["video12_left"].video.name == "video12.mp4"
+
+
+def test_va_sample_file_gives_the_frame_counts(tmp_path, no_override):
+    root = tmp_path / "aff"
+    ann = tiny_va(root)
+    counts = {"7-30-640x360": 9, "video12_left": 4}  # not the videos' 6 and 5: the sample file wins
+    # The list at the root, the sample beside the annotations (in their parent folder).
+    listing = write(root / ORGANIZER_LIST, "\n".join(TEST_VIDEOS) + "\n")
+    sample = write(ann.parent / ORGANIZER_SAMPLE, sample_rows(counts))
+    release = VaRelease(root)
+    assert release.test_listing_files == [listing, sample]
+    assert release.test_frame_counts() == counts
+    # The sample file alone: names and frame counts.
+    listing.unlink()
+    alone = VaRelease(root)
+    assert alone.test_listing_files == [sample] and alone.test_frame_counts() == counts
+    # A list and a sample that disagree: both named.
+    write(root / ORGANIZER_LIST, "7-30-640x360\nvideo99\n")
+    with pytest.raises(DataError, match=r"only in .*release\.txt, e.g. \['video99'\].*only in .*sample\.txt") as info:
+        VaRelease(root).test_frame_counts()
+    assert str(root / ORGANIZER_LIST) in str(info.value) and str(sample) in str(info.value)
+
+
+def test_va_our_csv_still_wins_and_the_override_beats_everything(tmp_path, no_override):
+    root = tmp_path / "aff"
+    ann = tiny_va(root)
+    ours = write(ann / "test_set.csv", "video,frames\n7-30-640x360,3\nvideo12_left,2\n")
+    write(root / ORGANIZER_LIST, "\n".join(TEST_VIDEOS) + "\n")
+    assert VaRelease(root).test_listing_files == [ours]
+    assert VaRelease(root).test_frame_counts() == {"7-30-640x360": 3, "video12_left": 2}
+    # $TEST_LISTING, relative to the current folder: read instead of both.
+    elsewhere = write(tmp_path / "mine" / "only_one.txt", "video\n7-30-640x360.mp4\n")
+    no_override.chdir(tmp_path)
+    no_override.setenv("TEST_LISTING", "mine/only_one.txt")
+    for release in (VaRelease(root), open_release("va", root)):
+        assert release.test_listing_files == [elsewhere]
+        assert release.test_frame_counts() == {"7-30-640x360": 6}
+    assert [s.vid for s in release_videos("va", root) if s.split == "test"] == ["7-30-640x360"]
+    # A folder as the override: its files are looked up by the same names.
+    sample = write(tmp_path / "mine" / ORGANIZER_SAMPLE, sample_rows({"video12_left": 7}))
+    (tmp_path / "mine" / "only_one.txt").unlink()
+    no_override.setenv("TEST_LISTING", str(tmp_path / "mine"))
+    assert VaRelease(root).test_listing_files == [sample]
+    # The explicit argument beats $TEST_LISTING; an empty $TEST_LISTING is no override.
+    assert VaRelease(root, test_listing=ours).test_frame_counts() == {"7-30-640x360": 3, "video12_left": 2}
+    no_override.setenv("TEST_LISTING", "")
+    assert VaRelease(root).test_listing_files == [ours]
+
+
+def test_va_no_listing_error_names_every_name_and_place(tmp_path, no_override):
+    root = tmp_path / "aff"
+    ann = tiny_va(root)
+    write(root / "Expression_Classification_Challenge_test_set_release.txt", "other\n")
+    release = VaRelease(root)
+    assert release.labelled_keys()  # training needs no test listing
+    with pytest.raises(DataError, match="no VA test listing found") as info:
+        release.test_keys()
+    message = str(info.value)
+    for place in (ann, ann.parent, root):
+        assert str(place) in message
+    for name in ("test_set.csv", "*_test_set_release.txt", "*_test_set_sample.txt", "TEST_LISTING", "--test-listing"):
+        assert name in message
+    # An override that is not there says so, and by whom it was named.
+    no_override.setenv("TEST_LISTING", str(tmp_path / "gone.txt"))
+    with pytest.raises(DataError, match=r"gone.txt: VA test listing not found \(named by \$TEST_LISTING\)"):
+        VaRelease(root).test_frame_counts()
+    # Two VA lists in one place: which one is meant is the user's to say.
+    no_override.setenv("TEST_LISTING", "")
+    write(root / ORGANIZER_LIST, "a\n")
+    write(root / "VA_Challenge_test_set_release.txt", "b\n")
+    with pytest.raises(DataError, match=r"several VA test listings \(VA_Challenge.*, Valence_.*\); name the one"):
+        VaRelease(root).test_keys()
+
+
+def test_va_listing_forms_by_content(tmp_path):
+    names = write(tmp_path / "a.txt", "# the test videos\n1-30-1280x720\n\nvideo59_right\n118-30-640x480_left.avi\n")
+    assert read_va_test_listing(names) == dict.fromkeys(["1-30-1280x720", "video59_right", "118-30-640x480_left"])
+    assert read_va_test_listing(write(tmp_path / "b.txt", "video_name\nv1\n")) == {"v1": None}
+    assert read_va_test_listing(write(tmp_path / "c.csv", "video,frames,fps\nv1,10,30\n")) == {"v1": 10}
+    no_header = write(tmp_path / "d.txt", "v1/00001.jpg,0,0\nv1/00002.jpg,0,0\nv2/00001.jpg,0,0\n")
+    assert read_va_test_listing(no_header) == {"v1": 2, "v2": 1}
+    with pytest.raises(DataError, match=r"line 3: frame v1/00001.jpg listed twice"):
+        read_va_test_listing(write(tmp_path / "e.txt", "image_location,valence,arousal\nv1/00001.jpg,,\nv1/00001.jpg,,\n"))
+    with pytest.raises(DataError, match=r"line 2: expected an image_location like <video>/00001.jpg, got 'v1'"):
+        read_va_test_listing(write(tmp_path / "f.txt", "image_location,valence,arousal\nv1,0,0\n"))
+    with pytest.raises(DataError, match=r"g.txt: line 2: video 'v1' listed twice"):
+        read_va_test_listing(write(tmp_path / "g.txt", "v1\nv1.mp4\n"))
+
+
+def test_va_test_only_folder_with_the_organizers_list(tmp_path, no_override):
+    """A test set that came later: videos and the organizers' list, no annotation folder."""
+    full = tmp_path / "aff"
+    tiny_va(full)
+    new = tmp_path / "new"
+    shutil.copytree(full / "batch1", new / "batch1")
+    write(new / ORGANIZER_LIST, "\n".join(TEST_VIDEOS) + "\n")
+    release = open_release("va", new)
+    assert release.labelled_keys() == {} and release.test_frame_counts() == TEST_VIDEOS
+    with pytest.raises(DataError, match="no VA_Estimation_Challenge annotation folder found"):
+        VaRelease(tmp_path / "new" / "batch1")
+
+
+def test_generated_release_renamed_to_the_organizers_names(va_data, tmp_path, no_override):
+    """The demo release with its listing in the organizers' files: the same test videos, frames and sources."""
+    copy = tmp_path / "release"
+    shutil.copytree(va_data, copy, ignore=shutil.ignore_patterns("cropped_aligned"))
+    before = VaRelease(copy)
+    counts = before.test_frame_counts()
+    ours = before.test_listing_files[0]
+    ours.unlink()
+    write(copy / ORGANIZER_LIST, "\n".join(counts) + "\n")
+    write(ours.parent.parent / ORGANIZER_SAMPLE, sample_rows(counts))
+    after = VaRelease(copy)
+    assert after.test_frame_counts() == counts and after.test_keys() == before.test_keys()
+    assert [s.vid for s in release_videos("va", copy) if s.split == "test"] == before.test_keys()
+    # A submission is written and validated against the organizers' listing, with no renaming.
+    from solution import predict_mean, submit
+    from solution.predictions import write_va_single
+
+    write_va_single(tmp_path / "test.txt", predict_mean.predict_va(copy))
+    made = submit.make_submission("va", tmp_path / "test.txt", copy, tmp_path / "subs", "organizers")
+    assert submit.check_zip(made, copy, "va") == []
+    (ours.parent.parent / ORGANIZER_SAMPLE).unlink()
+    assert VaRelease(copy).test_frame_counts() == counts  # from the videos: the generator's listing agrees
+
+
+def test_test_listing_option_exports_the_override(tmp_path, no_override):
+    """--test-listing on a stage sets $TEST_LISTING (absolute) for it and the processes it starts."""
+    import os
+
+    from solution import folds, jobs
+
+    root = tmp_path / "aff"
+    tiny_va(root)
+    mine = write(tmp_path / "mine.txt", "7-30-640x360\n")
+    no_override.chdir(tmp_path)
+    assert folds.main(["--data", str(root), "--work", str(tmp_path / "work"), "--k", "2",
+                       "--test-listing", "mine.txt"]) == 0
+    assert os.environ["TEST_LISTING"] == str(mine)
+    assert VaRelease(root).test_keys() == ["7-30-640x360"]
+    assert jobs.listing_export() == f"export TEST_LISTING={mine}\n"
+    args = jobs._parser().parse_args(["list", "--data", str(root), "--work", "w", "--models", "linear",
+                                      "--test-listing", str(tmp_path / "other.txt")])
+    assert args.test_listing == tmp_path / "other.txt" and os.environ["TEST_LISTING"] == str(tmp_path / "other.txt")
+
+
+# ---------------------------------------------------------------- EMI test split, optional metadata
+
+def tiny_emi(root, labelled=(1, 2, 3, 4), unlabelled=(5, 6)):
+    rows = [f"{i:05d},0.1,0.2,0.3,0.4,0.5,0.6" for i in labelled]
+    write(root / "train_split.csv", HEADER + "\n" + "\n".join(rows[:-1]) + "\n")
+    write(root / "valid_split.csv", HEADER + "\n" + rows[-1] + "\n")
+    (root / "vit").mkdir(parents=True)
+    for i in (*labelled, *unlabelled):
+        (root / "vit" / f"{i:05d}.pkl").write_bytes(pickle.dumps(np.ones((3, 4), np.float32)))
+    return root
+
+
+def test_emi_test_split_names_and_override(tmp_path, no_override, caplog):
+    root = tiny_emi(tmp_path / "hume")
+    caplog.set_level(logging.INFO, logger="layouts")
+    assert EmiRelease(root).test_ids() == [5, 6]  # no listing: the ids with features and no label, said so
+    assert "test_split.csv, test_split.txt, test_set.csv, test_set.txt" in caplog.text and "TEST_LISTING" in caplog.text
+    write(root / "test_split.txt", "id\n\n6\n")  # another name, a header of its own, a blank line
+    release = EmiRelease(root)
+    assert release.test_csv == "test_split.txt" and release.test_ids() == [6]
+    mine = write(tmp_path / "elsewhere" / "ids.csv", "Filename,extra\n00005,x\n")
+    no_override.setenv("TEST_LISTING", str(mine))
+    assert EmiRelease(root).test_ids() == [5] and open_release("emi", root).test_keys() == ["00005"]
+    assert [s.vid for s in release_videos("emi", root) if s.split == "test"] == ["00005"]
+    no_override.setenv("TEST_LISTING", str(tmp_path / "gone.csv"))
+    with pytest.raises(DataError, match=r"gone.csv: EMI test listing not found \(named by \$TEST_LISTING\)"):
+        EmiRelease(root).test_ids()
+
+
+def test_metadata_without_subject_is_read_for_what_it_has(tmp_path, no_override, caplog):
+    from solution.folds import make_folds
+
+    caplog.set_level(logging.INFO, logger="layouts")
+    emi = tiny_emi(tmp_path / "hume")
+    write(emi / "metadata.csv", "Filename,frames,camera\n00001,30,a\n2,40,b\n")
+    release = EmiRelease(emi)
+    assert release.subjects() is None
+    assert release.metadata().loc[2, "frames"] == "40" and "camera" in release.metadata().columns
+    assert "no 'subject' column" in caplog.text and str(emi / "metadata.csv") in caplog.text
+    table, info = make_folds(emi, k=2)
+    assert info["grouping"] == "video" and len(table) == 4
+    # Without the id column there is nothing to index by: ignored, with a warning.
+    write(emi / "metadata.csv", "frames,camera\n30,a\n")
+    assert EmiRelease(emi).metadata() is None and EmiRelease(emi).subjects() is None
+    assert "no 'Filename' column" in caplog.text
+    # VA: per recording, as with no metadata.csv at all; unknown columns kept.
+    root = tmp_path / "aff"
+    tiny_va(root)
+    write(root / "metadata.csv", "video,fps,lighting\n1-30-640x360,30,dim\n")
+    va = VaRelease(root)
+    assert va.subjects() is None and va.metadata().loc["1-30-640x360", "lighting"] == "dim"
+    table, info = make_folds(root, k=2)
+    assert info["grouping"] == "recording"
+    write(root / "metadata.csv", "video,subject,lighting\n1-30-640x360,s1,dim\n2-30-640x360,s1,ok\n3-30-640x360,s2,ok\n")
+    assert VaRelease(root).subjects() == {"1-30-640x360": "s1", "2-30-640x360": "s1", "3-30-640x360": "s2"}

@@ -36,7 +36,7 @@ def test_emi_layout_and_labels(emi_data):
     by_split = meta.groupby("split")["subject"].apply(set)
     assert not (by_split["train"] & by_split["valid"]) and not (by_split["train"] & by_split["test"])
     ceiling = json.loads((emi_data / "ceiling.json").read_text())
-    assert set(ceiling) == {"train", "valid", "test"}
+    assert set(ceiling) == {"train", "valid", "test", "labelled"}
     assert 0.3 < ceiling["train"]["mean"] < 1.0
 
 
@@ -265,6 +265,17 @@ def test_rerun_skips_and_refuses_foreign_folder(tmp_path, capsys):
     assert "nothing to do" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--overwrite"):
         synth.generate("emi", tmp_path / "d", seed=2, workers=1, **small)
+    # A release of an older version of the generator (its stand-ins said which frames were bad)
+    # is written again, not reused.
+    marker = tmp_path / "d" / "synth_config.json"
+    old = json.loads(marker.read_text())
+    del old["version"]
+    marker.write_text(json.dumps(old))
+    (tmp_path / "d" / "stale.txt").write_text("left by the old version")
+    synth.generate("emi", tmp_path / "d", seed=1, workers=1, **small)
+    assert "older version" in capsys.readouterr().out
+    assert json.loads(marker.read_text())["version"] == synth.GENERATOR_VERSION
+    assert not (tmp_path / "d" / "stale.txt").exists()
 
 
 def _crop_numbers(release, video):
