@@ -25,6 +25,7 @@
 #   FEATURE_ARGS   extra flags for solution.features, shell-quoted (e.g. "--visual 'hog,timm:resnet50?weights=/m/r50.safetensors'")
 #   TRAIN_ARGS     extra flags for every solution.train_fold run, shell-quoted
 #                  (e.g. "--set epochs=30 --set 'streams={visual=[\"hog\"]}'"; model.NAME.KEY=V reaches one model only)
+#   TEST_LISTING   the test listing file, when the release's is not found by its usual names
 #   PREDICT_DATA   a release or test listing that arrived later: predict it with the models trained
 #                  earlier with the same DATA_DIR/WORK_DIR (no training; solution.predict)
 #   VENV_DIR       the virtual environment (default ./.venv); PYTHON: the interpreter that builds it
