@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # From a release (the synthetic demo by default) to a validated leaderboard zip:
-# demo data -> features -> folds -> every fold of every model -> report -> submission.
+# demo data -> preflight check -> features -> folds -> every fold of every model -> report -> submission.
 #
 #   bash run_all.sh                      # EMI demo: dual-stage, Foal-Net and RCMA, blended (+ the linear baseline for the report)
 #   DATA_DIR=/data/hume bash run_all.sh  # a real release in the official layout (features-only works too)
@@ -26,6 +26,9 @@
 #   TRAIN_ARGS     extra flags for every solution.train_fold run, shell-quoted
 #                  (e.g. "--set epochs=30 --set 'streams={visual=[\"hog\"]}'"; model.NAME.KEY=V reaches one model only)
 #   TEST_LISTING   the test listing file, when the release's is not found by its usual names
+#   VA_ANNOTATION_FIT  VA: a training annotation whose line count differs from its video's frames by more
+#                  than the larger of 5 frames and 2 % is an error (default: error); fit truncates or pads
+#                  it with -5 lines to the video's frames, drop leaves the video out of training (logged)
 #   PREDICT_DATA   a release or test listing that arrived later: predict it with the models trained
 #                  earlier with the same DATA_DIR/WORK_DIR (no training; solution.predict)
 #   VENV_DIR       the virtual environment (default ./.venv); PYTHON: the interpreter that builds it
@@ -96,7 +99,7 @@ run() {  # run CMD ARGS...: runs the command and records its exact command line 
   STAGE_COMMANDS+=("$words")
   "$@"
 }
-stage() {  # stage "N/7 what": closes the running stage with its time, then announces the next
+stage() {  # stage "N/8 what": closes the running stage with its time, then announces the next
   local took=$((SECONDS - STAGE_START))
   if [ -n "$STAGE" ]; then
     echo "   (stage ${STAGE%% *} took $took s)"
@@ -136,26 +139,32 @@ fi
 [ "$SCHEME" = grouped ] || FOLDS=1
 if [ -z "${DATA_DIR:-}" ]; then
   DATA_DIR="$WORK_DIR/demo-$TRACK"
-  stage "1/7 demo data ($TRACK) -> $DATA_DIR"
+  stage "1/8 demo data ($TRACK) -> $DATA_DIR"
   run "$PY" -m solution.synth --track "$TRACK" --out "$DATA_DIR" --seed "${SEED:-0}"
 else
-  stage "1/7 using the release in $DATA_DIR"
+  stage "1/8 using the release in $DATA_DIR"
   [ -d "$DATA_DIR" ] || { echo "DATA_DIR=$DATA_DIR is not a folder" >&2; exit 2; }
 fi
-# The release's work folder (keyed by its labelled videos), known once the release is there.
-RELEASE_WORK="$("$PY" -m solution.runs --data "$DATA_DIR" --work "$WORK_DIR")"
-STAGES_FILE="$RELEASE_WORK/stages.jsonl"
 [ "$TRACK" = emi ] || LABEL_DELAY="${LABEL_DELAY:-auto}"
 STAGE_LINES=("$(json settings "TRACK=$TRACK" "DATA_DIR=$DATA_DIR" "WORK_DIR=$WORK_DIR" "MODELS=$MODELS" \
   "BASELINE=$BASELINE" "FOLDS=$FOLDS" "JOBS=$JOBS" "DEVICE=$DEVICE" "SCHEME=$SCHEME" "SEED=${SEED:-0}" \
-  "FEATURE_ARGS=${FEATURE_ARGS:-}" "TRAIN_ARGS=${TRAIN_ARGS:-}" "LABEL_DELAY=${LABEL_DELAY:-}" "CONFIG=${CONFIG:-}")")
+  "FEATURE_ARGS=${FEATURE_ARGS:-}" "TRAIN_ARGS=${TRAIN_ARGS:-}" "LABEL_DELAY=${LABEL_DELAY:-}" "CONFIG=${CONFIG:-}" \
+  "VA_ANNOTATION_FIT=${VA_ANNOTATION_FIT:-}")")
 [ -z "${CONFIG:-}" ] || STAGE_LINES+=("$(json config "$CONFIG")")
 
-stage "2/7 features -> $WORK_DIR/features"
+# Seconds before any long work: what the release holds, and every problem with the file that has
+# it; an error (a problem a later stage would stop on, or learn from wrongly) stops the run here.
+stage "2/8 preflight check of $DATA_DIR (python -m solution.inspect)"
+run "$PY" -m solution.inspect "$DATA_DIR" --track "$TRACK" --folds "$FOLDS"
+# The release's work folder (keyed by its labelled videos), known once the release is there.
+RELEASE_WORK="$("$PY" -m solution.runs --data "$DATA_DIR" --work "$WORK_DIR")"
+STAGES_FILE="$RELEASE_WORK/stages.jsonl"
+
+stage "3/8 features -> $WORK_DIR/features"
 run "$PY" -m solution.features --data "$DATA_DIR" --work "$WORK_DIR" --workers "$JOBS" --device "$DEVICE" \
     ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${FEATURE_EXTRA[@]+"${FEATURE_EXTRA[@]}"}
 
-stage "3/7 folds ($SCHEME: $FOLDS, grouped by subject where the release says who the subjects are) -> $RELEASE_WORK"
+stage "4/8 folds ($SCHEME: $FOLDS, grouped by subject where the release says who the subjects are) -> $RELEASE_WORK"
 run "$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS" --scheme "$SCHEME" \
     ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
 DELAY_ARGS=()  # frame-level tracks: how late the annotators are, chosen out of fold unless given
@@ -169,12 +178,12 @@ if [ "$TRACK" = va ]; then
 fi
 
 RUNS="$MODELS${BASELINE:+,$BASELINE}"
-stage "4/7 training $RUNS, $FOLDS folds each, $JOBS at a time"
+stage "5/8 training $RUNS, $FOLDS folds each, $JOBS at a time"
 run "$PY" -m solution.jobs run --data "$DATA_DIR" --work "$WORK_DIR" --models "$RUNS" --folds "$FOLDS" \
     --jobs "$JOBS" --device "$DEVICE" -- --log-every 10 ${DELAY_ARGS[@]+"${DELAY_ARGS[@]}"} \
     ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
 
-stage "5/7 the blend of $MODELS, its weights fit out of fold"
+stage "6/8 the blend of $MODELS, its weights fit out of fold"
 run "$PY" -m solution.ensemble --data "$DATA_DIR" --work "$WORK_DIR" --runs "$MODELS"
 PRED="$RELEASE_WORK/predictions/test.$EXT"
 HIDDEN="$DATA_DIR/private/test_labels.csv"; [ "$TRACK" = emi ] || HIDDEN="$DATA_DIR/private/VA_Estimation_Challenge/Test_Set"
@@ -184,12 +193,12 @@ if [ -e "$HIDDEN" ]; then
 fi
 NAME="${MODELS//,/+}-$(date +%Y%m%d-%H%M%S)"
 
-stage "6/7 submission"
+stage "7/8 submission"
 run "$PY" -m solution.submit --track "$TRACK" --pred "$PRED" --data "$DATA_DIR" --out-dir "$SUBMISSIONS_DIR" --name "$NAME"
 run "$PY" -m solution.submit --check "$SUBMISSIONS_DIR/$NAME.zip" --data "$DATA_DIR" --track "$TRACK"
 
 # Last, so the stages file it is given holds every other stage; after the blend, so it shows it.
-stage "7/7 report (out-of-fold, epochs chosen without the held-out fold; the blend; the stages)"
+stage "8/8 report (out-of-fold, epochs chosen without the held-out fold; the blend; the stages)"
 run "$PY" -m solution.report --data "$DATA_DIR" --work "$WORK_DIR" --runs "$RUNS" --stages "$STAGES_FILE" --out "$RELEASE_WORK/report"
 stage ""
 echo "done: $SUBMISSIONS_DIR/$NAME.zip (all stages: $SECONDS s)"

@@ -74,14 +74,18 @@ def per_video_score(track, predictions: dict, targets: dict) -> dict:
     return {"mean": float(per_dim.mean()), "per_dim": dict(zip(track.targets, per_dim.tolist())), "videos": len(scores)}
 
 
-def score_predictions(track, predictions: dict, targets: dict) -> dict:
+def score_predictions(track, predictions: dict, targets: dict, context: str = "") -> dict:
     """The track's score of {key: prediction} against {key: target} over the keys of `targets`,
     pooled as the leaderboard pools a split: video rows (EMI), or every annotated frame (VA;
-    -5 frames skipped). Predictions are clipped to the track's range first."""
+    -5 frames skipped). Predictions are clipped to the track's range first. Fewer than 2 rows
+    to correlate is a DataError naming the videos (and `context`, e.g. the fold, when given)."""
+    where = f"{context}: " if context else ""
     missing = [k for k in targets if k not in predictions]
     if missing:
-        raise DataError(f"no prediction for {len(missing)} video(s), e.g. {missing[:5]}")
+        raise DataError(f"{where}no prediction for {len(missing)} video(s), e.g. {missing[:5]}")
     keys = sorted(targets)
+    if not keys:
+        raise DataError(f"{where}need at least 2 samples to correlate, got 0: no video")
     if track.level == "video":
         pred = np.stack([predictions[k] for k in keys])
         truth = np.stack([targets[k] for k in keys])
@@ -92,7 +96,21 @@ def score_predictions(track, predictions: dict, targets: dict) -> dict:
             pred.append(predictions[k][: len(keep)][keep])
             truth.append(targets[k][keep])
         pred, truth = np.concatenate(pred), np.concatenate(truth)
+    if len(truth) < 2:
+        raise DataError(f"{where}need at least 2 samples to correlate, got {len(truth)}: {too_few(track, targets)}")
     return score(track, np.clip(pred, track.low, track.high), truth)
+
+
+def too_few(track, targets: dict) -> str:
+    """The videos behind a score with too few rows: each with its annotated frames (VA)."""
+    keys = sorted(targets)
+    if track.level == "video":
+        return f"{len(keys)} video(s): {', '.join(keys[:8])}"
+    shown = ", ".join(f"{k} ({int(annotated_mask(targets[k]).sum())} of {len(targets[k])})" for k in keys[:8])
+    return (f"{len(keys)} video(s), annotated frames of all frames in brackets: {shown}"
+            + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+            + "; a video without an annotated frame is left out by the folds stage: make the folds again "
+              "(python -m solution.folds --overwrite)")
 
 
 def main(argv=None) -> int:

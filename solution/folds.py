@@ -11,6 +11,13 @@ in a snake order of their mean label, so every fold sees the same spread of labe
 fold sizes (videos, or annotated frames for VA) are balanced. `official`: one fold, trained
 on the train split and validated on the valid split.
 
+VA: a video with no annotated frame (every line -5,-5) is left out of the folds, and so of
+training, with a note naming it (as is one whose annotation does not fit its video, with
+VA_ANNOTATION_FIT=drop); folds.json lists them under `left_out`, and the annotations
+fitted to their video (VA_ANNOTATION_FIT=fit) under `fitted`. No fold is left with fewer
+than 2 annotated frames to score, or to train on: that is an error naming the fold and its
+videos (fewer folds, --k, is the way out).
+
 Writes WORK/<track>-<fingerprint>/folds.csv (id, split, group, fold) and folds.json
 (scheme, k, seed, grouping, and a fingerprint of the labelled videos, checked by every
 training run). Another release in the same WORK gets its own folder.
@@ -83,6 +90,10 @@ def make_folds(data, k: int = 5, scheme: str = "grouped", seed: int = 0, groups_
     track = release.track
     split_of = release.labelled_keys()
     keys = sorted(split_of)
+    left_out = release.left_out()
+    if not keys:
+        raise DataError(f"{data}: no labelled video to make folds of"
+                        + (f" ({len(left_out)} left out: {'; '.join(list(left_out.values())[:3])})" if left_out else ""))
     if groups_file is not None:
         group_of, grouping = read_groups(groups_file, track, keys), f"file {Path(groups_file).name}"
     elif (subjects := release.subjects()) is not None:
@@ -113,9 +124,37 @@ def make_folds(data, k: int = 5, scheme: str = "grouped", seed: int = 0, groups_
         folds = assign_folds(groups, pd.Series(intensity).loc[keys], pd.Series(sizes).loc[keys], k, seed)
     table = pd.DataFrame({"id": keys, "split": [split_of[key] for key in keys], "group": groups.to_numpy(),
                           "fold": folds.loc[keys].to_numpy()})
+    if track.level == "frame":  # the grouped scheme's sizes are the annotated frames already
+        check_fold_frames(table, sizes if scheme != "official" else
+                          {key: int(annotated_mask(release.video_targets(key)).sum()) for key in keys}, k,
+                          "the official scheme scores the valid split" if scheme == "official" else "use fewer folds (--k)")
     info = {"track": track.name, "scheme": scheme, "k": k, "seed": seed, "grouping": grouping,
             "fingerprint": fingerprint(table["id"]), "videos": len(table)}
+    if left_out:  # recorded only when there are some, so fold files made before still match
+        info["left_out"] = dict(sorted(left_out.items()))
+    fitted = release.fitted()
+    if fitted:  # likewise: VA annotations fitted to their video (VA_ANNOTATION_FIT=fit)
+        info["fitted"] = dict(sorted(fitted.items()))
     return table, info
+
+
+def check_fold_frames(table: pd.DataFrame, frames: dict[str, int], k: int, hint: str) -> None:
+    """Frame-level tracks: every fold holds at least 2 annotated frames to score, and leaves at
+    least 2 to train on; else a DataError naming the fold, its videos and their frames."""
+    def named(keys) -> str:
+        keys = list(keys)
+        shown = ", ".join(f"{k} ({frames[k]})" for k in keys[:8])
+        return shown + (f" and {len(keys) - 8} more" if len(keys) > 8 else "") if keys else "no video"
+
+    for fold in range(k):
+        held, rest = table.id[table.fold == fold], table.id[table.fold != fold]
+        n_held, n_rest = sum(frames[k] for k in held), sum(frames[k] for k in rest)
+        if n_held < 2:
+            raise DataError(f"fold {fold} would hold {n_held} annotated frame(s) to score, in {len(held)} video(s) "
+                            f"(annotated frames in brackets): {named(held)}; a correlation needs at least 2; {hint}")
+        if n_rest < 2:
+            raise DataError(f"fold {fold} would leave {n_rest} annotated frame(s) to train on, in {len(rest)} "
+                            f"video(s): {named(rest)}; training needs at least 2; {hint}")
 
 
 def write_folds(rw: ReleaseWork, table: pd.DataFrame, info: dict) -> None:

@@ -13,12 +13,21 @@ Test listings: VA reads this project's `test_set.csv` (video,frames) or the orga
 `test_split.csv` (or the other EMI_TEST_NAMES) at the root. $TEST_LISTING, or `--test-listing`
 on a stage (solution.listing), names another. metadata.csv is optional and read for what it
 has: without `subject`, subjects are unknown (a logged note, never an error).
+
+VA annotations that do not fit their video: a training or validation annotation file whose
+line count differs from its video's frame count by more than annotation_tolerance (the larger
+of 5 frames and 2 %) is an error naming the file and both counts, unless $VA_ANNOTATION_FIT
+accepts it: `fit` truncates the annotation, or pads it with unannotated -5 lines, to the
+video's frames; `drop` leaves the video out of training (each a logged warning). A video whose
+every line is -5,-5 has nothing to learn from and is left out of training (a logged warning);
+`left_out()` lists both. `python -m solution.inspect DATA` shows all of it before any stage.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
+import os
 import pickle
 import re
 from collections import Counter
@@ -310,6 +319,14 @@ class EmiRelease:
         """{video key: split} of every labelled video (train and valid)."""
         return {emi_key(v): s for v, s in self.labelled()["split"].items()}
 
+    def left_out(self) -> dict[str, str]:
+        """{video key: why} of labelled videos training leaves out: none (every EMI label is one)."""
+        return {}
+
+    def fitted(self) -> dict[str, str]:
+        """{video key: what was done} of labels fitted to their video: none (one label a video)."""
+        return {}
+
     @cached_property
     def _target_table(self) -> dict[str, np.ndarray]:
         table = self.labelled()
@@ -486,10 +503,15 @@ def read_va_annotation(path, check_range: bool = True) -> np.ndarray:
     rows = [line for line in lines[1:] if line.strip()]
     if not rows:
         raise DataError(f"{path}: annotation file has no frames")
-    try:
-        values = np.array([[float(x) for x in line.split(",")] for line in rows], np.float64)
-    except ValueError as exc:
-        raise DataError(f"{path}: non-numeric annotation ({exc})") from exc
+    try:  # numpy's C parser first (7x faster); anything it refuses goes the slow way, which names it
+        values = np.loadtxt(rows, delimiter=",", comments=None, dtype=np.float64, ndmin=2)
+        if len(values) != len(rows):
+            raise ValueError("row count")
+    except ValueError:
+        try:
+            values = np.array([[float(x) for x in line.split(",")] for line in rows], np.float64)
+        except ValueError as exc:
+            raise DataError(f"{path}: non-numeric annotation ({exc})") from exc
     if values.ndim != 2 or values.shape[1] != 2:
         raise DataError(f"{path}: every line must hold two values, valence,arousal")
     if not np.isfinite(values).all():
@@ -507,6 +529,83 @@ def read_va_annotation(path, check_range: bool = True) -> np.ndarray:
 
 def annotated_mask(values: np.ndarray) -> np.ndarray:
     return ~(values == VA_UNANNOTATED).any(1)
+
+
+# ---- VA annotations against their videos
+
+VA_FIT_ENV = "VA_ANNOTATION_FIT"
+VA_FIT_MODES = {
+    "error": "an annotation that does not fit its video is an error naming the file (default)",
+    "fit": "truncate the annotation, or pad it with unannotated -5 lines, to the video's frames (logged)",
+    "drop": "leave the video out of training and of the folds (logged)",
+}
+
+
+def annotation_tolerance(frames: int) -> int:
+    """Frames an annotation file may differ from its video by: decoders and annotation tools
+    disagree by a frame or a few at the ends; more than the larger of 5 frames and 2 % means
+    another video, another frame rate, or a cut file."""
+    return max(5, math.ceil(0.02 * frames))
+
+
+def annotation_fit_mode(value: str | None = None) -> str:
+    """`value`, else $VA_ANNOTATION_FIT, else 'error'; another word is an error listing the modes."""
+    raw = value if value is not None else os.environ.get(VA_FIT_ENV, "")
+    mode = str(raw).strip().lower() or "error"
+    if mode not in VA_FIT_MODES:
+        raise DataError(f"{VA_FIT_ENV}={raw!r}: choose one of " + "; ".join(f"{k} ({v})" for k, v in VA_FIT_MODES.items()))
+    return mode
+
+
+_FACTS: dict[tuple, object] = {}
+
+
+def _file_fact(kind: str, path: Path, compute):
+    """compute(path), remembered per process while the file's size and time stay the same
+    (every stage opens the release more than once)."""
+    stat = path.stat()
+    key = (kind, str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FACTS:
+        _FACTS[key] = compute(path)
+    return _FACTS[key]
+
+
+def _has_annotated_frame(path: Path) -> bool:
+    """False when every line of an annotation file is -5,-5; True as soon as one is not (read
+    line by line: a usual file answers at its first lines). A malformed file answers True, so
+    read_va_annotation names its problem where the file is read."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        header = next(handle, "").replace(" ", "").strip().lower()
+        if header != "valence,arousal":
+            return True
+        rows = 0
+        for line in handle:
+            if not line.strip():
+                continue
+            rows += 1
+            try:
+                if any(float(x) != VA_UNANNOTATED for x in line.split(",")):
+                    return True
+            except ValueError:
+                return True
+    return rows == 0
+
+
+def count_annotation_lines(path) -> int:
+    """The frames an annotation file holds (non-blank lines after the header), as
+    read_va_annotation counts them, without parsing them."""
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    return sum(1 for line in lines[1:] if line.strip())
+
+
+def mismatch_message(m: dict) -> str:
+    """The error of an annotation file that does not fit its video (`m` from VaRelease.annotation_mismatch)."""
+    side = "fewer" if m["lines"] < m["frames"] else "more"
+    return (f"{m['file']}: {m['lines']} annotation lines, but its video {m['video']} has {m['frames']} frames "
+            f"({abs(m['lines'] - m['frames'])} {side} lines, more than the {m['tolerance']} tolerated: the larger of "
+            f"5 frames and 2 %); check that the file belongs to that video, or accept it with {VA_FIT_ENV}=fit "
+            f"(truncate the annotation, or pad it with unannotated -5 lines, to the video's frames) or "
+            f"{VA_FIT_ENV}=drop (leave the video out of training)")
 
 
 VA_SPLIT_FOLDERS = {"train": "Train_Set", "valid": "Validation_Set"}
@@ -686,11 +785,13 @@ class VaRelease:
     root: Path
     annotations: Path | None = None  # the VA_Estimation_Challenge folder; found when None
     test_listing: Path | None = None
+    annotation_fit: str | None = None  # error | fit | drop (VA_FIT_MODES); default $VA_ANNOTATION_FIT, else error
 
     def __post_init__(self):
         self.root = Path(self.root)
         if not self.root.is_dir():
             raise DataError(f"{self.root}: data folder not found")
+        self.annotation_fit = annotation_fit_mode(self.annotation_fit)
         explicit = self.test_listing is not None
         self.test_listing = listing_override(self.test_listing)
         self.listing_source = ("test_listing" if explicit else f"${TEST_LISTING_ENV}") if self.test_listing else None
@@ -760,7 +861,45 @@ class VaRelease:
         return sorted(p.stem for p in directory.glob("*.txt"))
 
     def labels(self, split: str, video: str) -> np.ndarray:
-        return read_va_annotation(self.split_dir(split) / f"{video}.txt")
+        return read_va_annotation(self.annotation_path(split, video))
+
+    def annotation_path(self, split: str, video: str) -> Path:
+        return self.split_dir(split) / f"{video}.txt"
+
+    def video_frames(self, video: str) -> int | None:
+        """The frame count of the video behind `video` from its header (a probe of milliseconds,
+        remembered per process); None when there is no video file. An unreadable one raises
+        MediaError."""
+        from solution.media import video_info
+
+        path = self.video_path(video)
+        if path is None:
+            return None
+        return _file_fact("frames", path, lambda p: video_info(p, count=False)["frames"])
+
+    def annotation_mismatch(self, video: str, split: str | None = None, lines: int | None = None) -> dict | None:
+        """None when the video's annotation file fits its video (within annotation_tolerance),
+        or when there is no video (or an unreadable one) to hold it against; else {file, video,
+        lines, frames, tolerance}. `lines` (the annotation's frames) is counted when not given."""
+        from solution.media import MediaError
+
+        split = split or self._all_labelled().get(video)
+        if split is None:
+            return None
+        try:
+            frames = self.video_frames(video)
+        except MediaError:
+            return None  # the stage that reads the video names it; here there is nothing to hold the file against
+        if frames is None:
+            return None
+        path = self.annotation_path(split, video)
+        if lines is None:
+            lines = _file_fact("lines", path, count_annotation_lines)
+        tolerance = annotation_tolerance(frames)
+        if abs(lines - frames) <= tolerance:
+            return None
+        return {"file": path, "video": self.video_path(video), "lines": int(lines), "frames": int(frames),
+                "tolerance": tolerance}
 
     @cached_property
     def _video_files(self) -> dict[str, Path]:
@@ -792,15 +931,71 @@ class VaRelease:
     # ---- the interface every track's release offers (folds, training, report use only this)
     track = VA
 
-    def labelled_keys(self) -> dict[str, str]:
+    def _all_labelled(self) -> dict[str, str]:
+        """{video: split} of every annotation file, left out or not."""
         return {v: split for split in ("train", "valid") for v in self.videos(split)}
 
+    def labelled_keys(self) -> dict[str, str]:
+        """{video: split} of the annotated videos training learns from: every annotation file
+        but those left_out()."""
+        out = self.left_out()
+        return {v: split for v, split in self._all_labelled().items() if v not in out}
+
+    def left_out(self) -> dict[str, str]:
+        """{video: why} of the annotation files training leaves out (each logged once): those
+        with no annotated frame (every line -5,-5) and, with annotation_fit 'drop', those that
+        do not fit their video."""
+        out = {}
+        for video, split in self._all_labelled().items():
+            path = self.annotation_path(split, video)
+            if not _file_fact("annotated", path, _has_annotated_frame):
+                out[video] = f"{path}: no annotated frame (every line is -5,-5)"
+                _note_once((str(path), "unannotated"), logging.WARNING,
+                           "%s: no annotated frame (every line is -5,-5): video %s is left out of training and of "
+                           "the folds", path, video)
+            elif self.annotation_fit == "drop" and (m := self.annotation_mismatch(video, split)) is not None:
+                out[video] = (f"{path}: {m['lines']} annotation lines for a video of {m['frames']} frames "
+                              f"({VA_FIT_ENV}=drop)")
+                _note_once((str(path), "drop"), logging.WARNING, "%s: %d annotation lines, but its video %s has %d "
+                           "frames: video %s is left out of training and of the folds (%s=drop)", path, m["lines"],
+                           m["video"], m["frames"], video, VA_FIT_ENV)
+        return out
+
+    def fitted(self) -> dict[str, str]:
+        """{video: what was done} of the annotation files that video_targets fits to their video
+        (annotation_fit 'fit'); empty otherwise."""
+        if self.annotation_fit != "fit":
+            return {}
+        out = {}
+        for video, split in self.labelled_keys().items():
+            m = self.annotation_mismatch(video, split)
+            if m is not None:
+                done = "truncated" if m["lines"] > m["frames"] else "padded with -5 lines"
+                out[video] = f"{m['file']}: {m['lines']} annotation lines {done} to the {m['frames']} frames of its video"
+        return out
+
     def video_targets(self, key: str) -> np.ndarray:
-        """The video's label: (frames, 2), unannotated frames at -5."""
+        """The video's label: (frames, 2), unannotated frames at -5. An annotation that does not
+        fit its video is an error, or fitted to it (annotation_fit 'fit', logged)."""
         split = self._split_of.get(key)
         if split is None:
-            raise DataError(f"{self.annotations}: no annotation for video {key!r}")
-        return self.labels(split, key)
+            why = self.left_out().get(key)
+            raise DataError(f"{self.annotations}: no annotation for video {key!r}"
+                            + (f" (left out of training: {why})" if why else ""))
+        values = self.labels(split, key)
+        mismatch = self.annotation_mismatch(key, split, len(values))
+        if mismatch is None:
+            return values
+        if self.annotation_fit != "fit":
+            raise DataError(mismatch_message(mismatch))
+        frames, lines = mismatch["frames"], mismatch["lines"]
+        _note_once((str(mismatch["file"]), "fit"), logging.WARNING,
+                   "%s: %d annotation lines, but its video %s has %d frames: %s to the video's frames (%s=fit)",
+                   mismatch["file"], lines, mismatch["video"], frames,
+                   "truncated" if lines > frames else "padded with unannotated -5 lines", VA_FIT_ENV)
+        fitted = np.full((frames, values.shape[1]), VA_UNANNOTATED, np.float32)
+        fitted[:min(frames, lines)] = values[:frames]
+        return fitted
 
     @cached_property
     def _split_of(self) -> dict[str, str]:

@@ -31,24 +31,36 @@ def _open(path):
         raise MediaError(f"{path}: unreadable media file ({exc})") from exc
 
 
-def video_info(path) -> dict:
+def video_info(path, count: bool = True) -> dict:
     """Frame count, rate, size and duration without decoding (frame count from the header,
-    or from a decode pass when the container does not store it)."""
+    or from a decode pass when the container does not store it). With count=False there is
+    never a decode pass: a header without a frame count gives the count its duration and rate
+    imply, and `frames_estimated` is True (a probe of milliseconds, for checks that tolerate a
+    frame or two)."""
     with _open(path) as container:
         if not container.streams.video:
             raise MediaError(f"{path}: no video stream")
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         frames = stream.frames
+        estimated = False
+        if not frames and not count:
+            seconds = (float(stream.duration * stream.time_base) if stream.duration is not None and stream.time_base
+                       else (container.duration / 1e6 if container.duration is not None else 0.0))
+            frames, estimated = int(round(seconds * fps)), True
         if not frames:
             try:
                 frames = sum(1 for _ in container.decode(video=0))
             except av.error.FFmpegError as exc:
                 raise MediaError(f"{path}: corrupt video stream ({exc})") from exc
-        return {"frames": int(frames), "fps": fps, "width": stream.codec_context.width,
+            estimated = False
+        info = {"frames": int(frames), "fps": fps, "width": stream.codec_context.width,
                 "height": stream.codec_context.height,
                 "duration": frames / fps if fps else 0.0,
                 "has_audio": bool(container.streams.audio)}
+        if estimated:
+            info["frames_estimated"] = True
+        return info
 
 
 def iter_video_frames(path, fps: float | None = None):

@@ -155,6 +155,9 @@ def build_report(data, rw: ReleaseWork, runs: list[str], blend_dir=None) -> dict
             entry["test_synthetic"] = hidden_test_score(rw.track, test, hidden)
         report["runs"][run] = entry
     report["videos"] = len(oof)
+    annotations = {"left_out": release.left_out(), "fitted": release.fitted()}
+    if any(annotations.values()):  # labels training did not take as they are (solution/layouts.py)
+        report["annotations"] = annotations
     report["ceiling"] = ceiling(data, release, list(oof))
     report["ceiling_generated"] = generated_ceiling(data)
     blend = blend_entry(rw, release, Path(blend_dir) if blend_dir else rw.predictions, flags, hidden)
@@ -482,6 +485,7 @@ def format_summary(report: dict, rw: ReleaseWork, data, blend_dir: Path, stages:
              f"Data `{data}`, work `{rw.root}`. Metric: mean {report['metric']} ({pooled}); {report['videos']} "
              f"labelled videos, {k} fold(s). Out-of-fold (OOF) scores pool every fold's held-out predictions; every "
              "fold chose its epochs without its held-out videos, so they are honest estimates.", ""]
+    lines += summary_annotations(report.get("annotations"))
     lines += summary_scores(report, targets, k)
     lines += summary_blend(report.get("blend"), targets, blend_dir)
     lines += summary_test(report, targets)
@@ -495,6 +499,19 @@ def format_summary(report: dict, rw: ReleaseWork, data, blend_dir: Path, stages:
         lines += summary_stages(stages)
     lines += summary_settings(report)
     return "\n".join(lines)
+
+
+def summary_annotations(annotations: dict | None) -> list[str]:
+    """The labels training did not take as they are: videos left out, annotations fitted."""
+    if not annotations:
+        return []
+    lines = ["## Labels not taken as they are", ""]
+    for key, title in (("left_out", "Left out of training and of the folds"),
+                       ("fitted", "Fitted to their video's frames (VA_ANNOTATION_FIT=fit)")):
+        if annotations.get(key):
+            lines += [f"{title}: {len(annotations[key])} video(s).", ""]
+            lines += [f"- {video}: {why}" for video, why in sorted(annotations[key].items())] + [""]
+    return lines
 
 
 def with_blend(report: dict, key: str) -> dict:

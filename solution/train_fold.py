@@ -381,7 +381,9 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                         pred, _ = predict(model, store, choose_keys, device)
                         with warnings.catch_warnings():  # a constant column early in training is expected, not news
                             warnings.simplefilter("ignore", ConstantInputWarning)
-                            row["inner_score"] = score_predictions(track, pred, {k: targets[k] for k in choose_keys})["mean"]
+                            row["inner_score"] = score_predictions(
+                                track, pred, {k: targets[k] for k in choose_keys},
+                                f"{name} fold {fold} seed {seed_index}, inner split")["mean"]
                     # One process scores, every process follows its score: a last-bit difference between
                     # the processes' own scores could split their choice of epoch or of stopping.
                     row["inner_score"] = distributed.from_main(row["inner_score"])
@@ -437,7 +439,7 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
                                columns=[f"w_{m}" for m in store.modalities])
         weights.insert(0, "id", held_keys)
         fileio.write_csv(out_dir / "fusion_weights.csv", weights)
-    result = score_predictions(track, held_pred, {k: targets[k] for k in held_keys})
+    result = score_predictions(track, held_pred, {k: targets[k] for k in held_keys}, f"{name} fold {fold}, held-out videos")
     metrics = {"model": model_name, "name": name, "fold": fold, "track": track.name, "metric": track.metric,
                "best_epoch": [o["best_epoch"] for o in outcomes],
                "inner_scores": [None if o["inner_score"] is None else round(o["inner_score"], 4) for o in outcomes],

@@ -334,9 +334,9 @@ def test_ensemble_command_names_what_is_wrong(tmp_path, capsys):
 
 def fake_va_release(root, rng, labelled=8, test=3):
     """Annotation files (some frames unannotated), a test listing with frame counts, and a
-    two-frame 30 fps video per name (smoothing reads each video's frame rate)."""
+    30 fps video per name with as many frames (smoothing reads each video's frame rate; an
+    annotation that does not fit its video is an error)."""
     ann = root / "annotations" / "VA_Estimation_Challenge"
-    tiny = np.zeros((2, 16, 16, 3), np.uint8)
     truth = {}
     for i in range(labelled):
         name, split = f"vid{i}", "Train_Set" if i < 6 else "Validation_Set"
@@ -347,8 +347,8 @@ def fake_va_release(root, rng, labelled=8, test=3):
         (ann / split).mkdir(parents=True, exist_ok=True)
         (ann / split / f"{name}.txt").write_text("valence,arousal\n" + "".join(f"{v:.4f},{a:.4f}\n" for v, a in values))
     counts = {f"test{i}": int(rng.integers(40, 80)) for i in range(test)}
-    for name in [*truth, *counts]:
-        write_video(root / "batch1" / f"{name}.mp4", tiny, 30.0)
+    for name, frames in [*((k, len(v)) for k, v in truth.items()), *counts.items()]:
+        write_video(root / "batch1" / f"{name}.mp4", np.zeros((frames, 16, 16, 3), np.uint8), 30.0)
     (ann / "test_set.csv").write_text("video,frames\n" + "".join(f"{v},{n}\n" for v, n in counts.items()))
     return truth, counts
 

@@ -52,11 +52,13 @@ def test_run_all_emi_then_another_release_in_the_same_checkout(emi_data, tmp_pat
     stages = [json.loads(line) for line in (rw.root / "stages.jsonl").read_text().splitlines()]
     assert stages[0]["settings"]["MODELS"] == "dual_stage,foalnet,rcma" and stages[0]["settings"]["TRAIN_ARGS"] == streams
     assert stages[1] == {"config": CONFIG}
-    assert [s["stage"].split()[0] for s in stages[2:]] == [f"{k}/7" for k in range(1, 8)]
+    assert [s["stage"].split()[0] for s in stages[2:]] == [f"{k}/8" for k in range(1, 9)]
+    assert "-m solution.inspect" in stages[3]["command"] and "--folds 2" in stages[3]["command"]
+    assert "[inspect] ok: nothing here stops a later stage" in done.stdout
     assert all(isinstance(s["seconds"], int) for s in stages[2:])
-    training = stages[5]["command"]
+    training = stages[6]["command"]
     assert "-m solution.jobs run" in training and "'streams={visual=[\"hog\", \"organizer:vit\"]" in training
-    assert "-m solution.report" in stages[8]["command"] and "--stages" in stages[8]["command"]
+    assert "-m solution.report" in stages[9]["command"] and "--stages" in stages[9]["command"]
     assert (rw.root / "report" / "summary.md").is_file() and f"report: {rw.root}/report/" in done.stdout
 
     # The user's own release next, in the same checkout and work folder: nothing of the first is reused.
@@ -102,11 +104,11 @@ def test_run_all_records_only_finished_stages_and_stops_at_a_failed_fold(emi_dat
     done = run_all(tmp_path, DATA_DIR=str(emi_data), MODELS="linear", BASELINE="",
                    TRAIN_ARGS="--set epochs=2 --set seeds=1 --set lr=fast")
     assert done.returncode != 0
-    assert "== 4/7 training linear" in done.stdout and "[jobs] FAILED linear fold 0" in done.stderr
+    assert "== 5/8 training linear" in done.stdout and "[jobs] FAILED linear fold 0" in done.stderr
     rw = release_work(tmp_path / "work", emi_data)
     assert f"log: {rw.fold('linear', 0) / 'train.log'}" in done.stderr
     stages = [json.loads(line) for line in (rw.root / "stages.jsonl").read_text().splitlines()]
-    assert "settings" in stages[0] and [s["stage"].split()[0] for s in stages[1:]] == ["1/7", "2/7", "3/7"]
+    assert "settings" in stages[0] and [s["stage"].split()[0] for s in stages[1:]] == ["1/8", "2/8", "3/8", "4/8"]
 
 
 @pytest.mark.parametrize("env,message", [
