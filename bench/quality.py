@@ -106,7 +106,7 @@ def run_release(data: Path, work: Path, models: str, baseline: str, folds: int, 
     with open(log, "w") as out:
         done = subprocess.run(["bash", str(ROOT / "run_all.sh")], env=env, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode:
-        tail = log.read_text().splitlines()[-15:]
+        tail = log.read_text(errors="replace").splitlines()[-15:]
         raise SystemExit(f"run_all.sh failed on {data} (log {log}):\n" + "\n".join(tail))
     return time.time() - start
 

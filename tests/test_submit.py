@@ -186,3 +186,158 @@ def test_submit_cli_builds_and_checks(emi_data, tmp_path, capsys):
     assert submit.main(["--track", "emi", "--pred", str(tmp_path / "bad.csv"), "--data", str(emi_data),
                         "--out-dir", str(tmp_path)]) == 2
     assert "bad.csv: EMI prediction file is missing column(s)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the ledger
+
+def _fitted_blend(emi_data):
+    """A blend as solution.ensemble saves it (solution.blend's own functions), of two stand-in
+    runs on the small release's labelled videos, held out in two parts."""
+    from solution.blend import choose, compare_blends, single_scores, stack_predictions, to_blend
+    from solution.tracks import EMI
+
+    release = EmiRelease(emi_data)
+    keys = sorted(release.labelled_keys())
+    targets = {k: release.video_targets(k) for k in keys}
+    rng = np.random.default_rng(3)
+    preds = {run: {k: np.clip(targets[k] + rng.normal(0, noise, 6), 0, 1) for k in keys}
+             for run, noise in (("rcma", 0.1), ("linear", 0.3))}
+    stack = stack_predictions(EMI, preds, targets, {k: i % 2 for i, k in enumerate(keys)})
+    fits = compare_blends(EMI, stack)
+    chosen = choose(fits)
+    return to_blend(EMI, list(preds), chosen, fits, single_scores(EMI, stack), len(chosen.by_part))
+
+
+def _read_ledger_csv(path):
+    import csv
+
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        return reader.fieldnames, list(reader)
+
+
+def test_ledger_lists_every_zip_written_through_the_cli(emi_data, tmp_path, capsys):
+    """Two zips through the CLI: one of a saved blend's test predictions (in the release's
+    work folder, where solution.ensemble writes them), one of a bare prediction file. The
+    ledger beside them has a row each, with what each was made of; --ledger prints them."""
+    import hashlib
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    from solution.blend import write_blend
+    from solution.runs import release_work
+
+    rw = release_work(tmp_path / "work", emi_data)
+    blend = _fitted_blend(emi_data)
+    write_blend(rw.predictions / "blend.json", blend)
+    write_emi_predictions(rw.predictions / "test.csv", emi_predictions(emi_data))
+    write_emi_predictions(tmp_path / "bare.csv", emi_predictions(emi_data))
+    subs = tmp_path / "subs"
+    for name, pred in (("blended", rw.predictions / "test.csv"), ("bare", tmp_path / "bare.csv")):
+        assert submit.main(["--track", "emi", "--pred", str(pred), "--data", str(emi_data),
+                            "--out-dir", str(subs), "--name", name]) == 0
+    assert f"added bare.zip to {subs / 'ledger.csv'}" in capsys.readouterr().out
+
+    columns, rows = _read_ledger_csv(subs / "ledger.csv")
+    assert tuple(columns) == submit.LEDGER_COLUMNS
+    assert [r["zip"] for r in rows] == ["blended.zip", "bare.zip"] and {r["track"] for r in rows} == {"emi"}
+    assert rows == submit.read_ledger(subs / "ledger.csv")
+    fingerprint = rw.root.name.split("-", 1)[1]
+    for row in rows:
+        when = datetime.fromisoformat(row["time"])
+        assert when.utcoffset() == timedelta(0) and abs(datetime.now(timezone.utc) - when) < timedelta(minutes=10)
+        assert row["zip_sha256"] == hashlib.sha256((subs / row["zip"]).read_bytes()).hexdigest()
+        assert row["fingerprint"] == fingerprint  # bare: that of --data, as release_work names its folder
+        assert row["commit"] == submit.git_commit() and re.fullmatch(r"([0-9a-f]{4,}(-dirty)?)?", row["commit"])
+    blended, bare = rows
+    chosen = blend["scores"]["chosen"]
+    assert blended["runs"] == "rcma+linear" and blended["blend"] == chosen and blended["metric"] == "pearson"
+    assert float(blended["honest_oof"]) == pytest.approx(blend["scores"]["blends"][chosen]["honest"], abs=1e-6)
+    assert blended["settings_digest"] == hashlib.sha256((rw.predictions / "blend.json").read_bytes()).hexdigest()
+    assert blended["pred"] == str((rw.predictions / "test.csv").resolve())
+    assert bare["runs"] == bare["blend"] == bare["honest_oof"] == bare["settings_digest"] == ""
+
+    assert submit.main(["--ledger", "--out-dir", str(subs)]) == 0
+    out = capsys.readouterr().out
+    assert f"{subs / 'ledger.csv'}: 2 zip(s)" in out
+    table = out.splitlines()[1:]
+    assert table[0].split()[:5] == ["#", "time", "(UTC)", "track", "zip"] and len(table) == 4
+    assert "blended.zip" in table[2] and "rcma+linear" in table[2] and blended["honest_oof"] in table[2]
+    assert "bare.zip" in table[3] and table[2].rstrip().endswith("ok")
+    (subs / "blended.zip").unlink()
+    assert submit.main(["--ledger", "--out-dir", str(subs), "--track", "emi"]) == 0
+    assert "missing" in capsys.readouterr().out.splitlines()[3]
+
+
+LEDGER_DAMAGE = {
+    "cut short": lambda b: b[: len(b) - 7],
+    "empty": lambda b: b"",
+    "other header": lambda b: b.replace(b"time,track,zip", b"when,track,zip", 1),
+    "row with a missing field": lambda b: b.replace(b",emi,", b",", 1),
+    "not UTF-8": lambda b: b.replace(b"emi", b"\xff\xfe", 1),
+}
+
+
+@pytest.mark.parametrize("damage", list(LEDGER_DAMAGE))
+def test_damaged_ledger_stops_a_submission_naming_it(emi_data, tmp_path, capsys, damage):
+    """A damaged ledger is an error naming it (never set aside or rewritten: it is the record
+    of what was submitted), raised before a zip is written, so no zip escapes the ledger."""
+    write_emi_predictions(tmp_path / "p.csv", emi_predictions(emi_data))
+    args = ["--track", "emi", "--pred", str(tmp_path / "p.csv"), "--data", str(emi_data), "--out-dir", str(tmp_path)]
+    assert submit.main(args + ["--name", "first"]) == 0
+    ledger = tmp_path / "ledger.csv"
+    broken = LEDGER_DAMAGE[damage](ledger.read_bytes())
+    ledger.write_bytes(broken)
+    capsys.readouterr()
+    assert submit.main(args + ["--name", "second"]) == 2
+    err = capsys.readouterr().err
+    assert f"{ledger}: unreadable submission ledger" in err and "move it away to start a new ledger" in err
+    assert not (tmp_path / "second.zip").exists() and ledger.read_bytes() == broken
+    assert submit.main(["--ledger", "--out-dir", str(tmp_path)]) == 2
+    assert f"{ledger}: unreadable submission ledger" in capsys.readouterr().err
+
+
+def test_a_zip_whose_ledger_row_cannot_be_written_is_removed(emi_data, tmp_path, monkeypatch):
+    """Every zip in the folder is in its ledger: when the row cannot be written (a full disk),
+    the new zip goes too, and the error names the ledger."""
+    from solution import fileio
+
+    write_emi_predictions(tmp_path / "p.csv", emi_predictions(emi_data))
+
+    def full_disk(path, text):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(fileio, "write_text", full_disk)
+    with pytest.raises(OSError, match="ledger.csv") as info:
+        submit.make_submission("emi", tmp_path / "p.csv", emi_data, tmp_path / "subs", name="lost")
+    assert not (tmp_path / "subs" / "lost.zip").exists() and not (tmp_path / "subs" / "ledger.csv").exists()
+    assert any("lost.zip was removed" in note for note in info.value.__notes__)
+
+
+def test_ledger_row_of_solution_predict_and_of_a_smoothed_blend(emi_data, tmp_path):
+    """solution.predict's predictions: the blend comes from predict.json beside them (here
+    --runs, equal weights: no honest score), the fingerprint from the work folder above. A
+    frame-level blend's honest score is that of the smoothed blend."""
+    import json
+
+    from solution.predict import equal_blend
+    from solution.runs import release_work
+    from solution.tracks import EMI
+
+    rw = release_work(tmp_path / "work", emi_data)
+    folder = rw.root / "predict" / "new-0123abcd"
+    blend = equal_blend(EMI, ["rcma", "linear"])
+    (folder).mkdir(parents=True)
+    (folder / "predict.json").write_text(json.dumps({"blend": blend, "train_data": str(emi_data)}))
+    write_emi_predictions(folder / "test.csv", emi_predictions(emi_data))
+    path = submit.make_submission("emi", folder / "test.csv", emi_data, tmp_path / "subs", name="new")
+    (row,) = submit.read_ledger(tmp_path / "subs" / "ledger.csv")
+    assert row["zip"] == path.name and row["fingerprint"] == rw.root.name.split("-", 1)[1]
+    assert row["runs"] == "rcma+linear" and row["blend"] == "equal (not fitted)" and row["honest_oof"] == ""
+    assert len(row["settings_digest"]) == 64
+
+    smoothed = {"runs": ["a", "b"], "smooth_seconds": 0.4, "method": "fitted",
+                "scores": {"metric": "ccc", "chosen": "shared+rescale", "smoothing": {"honest": 0.5},
+                           "blends": {"shared+rescale": {"honest": 0.45}}}}
+    assert submit.blend_way(smoothed) == "shared+rescale, smoothed 0.4 s"
+    assert submit.honest_score(smoothed) == ("ccc", "0.500000")
