@@ -11,9 +11,11 @@
 
 The extractor key ends in a hash of the settings, so changing any setting writes a new
 folder instead of mixing old and new features. The source key (`source_key`) is a hash of
-the input files an entry was computed from (path, size, modification time), so a second
-release extracted into the same WORK, or a video replaced in place, gets its own entries
-instead of another release's features for the same id. Entries are written atomically; an
+what the input files an entry was computed from are (name, size, and their first and last
+64 KiB; see `_identity`), not where they are: a release copied to another disk or mounted
+at another path finds its entries (and its trained folds, whose settings hold these keys),
+while a second release extracted into the same WORK, or a video replaced in place, gets
+its own entries instead of another release's features for the same id. Entries are written atomically; an
 entry that exists is done, which is what makes runs resumable and shards independent.
 
 Spans. An entry whose rows are spans rather than instants (a word-timed transcript: one row
@@ -81,22 +83,81 @@ class Entry:
 
 # ------------------------------------------------------------------ what an entry was computed from
 
+SAMPLED_BYTES = 64 * 1024  # hashed at each end of an input file (see _identity)
+_IDENTITIES: dict = {}    # "resolved path|size|mtime" -> identity: this process's, and the work folder's
+_LOADED: set = set()
+
+
+def identities_path(work) -> Path:
+    return features_root(work) / "identities.json"
+
+
+def load_identities(work) -> None:
+    """Take up the identities the features stage recorded in this work folder, so the stages
+    after it key every video by a stat instead of reading its files again. An entry whose file
+    has since moved or changed (another path, size or mtime) is simply not found, and the file
+    is read again. Unreadable or absent: nothing taken up (the keys are read from the files)."""
+    path = identities_path(work)
+    if str(path) in _LOADED or not path.is_file():
+        return
+    _LOADED.add(str(path))
+    try:
+        _IDENTITIES.update(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        pass  # a cache of a cache: reading the files again gives the same keys
+
+
+def save_identities(work) -> None:
+    """Record this process's identities in the work folder (merged with what is there: shards
+    of the features stage may write it at once; an entry lost to a race is read again later)."""
+    path = identities_path(work)
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        known = {}
+    if not set(_IDENTITIES) <= set(known):
+        fileio.write_json(path, {**known, **_IDENTITIES})
+
+
+def _sampled_digest(path: Path, size: int) -> str:
+    """sha256 of the file's first and last SAMPLED_BYTES (the whole file when smaller)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(SAMPLED_BYTES))
+        if size > SAMPLED_BYTES:
+            f.seek(max(SAMPLED_BYTES, size - SAMPLED_BYTES))
+            h.update(f.read(SAMPLED_BYTES))
+    return h.hexdigest()[:16]
+
+
 def _identity(path) -> str:
-    """A file: resolved path, size and mtime. A folder (face crops, maybe tens of thousands of
-    jpgs): resolved path, mtime and number of entries; adding or removing a crop changes both,
-    and statting every file would cost more than the lookup it guards."""
+    """What an input is, wherever the release sits, so a copied or re-mounted release keeps its
+    entries. A file: its name, size, and a hash of its first and last 64 KiB; a container's
+    header, index and tail change with any re-encode, so a changed video is found, while a
+    whole-file hash would read every byte of the release (terabytes of video) on each rerun. A
+    folder (face crops, maybe tens of thousands of jpgs): its name, its sorted file names, and
+    the identity of its first and last file; statting every crop would cost more than the
+    lookup it guards. A file's identity is remembered by its path, size and mtime, within a
+    process and in the work folder (load_identities), so reruns in place cost a stat."""
     if path is None:
         return "none"
-    path = Path(path).resolve()
+    path = Path(path)
     try:
         info = path.stat()
     except OSError:
-        return f"{path}|absent"
-    if path.is_dir():
-        with os.scandir(path) as listing:
-            count = sum(1 for _ in listing)
-        return f"{path}|dir|{info.st_mtime_ns}|{count}"
-    return f"{path}|{info.st_size}|{info.st_mtime_ns}"
+        return f"{path.name}|absent"
+    if path.is_dir():  # not remembered: a folder's mtime misses a crop rewritten in place
+        names = sorted(entry.name for entry in os.scandir(path))
+        ends = [_identity(path / n) for n in dict.fromkeys(names[:1] + names[-1:])]
+        listing = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+        return f"{path.name}|dir|{len(names)}|{listing}|{'|'.join(ends)}"
+    memo = f"{path.resolve()}|{info.st_size}|{info.st_mtime_ns}"
+    if memo not in _IDENTITIES:
+        try:
+            _IDENTITIES[memo] = f"{path.name}|{info.st_size}|{_sampled_digest(path, info.st_size)}"
+        except OSError:
+            return f"{path.name}|unreadable"
+    return _IDENTITIES[memo]
 
 
 def source_key(src, modality: str, kind: str = "") -> str:

@@ -109,6 +109,7 @@ def resolve_streams(work, sources: dict, wanted: dict | None = None) -> dict[str
     `wanted` maps a modality to extractor specs (None: every cached stream). Where one spec
     was extracted with several settings, the newest folder that covers every video is used."""
     root = cache.features_root(work)
+    cache.load_identities(work)
     folders = [info | {"folder": p} for p in sorted(root.glob("*/")) if (info := _folder_info(p))]
     if not folders:
         raise DataError(f"{root}: no features cache; run python -m solution.features --data DATA --work {work}")

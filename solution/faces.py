@@ -39,11 +39,12 @@ class FaceTrack:
 
 
 def mtcnn_available() -> bool:
-    try:
-        import facenet_pytorch  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import failure means "not usable here"
-        return False
-    return True
+    """Whether facenet-pytorch is installed, found without importing it: importing it imports
+    torch (seconds), which a rerun with every entry cached must not pay. An installed package
+    that fails to import is named by MtcnnDetector, when a video is first detected."""
+    from importlib.util import find_spec
+
+    return find_spec("facenet_pytorch") is not None
 
 
 def resolve_detector(name: str, has_crops: bool) -> str:
@@ -62,7 +63,11 @@ def resolve_detector(name: str, has_crops: bool) -> str:
 
 class MtcnnDetector:
     def __init__(self, device: str = "cpu"):
-        from facenet_pytorch import MTCNN
+        try:
+            from facenet_pytorch import MTCNN
+        except Exception as exc:  # noqa: BLE001 - installed but broken: say so, and the way around it
+            raise RuntimeError(f"facenet-pytorch is installed but does not import ({type(exc).__name__}: {exc}); "
+                               "mend it, or pass --face none (centred crops, face cues unknown)") from exc
 
         self.device = device
         self.models = {}

@@ -396,7 +396,9 @@ def run(plan: Plan, sources: list[VideoSources], workers: int = 1,
     """Extract what `sources` still need, then check and index every stream folder. failures.csv
     lists the failures of `release` (every video of every shard; default `sources`)."""
     specs_info = prepare(plan)
+    cache.load_identities(plan.work)
     keys = [plan.source_keys(src) for src in sources]
+    cache.save_identities(plan.work)
     jobs = [job for src, src_keys in zip(sources, keys) if (job := _pending(plan, src, src_keys)) is not None]
     log.info("%d of %d videos have streams to compute", len(jobs), len(sources))
     results = _extract(plan, jobs, workers)

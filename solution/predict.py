@@ -282,6 +282,7 @@ def extract(work, pinned: dict[str, Pinned], sources: dict[str, VideoSources], d
             workers: int, threads: int) -> None:
     from solution.features import run
 
+    cache.load_identities(work)
     check_organizer_widths(pinned, sources)
     listed = list(sources.values())
     for plan in extraction_plans(work, pinned, device, batch_size, threads):

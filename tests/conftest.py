@@ -47,6 +47,18 @@ def va_features(va_data, tmp_path_factory):
     return work
 
 
+@pytest.fixture(scope="session")
+def features_release(tmp_path_factory):
+    """A features-only EMI release big enough to learn from (170 labelled videos): the
+    organizer-style pickles, no media (the generator's media=false), no metadata, so no
+    subject ids. The small release's 50 training videos are too few for honest stand-ins."""
+    out = tmp_path_factory.mktemp("features_only") / "release"
+    synth.generate("emi", out, seed=7, workers=2, videos=200, subjects=40, seconds=3.0, fps=10.0,
+                   size=64, label_noise=0.06, media=False)
+    (out / "metadata.csv").unlink()
+    return out
+
+
 def features_only_release(emi_data, dest):
     """A copy of the release as a user with only the organizers' pickles has it: the split
     CSVs, vit/ and wav2vec2/; no media, no transcripts, no metadata."""

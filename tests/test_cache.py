@@ -42,8 +42,10 @@ def test_source_key_follows_each_streams_inputs(video, tmp_path):
         now["vit"] = cache.source_key(video, "organizer", "vit")
         return {m for m in now if now[m] != keys[m]}
 
-    # A rewritten transcript (same size, other mtime) changes the text stream's key only.
+    # Touching a file changes nothing; rewriting it (same size, other bytes) changes its streams' keys.
     os.utime(video.transcript, ns=(1, 1))
+    assert changed() == set()
+    video.transcript.write_bytes(b"howdy")
     assert changed() == {"text"}
     keys["text"] = cache.source_key(video, "text")
     # The video feeds the face, the voice (its track) and the organizer streams (the duration).
@@ -51,12 +53,15 @@ def test_source_key_follows_each_streams_inputs(video, tmp_path):
     assert changed() == {"visual", "audio", "vit"}
     keys.update(visual=cache.source_key(video, "visual"), audio=cache.source_key(video, "audio"),
                 vit=cache.source_key(video, "organizer", "vit"))
-    # The same file under another path (another release) is another input; so is another id.
-    other = tmp_path / "copy.pkl"
-    other.write_bytes(b"vit")
-    os.utime(other, ns=(video.organizer["vit"].stat().st_mtime_ns,) * 2)
-    moved = dataclasses.replace(video, organizer={"vit": other})
-    assert cache.source_key(moved, "organizer", "vit") != keys["vit"]
+    # The same bytes under the same name elsewhere (a copied release) are the same input;
+    # another name, or another id, is another input.
+    (tmp_path / "elsewhere").mkdir()
+    moved = dataclasses.replace(video, organizer={"vit": tmp_path / "elsewhere" / "00001.pkl"})
+    moved.organizer["vit"].write_bytes(video.organizer["vit"].read_bytes())
+    assert cache.source_key(moved, "organizer", "vit") == keys["vit"]
+    renamed = dataclasses.replace(video, organizer={"vit": tmp_path / "elsewhere" / "copy.pkl"})
+    renamed.organizer["vit"].write_bytes(video.organizer["vit"].read_bytes())
+    assert cache.source_key(renamed, "organizer", "vit") != keys["vit"]
     assert cache.source_key(dataclasses.replace(video, vid="00002"), "text") != keys["text"]
     # No transcript reads as "none": stable, and not the key of one.
     bare = dataclasses.replace(video, transcript=None)
@@ -67,17 +72,34 @@ def test_source_key_follows_each_streams_inputs(video, tmp_path):
         cache.source_key(video, "face")
 
 
-def test_crops_folder_counts_entries_without_statting_them(video, tmp_path):
+def test_large_file_identity_reads_its_ends_only(video, tmp_path):
+    """A video's identity hashes its first and last 64 KiB: a change there (a re-encode changes
+    the header and the index) is seen; the middle of a long file is not read."""
+    size = 4 * cache.SAMPLED_BYTES
+    video.video.write_bytes(bytes(size))
+    before = cache.source_key(video, "visual")
+    for offset, seen in ((10, True), (size - 10, True), (size // 2, False)):
+        data = bytearray(size)
+        data[offset] = 1
+        video.video.write_bytes(bytes(data))
+        assert (cache.source_key(video, "visual") != before) == seen, offset
+
+
+def test_crops_folder_by_names_and_end_files_without_statting_every_crop(video, tmp_path):
     crops = tmp_path / "cropped_aligned" / "00001"
     crops.mkdir(parents=True)
-    (crops / "00001.jpg").write_bytes(b"x")
+    for name in ("00001.jpg", "00002.jpg", "00003.jpg"):
+        (crops / name).write_bytes(b"x")
     with_crops = dataclasses.replace(video, crops=crops)
     before, mtime = cache.source_key(with_crops, "visual"), crops.stat().st_mtime_ns
-    (crops / "00002.jpg").write_bytes(b"x")
+    (crops / "00004.jpg").write_bytes(b"x")
     os.utime(crops, ns=(mtime, mtime))
     assert cache.source_key(with_crops, "visual") != before   # one more crop, even at the same mtime
     before = cache.source_key(with_crops, "visual")
-    (crops / "00001.jpg").write_bytes(b"changed")               # a crop's contents: not looked at
+    (crops / "00001.jpg").write_bytes(b"changed")               # the first (or last) crop: looked at
+    assert cache.source_key(with_crops, "visual") != before
+    before = cache.source_key(with_crops, "visual")
+    (crops / "00002.jpg").write_bytes(b"y")                     # a crop in between: not looked at
     assert cache.source_key(with_crops, "visual") == before
 
 

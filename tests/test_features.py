@@ -4,6 +4,7 @@ import json
 import logging
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -374,3 +375,59 @@ def test_cache_keys_follow_settings():
     assert a == create_extractor("hog").key({"fps": 5})
     assert a != create_extractor("hog").key({"fps": 10})
     assert a != create_extractor("hog?cell=8").key({"fps": 5})
+
+
+def test_moved_release_keeps_its_features_and_folds(tmp_path, capsys):
+    """A release copied elsewhere (new paths, new mtimes) reuses its features and finished
+    folds; a video whose bytes change is extracted again, and only that video."""
+    from solution import folds
+    from solution.train_fold import main as train_main
+
+    small = dict(workers=1, videos=12, subjects=6, seconds=1.0, fps=8.0, size=48)
+    first, work = tmp_path / "disk1" / "release", tmp_path / "work"
+    synth.generate("emi", first, seed=3, **small)
+    args = ["--visual", "hog", "--face", "none", "--audio", "fbank", "--text", "none"]
+    train = ["--model", "linear", "--fold", "0", "--work", str(work), "--set", "epochs=2", "--set", "seeds=1", "--threads", "1"]
+
+    def stage(data):
+        """features, folds and one fold on `data`; -> the features table's computed_now per stream."""
+        capsys.readouterr()
+        assert features.main(["--data", str(data), "--work", str(work)] + args) == 0
+        table = capsys.readouterr().out.splitlines()
+        assert folds.main(["--data", str(data), "--work", str(work), "--k", "2"]) == 0
+        assert train_main(train + ["--data", str(data)]) == 0
+        return {row.split()[0]: int(row.split()[-1]) for row in table[1:] if row.split() and row.split()[-1].isdigit()}
+
+    assert all(n > 0 for n in stage(first).values())
+    metrics = next(work.glob("emi-*/runs/linear/fold0/metrics.json"))
+    trained = metrics.read_bytes(), metrics.stat().st_mtime_ns
+    moved = tmp_path / "disk2" / "mounted" / "release"
+    shutil.copytree(first, moved, copy_function=shutil.copyfile)   # new paths, new mtimes
+    shutil.rmtree(first)
+    assert set(stage(moved).values()) == {0}
+    assert (metrics.read_bytes(), metrics.stat().st_mtime_ns) == trained, "the finished fold was trained again"
+    # One video's bytes change (another video in its place): its streams are extracted again.
+    videos = sorted((moved / "raw").glob("*.mp4"))
+    shutil.copyfile(videos[1], videos[0])
+    capsys.readouterr()
+    assert features.main(["--data", str(moved), "--work", str(work)] + args) == 0
+    computed = {row.split()[0]: int(row.split()[-1]) for row in capsys.readouterr().out.splitlines()[1:]
+                if row.split() and row.split()[-1].isdigit()}
+    assert computed == {"hog": 1, "fbank": 1, "organizer:vit": 1, "organizer:wav2vec2": 1}, computed
+
+
+def test_cached_rerun_imports_no_model(emi_data, emi_features, tmp_path):
+    """A features stage with every entry cached imports neither the face detector nor torch."""
+    import subprocess
+    import sys
+
+    work = tmp_path / "work"
+    shutil.copytree(emi_features, work)
+    code = ("import sys; from solution import features; "
+            f"assert features.main(['--data', {str(emi_data)!r}, '--work', {str(work)!r}]) == 0; "
+            "print(sorted(m for m in ('torch', 'facenet_pytorch', 'sentence_transformers', 'transformers', 'timm', "
+            "'opensmile') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
