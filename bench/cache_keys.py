@@ -94,9 +94,10 @@ def timed(base: Path, n: int, how: str) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python bench/cache_keys.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=12_700)
-    parser.add_argument("--dir", type=Path, default=ROOT / "work" / "bench-cache-keys")
+    parser = argparse.ArgumentParser(prog="python bench/cache_keys.py", description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser.add_argument("--videos", type=int, default=12_700, help="videos in the written release (default: 12700)")
+    parser.add_argument("--dir", type=Path, default=ROOT / "work" / "bench-cache-keys",
+                        help="where the release is written (default: work/bench-cache-keys)")
     parser.add_argument("--keep", action="store_true", help="leave the tree for another run")
     args = parser.parse_args(argv)
     base = args.dir / "release"

@@ -213,14 +213,20 @@ def test_reextracted_features_refuse_a_finished_fold(emi_data, trained, tmp_path
     work = _work_copy(trained, tmp_path, "reextract", emi_data, data)
     args = ["--model", "linear", "--fold", "0", "--data", str(data), "--work", str(work), "--set", "seeds=1",
             "--threads", "1", "--set", "epochs=3"]
-    # Copied media have new modification times: their entries must be extracted anew.
-    assert train_main(args) == 2
-    assert "run python -m solution.features" in capsys.readouterr().err
-    assert features.main(["--data", str(data), "--work", str(work), "--workers", "2"]) == 0
+    # A copied release is the same files (new paths and times): it trains on the entries extracted
+    # from the original, and a rerun finds the finished fold.
     assert train_main(args) == 0
+    metrics = release_work(work, data).fold("linear", 0) / "metrics.json"
+    done = metrics.read_bytes(), metrics.stat().st_mtime_ns
+    assert train_main(args) == 0
+    assert (metrics.read_bytes(), metrics.stat().st_mtime_ns) == done
+    # A held-out video's pickle with other values: extracted again, and the finished fold refuses it.
     held = folds.read_folds(release_work(work, data))[0].id.iloc[0]
     pickle_file = data / "vit" / f"{held}.pkl"
-    os.utime(pickle_file, (time.time() + 10, time.time() + 10))
+    values = pickle.loads(pickle_file.read_bytes())
+    pickle_file.write_bytes(pickle.dumps(values * 1.01))
+    assert train_main(args) == 2
+    assert "run python -m solution.features" in capsys.readouterr().err
     assert features.main(["--data", str(data), "--work", str(work), "--workers", "1"]) == 0
     assert train_main(args) == 2
     assert "trained with other features" in capsys.readouterr().err
