@@ -5,6 +5,7 @@ drawn from its own world, scored out of fold and on its held-back test labels.
     bash bench/quality.sh --panel tune    # the tune releases (defaults and ablations are decided there)
     bash bench/quality.sh --quick         # one report release of each kind, about 15 minutes
     bash bench/quality.sh --panel tune --tag no_crop --train-args "--set crop_seconds=0" --models dual_stage
+    bash bench/quality.sh --table bench/reference/quality-report.jsonl   # the table of a results file
 
 Each release is written by solution.synth with world settings (solution.synth.WORLD_KNOBS)
 drawn from its own seed, so the panel is a family of generators, not one:
@@ -212,7 +213,12 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="folds trained at once")
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("QUALITY_DIR", ROOT / "work" / "quality")),
                         help="releases, work and results (QUALITY_DIR)")
+    parser.add_argument("--table", type=Path, metavar="RESULTS",
+                        default=argparse.SUPPRESS,
+                        help="only print the table of a results file (e.g. bench/reference/quality-report.jsonl)")
     args = parser.parse_args(argv)
+    if getattr(args, "table", None):
+        return print_table(args.table)
     kinds = [k for k in args.kinds.split(",") if k]
     bad = sorted(set(kinds) - set(KINDS))
     if bad:
@@ -248,18 +254,41 @@ def main(argv=None) -> int:
             emit(record)
         write_records(results, records)  # after every release: a stopped panel keeps what it measured
         progress(f"{name}: " + ", ".join(f"{r['run']} {r['test']:.3f}" for r in records if r["release"] == name))
+    for record in means(records, kinds, runs, args.panel, args.tag, args.train_args, machine):
+        records.append(record)
+        emit(record)
+    write_records(results, records)
+    print()
+    print(table(records, runs + ["blend"]))
+    return 0
+
+
+def means(records: list[dict], kinds: list[str], runs: list[str], panel: str, tag: str, train_args: str,
+          machine: dict) -> list[dict]:
+    """The mean rows: per kind and over all releases, per run."""
+    rows = []
     for kind in kinds + ["all"]:  # emi-features' out-of-fold folds are not grouped by subject: kept apart
         for run in runs + ["blend"]:
             mine = [r for r in records if r["run"] == run and r["release"] not in MEANS and kind in ("all", r["kind"])]
             if mine:
                 mean = {k: round(float(np.mean([r[k] for r in mine])), 4) for k in ("oof", "test", "oof_share", "test_share")}
-                record = {"bench": "quality", "panel": args.panel, "tag": args.tag, "release": f"mean {kind}",
-                          "kind": kind, "run": run, "releases": len(mine), **mean, "train_args": args.train_args,
-                          "machine": machine}
-                records.append(record)
-                emit(record)
-    write_records(results, records)
-    print()
+                rows.append({"bench": "quality", "panel": panel, "tag": tag, "release": f"mean {kind}", "kind": kind,
+                             "run": run, "releases": len(mine), **mean, "train_args": train_args, "machine": machine})
+    return rows
+
+
+def print_table(path: Path) -> int:
+    """--table: the table of a results file as it stands (a panel stopped part way has no mean
+    rows yet: they are computed from the releases it holds)."""
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [r for r in records if r["release"] not in MEANS]
+    if not records:
+        print(f"error: {path} holds no release yet", file=sys.stderr)
+        return 1
+    kinds = [k for k in KINDS if any(r["kind"] == k for r in records)]
+    runs = [r for r in dict.fromkeys(r["run"] for r in records) if r != "blend"]
+    first = records[0]
+    records += means(records, kinds, runs, first["panel"], first["tag"], first["train_args"], first["machine"])
     print(table(records, runs + ["blend"]))
     return 0
 
