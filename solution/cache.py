@@ -31,6 +31,7 @@ unreadable entry, failure record or manifest raises a DataError naming the file.
 from __future__ import annotations
 
 import hashlib
+import logging
 import io
 import json
 import os
@@ -45,6 +46,8 @@ import numpy as np
 import pandas as pd
 
 from solution import fileio
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2   # the optional `ends` of timed rows extends version 2: an entry without it is untimed
 KEY_LENGTH = 12
@@ -102,9 +105,11 @@ def load_identities(work) -> None:
         return
     _LOADED.add(str(path))
     try:
-        _IDENTITIES.update(json.loads(path.read_text()))
+        known = json.loads(path.read_text())
     except (OSError, ValueError):
-        pass  # a cache of a cache: reading the files again gives the same keys
+        return  # a cache of a cache: reading the files again gives the same keys
+    if isinstance(known, dict):
+        _IDENTITIES.update(known)
 
 
 def save_identities(work) -> None:
@@ -115,8 +120,13 @@ def save_identities(work) -> None:
         known = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
         known = {}
+    if not isinstance(known, dict):
+        known = {}
     if not set(_IDENTITIES) <= set(known):
-        fileio.write_json(path, {**known, **_IDENTITIES})
+        try:
+            fileio.write_json(path, {**known, **_IDENTITIES})
+        except OSError as exc:  # only a cache: the next stage reads the files again
+            log.warning("could not record file identities in %s (%s); later stages will read the files again", path, exc)
 
 
 def _sampled_digest(path: Path, size: int) -> str:
@@ -147,11 +157,16 @@ def _identity(path) -> str:
     except OSError:
         return f"{path.name}|absent"
     if path.is_dir():  # not remembered: a folder's mtime misses a crop rewritten in place
-        names = sorted(entry.name for entry in os.scandir(path))
+        try:
+            names = sorted(entry.name for entry in os.scandir(path))
+        except OSError:
+            return f"{path.name}|dir|unreadable"
         ends = [_identity(path / n) for n in dict.fromkeys(names[:1] + names[-1:])]
         listing = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
         return f"{path.name}|dir|{len(names)}|{listing}|{'|'.join(ends)}"
-    memo = f"{path.resolve()}|{info.st_size}|{info.st_mtime_ns}"
+    # The name (a symlink's, not its target's), inode and ctime too: a file rewritten in place
+    # with its mtime put back (cp -p, rsync -t, tar x) still gets a new ctime.
+    memo = f"{path.resolve()}|{path.name}|{info.st_ino}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}"
     if memo not in _IDENTITIES:
         try:
             _IDENTITIES[memo] = f"{path.name}|{info.st_size}|{_sampled_digest(path, info.st_size)}"

@@ -154,6 +154,7 @@ def resolve_streams(work, sources: dict, wanted: dict | None = None) -> dict[str
     if not streams:
         raise DataError(f"{root}: no cached stream covers this release's videos; run python -m solution.features "
                         "--data DATA --work WORK")
+    cache.save_identities(work)  # a release moved since the features stage: the next stage reads no file again
     return streams
 
 

@@ -78,11 +78,34 @@ def test_large_file_identity_reads_its_ends_only(video, tmp_path):
     size = 4 * cache.SAMPLED_BYTES
     video.video.write_bytes(bytes(size))
     before = cache.source_key(video, "visual")
-    for offset, seen in ((10, True), (size - 10, True), (size // 2, False)):
+    for i, (offset, seen) in enumerate(((10, True), (size - 10, True), (size // 2, False))):
         data = bytearray(size)
         data[offset] = 1
         video.video.write_bytes(bytes(data))
+        os.utime(video.video, ns=(i + 1, i + 1))  # coarse clocks: writes within one tick share an mtime
         assert (cache.source_key(video, "visual") != before) == seen, offset
+
+
+def test_identities_recorded_in_the_work_folder(video, tmp_path, monkeypatch):
+    """The features stage's record lets a later process key files without reading them; an
+    entry for a file that changed since (same mtime put back: ctime differs) is not used, and a
+    damaged record is ignored."""
+    work = tmp_path / "work"
+    key = cache.source_key(video, "text")
+    cache.save_identities(work)
+    recorded = json.loads(cache.identities_path(work).read_text())
+    assert any(k.split("|")[0].endswith("00001.txt") for k in recorded)
+    monkeypatch.setattr(cache, "_IDENTITIES", {})
+    monkeypatch.setattr(cache, "_LOADED", set())
+    cache.load_identities(work)
+    assert cache.source_key(video, "text") == key
+    mtime = video.transcript.stat().st_mtime_ns
+    video.transcript.write_bytes(b"HELLO")                   # same size, other bytes, mtime put back
+    os.utime(video.transcript, ns=(mtime, mtime))
+    assert cache.source_key(video, "text") != key
+    cache.identities_path(work).write_text("[1, 2")
+    monkeypatch.setattr(cache, "_LOADED", set())
+    cache.load_identities(work)                               # damaged: ignored, nothing raised
 
 
 def test_crops_folder_by_names_and_end_files_without_statting_every_crop(video, tmp_path):
