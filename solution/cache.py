@@ -31,9 +31,9 @@ unreadable entry, failure record or manifest raises a DataError naming the file.
 from __future__ import annotations
 
 import hashlib
-import logging
 import io
 import json
+import logging
 import os
 import re
 import zipfile
@@ -87,7 +87,7 @@ class Entry:
 # ------------------------------------------------------------------ what an entry was computed from
 
 SAMPLED_BYTES = 64 * 1024  # hashed at each end of an input file (see _identity)
-_IDENTITIES: dict = {}    # "resolved path|size|mtime" -> identity: this process's, and the work folder's
+_IDENTITIES: dict = {}    # stat key (see _identity) -> identity: this process's, and the work folder's
 _LOADED: set = set()
 
 
@@ -95,33 +95,32 @@ def identities_path(work) -> Path:
     return features_root(work) / "identities.json"
 
 
+def _recorded_identities(path: Path) -> dict:
+    """The identities recorded at `path`; {} when absent or unreadable (a cache of a cache:
+    reading the files again gives the same keys)."""
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 def load_identities(work) -> None:
     """Take up the identities the features stage recorded in this work folder, so the stages
     after it key every video by a stat instead of reading its files again. An entry whose file
-    has since moved or changed (another path, size or mtime) is simply not found, and the file
-    is read again. Unreadable or absent: nothing taken up (the keys are read from the files)."""
+    has since moved or changed (another path, inode, size, mtime or ctime) is simply not
+    found, and the file is read again."""
     path = identities_path(work)
-    if str(path) in _LOADED or not path.is_file():
-        return
-    _LOADED.add(str(path))
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return  # a cache of a cache: reading the files again gives the same keys
-    if isinstance(known, dict):
-        _IDENTITIES.update(known)
+    if str(path) not in _LOADED:
+        _LOADED.add(str(path))
+        _IDENTITIES.update(_recorded_identities(path))
 
 
 def save_identities(work) -> None:
     """Record this process's identities in the work folder (merged with what is there: shards
     of the features stage may write it at once; an entry lost to a race is read again later)."""
     path = identities_path(work)
-    try:
-        known = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        known = {}
-    if not isinstance(known, dict):
-        known = {}
+    known = _recorded_identities(path)
     if not set(_IDENTITIES) <= set(known):
         try:
             fileio.write_json(path, {**known, **_IDENTITIES})
@@ -147,8 +146,9 @@ def _identity(path) -> str:
     whole-file hash would read every byte of the release (terabytes of video) on each rerun. A
     folder (face crops, maybe tens of thousands of jpgs): its name, its sorted file names, and
     the identity of its first and last file; statting every crop would cost more than the
-    lookup it guards. A file's identity is remembered by its path, size and mtime, within a
-    process and in the work folder (load_identities), so reruns in place cost a stat."""
+    lookup it guards. A file's identity is remembered by its stat (path, name, inode, size,
+    mtime, ctime), within a process and in the work folder (load_identities), so reruns in
+    place cost a stat."""
     if path is None:
         return "none"
     path = Path(path)
