@@ -23,7 +23,8 @@ the held-back test score, and each as a share of the release's noise-free ceilin
 the score of the clean intensities against the labels). Then the mean over the releases.
 
 Writes JSON lines (one per release and run, and one per run for the mean) to stdout and to
-QUALITY_DIR/results-<tag>.jsonl, then a Markdown table. QUALITY_DIR defaults to work/quality.
+QUALITY_DIR/results-<tag>.jsonl (releases of this tag measured by an earlier invocation with the
+same panel and settings are kept there), then a Markdown table. QUALITY_DIR defaults to work/quality.
 Tune and report releases have disjoint seeds; nothing is tuned on the report releases.
 """
 from __future__ import annotations
@@ -177,6 +178,21 @@ def score_release(data: Path, work: Path, runs: list[str]) -> list[dict]:
 MEANS = tuple(f"mean {kind}" for kind in KINDS + ("all",))
 
 
+def read_records(path: Path) -> list[dict]:
+    """The records of a results file, or none when it does not exist yet."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def earlier_records(path: Path, planned: set[str], panel: str, train_args: str) -> list[dict]:
+    """The releases a tag measured in an earlier invocation with the same panel and settings and
+    not measured again now: they stay in its results file and its means (`--kinds va` after
+    `--quick` adds to the file, never wipes it)."""
+    return [r for r in read_records(path) if r["release"] not in MEANS and r["release"] not in planned
+            and r["panel"] == panel and r["train_args"] == train_args]
+
+
 def write_records(path: Path, records: list[dict]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -233,6 +249,7 @@ def main(argv=None) -> int:
     machine = machine_info(threads=None)
     records, results = [], args.dir / f"results-{args.tag}.jsonl"
     plan = [(kind, seed) for kind in kinds for seed in PANELS[args.panel][kind][: 1 if args.quick else None]]
+    kept = earlier_records(results, {f"{kind}-{seed}" for kind, seed in plan}, args.panel, args.train_args)
     for i, (kind, seed) in enumerate(plan):
         name = f"{kind}-{seed}"
         progress(f"[{i + 1}/{len(plan)}] {name}: writing the release (cached)")
@@ -252,9 +269,11 @@ def main(argv=None) -> int:
                       "seconds": round(seconds), "train_args": args.train_args, **row, "machine": machine}
             records.append(record)
             emit(record)
-        write_records(results, records)  # after every release: a stopped panel keeps what it measured
+        write_records(results, kept + records)  # after every release: a stopped panel keeps what it measured
         progress(f"{name}: " + ", ".join(f"{r['run']} {r['test']:.3f}" for r in records if r["release"] == name))
-    for record in means(records, kinds, runs, args.panel, args.tag, args.train_args, machine):
+    records = kept + records
+    measured_kinds = [k for k in KINDS if any(r["kind"] == k for r in records)]
+    for record in means(records, measured_kinds, runs, args.panel, args.tag, args.train_args, machine):
         records.append(record)
         emit(record)
     write_records(results, records)
@@ -280,8 +299,10 @@ def means(records: list[dict], kinds: list[str], runs: list[str], panel: str, ta
 def print_table(path: Path) -> int:
     """--table: the table of a results file as it stands (a panel stopped part way has no mean
     rows yet: they are computed from the releases it holds)."""
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    records = [r for r in records if r["release"] not in MEANS]
+    if not path.is_file():
+        print(f"error: {path}: no such results file", file=sys.stderr)
+        return 1
+    records = [r for r in read_records(path) if r["release"] not in MEANS]
     if not records:
         print(f"error: {path} holds no release yet", file=sys.stderr)
         return 1
