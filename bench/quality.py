@@ -221,6 +221,8 @@ def main(argv=None) -> int:
     parser.add_argument("--panel", choices=["tune", "report"], default="report", help="which releases")
     parser.add_argument("--quick", action="store_true", help="only the first release of each kind")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma list of kinds to run")
+    parser.add_argument("--only", default="", metavar="RELEASES",
+                        help="comma list of the panel's releases to run, e.g. emi-media-113,va-312 (default: all of --kinds)")
     parser.add_argument("--models", default=DEFAULT_MODELS, help="MODELS for run_all.sh (blended)")
     parser.add_argument("--baseline", default=BASELINE, help="BASELINE for run_all.sh (reported, not blended)")
     parser.add_argument("--train-args", default="", help="TRAIN_ARGS for run_all.sh (an ablation or a candidate default)")
@@ -249,6 +251,13 @@ def main(argv=None) -> int:
     machine = machine_info(threads=None)
     records, results = [], args.dir / f"results-{args.tag}.jsonl"
     plan = [(kind, seed) for kind in kinds for seed in PANELS[args.panel][kind][: 1 if args.quick else None]]
+    if args.only:
+        only = [r for r in args.only.split(",") if r]
+        unknown = sorted(set(only) - {f"{k}-{s}" for k in KINDS for s in PANELS[args.panel][k]})
+        if unknown:
+            parser.error(f"--only: {unknown} are not {args.panel} releases: " +
+                         ", ".join(f"{k}-{s}" for k in KINDS for s in PANELS[args.panel][k]))
+        plan = [(kind, seed) for kind, seed in plan if f"{kind}-{seed}" in only]
     kept = earlier_records(results, {f"{kind}-{seed}" for kind, seed in plan}, args.panel, args.train_args)
     for i, (kind, seed) in enumerate(plan):
         name = f"{kind}-{seed}"
