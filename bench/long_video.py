@@ -55,7 +55,7 @@ def child_predict(data: Path, work: Path, key: str, model_name: str) -> dict:
     from solution.data import Normalizer, VideoStore, cue_slices
     from solution.layouts import open_release, release_videos
     from solution.models import InputSpec, TrainContext, create_model, model_class
-    from solution.train_fold import frame_counts_to_predict, predict
+    from solution.inference import frame_counts_to_predict, predict
 
     torch.set_num_threads(1)
     release = open_release("va", data)

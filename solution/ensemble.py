@@ -41,47 +41,18 @@ from pathlib import Path
 
 import numpy as np
 
-from solution import fileio, submit
+from solution import submit
 from solution.blend import (Fit, apply_blend, choose, choose_smoothing, compare_blends, holdout_parts, part_blend,
                             single_scores, stack_predictions, to_blend, write_blend)
 from solution.errors import DataError
 from solution.evaluate import score_predictions
 from solution.folds import read_folds
+from solution.inference import run_predictions
 from solution.layouts import open_release
 from solution.listing import add_test_listing_option
-from solution.predictions import prediction_filename, read_predictions, write_predictions
+from solution.predictions import prediction_filename, write_predictions
 from solution.runs import ReleaseWork, release_work
 from solution.tracks import Track
-
-
-def run_predictions(rw: ReleaseWork, run: str) -> tuple[dict, dict, list[dict]]:
-    """A run's out-of-fold predictions, its fold-averaged test predictions, its fold metrics."""
-    if not rw.folds_json.is_file():
-        raise DataError(f"{rw.root}: no fold file; run python -m solution.folds first")
-    k = fileio.read_json(rw.folds_json, "fold file",
-                         "run python -m solution.folds again with its settings and --overwrite")["k"]
-    missing = [f for f in range(k) if not (rw.fold(run, f) / "metrics.json").is_file()]
-    if missing:
-        raise DataError(f"{rw.run(run)}: fold(s) {missing} not finished; run python -m solution.train_fold for them")
-    metrics = [fileio.read_json(rw.fold(run, f) / "metrics.json", "fold metrics",
-                                f"run python -m solution.train_fold for fold {f} again, which redoes the fold")
-               for f in range(k)]
-    oof: dict = {}
-    for f in range(k):
-        part = read_predictions(rw.fold(run, f) / "oof.csv", rw.track)
-        if set(part) & set(oof):
-            raise DataError(f"{rw.run(run)}: a video is held out in more than one fold; were the folds remade mid-run?")
-        oof.update(part)
-    tests = [read_predictions(rw.fold(run, f) / "test.csv", rw.track) for f in range(k)]
-    for f, t in enumerate(tests[1:], start=1):
-        if set(t) != set(tests[0]):
-            raise DataError(f"{rw.run(run)}: folds 0 and {f} predict different test videos")
-    return oof, fold_average(tests), metrics
-
-
-def fold_average(tests: list[dict]) -> dict:
-    """Per video the mean of the folds' test predictions (what a run submits)."""
-    return {key: np.mean([t[key] for t in tests], axis=0) for key in tests[0]}
 
 
 def load_runs(rw: ReleaseWork, runs: list[str]) -> tuple[dict, dict]:

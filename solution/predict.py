@@ -47,15 +47,14 @@ import torch
 
 from solution import cache, fileio, submit
 from solution.blend import apply_blend, read_blend
-from solution.ensemble import fold_average
 from solution.config import TrainConfig
 from solution.data import MODALITIES, Stream, VideoStore, has_timed_entries, stream_modality
 from solution.errors import DataError
 from solution.layouts import VideoSources, detect_track, open_release, release_videos
-from solution.models import load_checkpoint
+from solution.checkpoints import load_checkpoint
+from solution.inference import average_predictions, frame_counts_to_predict, predict
 from solution.predictions import prediction_filename, read_predictions, write_predictions
 from solution.runs import ReleaseWork, release_work
-from solution.train_fold import average_seeds, frame_counts_to_predict, predict
 
 log = logging.getLogger("predict")
 
@@ -70,12 +69,9 @@ def equal_blend(track, runs: list[str]) -> dict:
 
 def find_checkpoints(rw: ReleaseWork, run: str) -> list[list[Path]]:
     """[fold][seed] -> best.pt of every fold and seed of `run`; DataError listing all that is missing."""
-    if not rw.folds_json.is_file():
-        raise DataError(f"{rw.root}: no fold file; was this release trained in this work folder?")
-    k = fileio.read_json(rw.folds_json, "fold file", "run python -m solution.folds again")["k"]
     found, missing = [], []
-    for fold in range(k):
-        metrics = rw.fold(run, fold) / "metrics.json"
+    for fold in range(rw.fold_count()):
+        metrics = rw.fold_files(run, fold).metrics
         if not metrics.is_file():
             missing.append(f"{rw.fold(run, fold)} (fold not finished: no metrics.json)")
             found.append([])
@@ -364,7 +360,7 @@ def predict_release(train_data, data, work, out_dir, name: str | None = None, ru
     if runs:
         blend, blend_from = equal_blend(track, runs), f"equal weights over {','.join(runs)}"
     else:
-        blend_path = Path(blend_path or rw.predictions / "blend.json")
+        blend_path = Path(blend_path or rw.blend_json)
         if not blend_path.is_file():
             raise DataError(f"{blend_path}: no saved blend; run python -m solution.ensemble --data {train_data} "
                             f"--work {work} --runs RUNS first, or pass --runs to average runs with equal weights")
@@ -398,9 +394,9 @@ def predict_release(train_data, data, work, out_dir, name: str | None = None, ru
             fold_file = prediction_file(pred_dir / "runs" / run / f"fold{fold}", track)
             # The fold's test predictions pass the writer and reader of a trained fold's test.csv,
             # and the folds are averaged as solution.ensemble averages them.
-            write_predictions(fold_file, track, average_seeds(per_seed, keys))
+            write_predictions(fold_file, track, average_predictions(per_seed, keys))
             tests.append(read_predictions(fold_file, track))
-        by_run[run] = fold_average(tests)
+        by_run[run] = average_predictions(tests)
     fps_of = {k: release.video_fps(k) for k in keys} if blend.get("smooth_seconds") else None
     blended = apply_blend(blend, by_run, track.low, track.high, fps_of)
     pred_file = prediction_file(pred_dir, track)

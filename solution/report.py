@@ -38,7 +38,7 @@ import pandas as pd
 
 from solution import fileio
 from solution.blend import read_blend
-from solution.ensemble import run_predictions
+from solution.inference import run_predictions
 from solution.errors import DataError
 from solution.evaluate import per_video_score, score_predictions
 from solution.layouts import annotated_mask, emi_key, open_release, read_emi_labels, read_va_annotation

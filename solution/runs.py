@@ -4,9 +4,9 @@
     WORK/<track>-<fingerprint>/             one folder per release, keyed by its labelled videos
         release.json                        the track, the data folder, how many labelled videos
         folds.csv, folds.json               the fold assignment every model of this release shares
-        runs/<name>/fold<k>/                oof.csv, test.csv, metrics.json, fusion_weights.csv
-        runs/<name>/fold<k>/seed<s>/        best.pt, last.pt, log.csv, predictions.pkl (refit/: the same with train.refit)
-        report.json, predictions/           the report and the blended predictions
+        runs/<name>/fold<k>/                oof.csv, test.csv, metrics.json, fusion_weights.csv (FoldFiles)
+        runs/<name>/fold<k>/seed<s>/        best.pt, last.pt, log.csv, predictions.pkl (SeedFiles; refit/: the same with train.refit)
+        report.json, predictions/           the report; blend.json and the blended predictions
 
 The fingerprint hashes the labelled video keys only, so a second release in the same WORK
 never meets the first one's folds, runs or predictions, while a test listing that arrives
@@ -23,6 +23,29 @@ from solution import fileio
 from solution.errors import DataError
 from solution.layouts import detect_track, open_release
 from solution.tracks import Track, get_track
+
+
+@dataclass(frozen=True)
+class FoldFiles:
+    """A trained fold's files: train_fold writes them, ensemble, predict and report read them."""
+    dir: Path
+
+    metrics = property(lambda self: self.dir / "metrics.json")   # present once the fold is finished
+    oof = property(lambda self: self.dir / "oof.csv")             # its held-out videos, seeds averaged
+    test = property(lambda self: self.dir / "test.csv")           # the test videos, seeds averaged
+    fusion_weights = property(lambda self: self.dir / "fusion_weights.csv")  # models that fuse with weights
+
+
+@dataclass(frozen=True)
+class SeedFiles:
+    """One seed's files (or, with train.refit, those of its refit on every training video)."""
+    dir: Path
+
+    best = property(lambda self: self.dir / "best.pt")            # the chosen epoch: solution.checkpoints.load_checkpoint
+    last = property(lambda self: self.dir / "last.pt")            # the state to resume from
+    log = property(lambda self: self.dir / "log.csv")             # one row per epoch
+    predictions = property(lambda self: self.dir / "predictions.pkl")  # the seed's predictions: the seed is done
+    chosen = property(lambda self: self.dir / "chosen.pkl")       # train.refit: the inner split's choice, before the refit
 
 
 def fingerprint(keys) -> str:
@@ -61,7 +84,24 @@ class ReleaseWork:
 
     def seed_checkpoint(self, name: str, fold: int, seed: int, refit: bool) -> Path:
         """The checkpoint whose predictions the seed gave (trained with train.refit or not)."""
-        return (self.refit_dir(name, fold, seed) if refit else self.seed(name, fold, seed)) / "best.pt"
+        return self.seed_files(name, fold, seed, refit).best
+
+    def fold_files(self, name: str, fold: int) -> FoldFiles:
+        return FoldFiles(self.fold(name, fold))
+
+    def seed_files(self, name: str, fold: int, seed: int, refit: bool = False) -> SeedFiles:
+        return SeedFiles(self.refit_dir(name, fold, seed) if refit else self.seed(name, fold, seed))
+
+    def fold_count(self) -> int:
+        """k of the release's fold file (python -m solution.folds writes it)."""
+        if not self.folds_json.is_file():
+            raise DataError(f"{self.root}: no fold file; run python -m solution.folds first")
+        return fileio.read_json(self.folds_json, "fold file",
+                                "run python -m solution.folds again with its settings and --overwrite")["k"]
+
+    @property
+    def blend_json(self) -> Path:
+        return self.predictions / "blend.json"
 
     @property
     def report_json(self) -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution import blend, ensemble, folds
+from solution import blend, ensemble, folds, inference
 from solution.blend import Stack
 from solution.evaluate import score_predictions
 from solution.media import write_video
@@ -276,7 +276,7 @@ def test_ensemble_command_blends_emi_runs_end_to_end(tmp_path, capsys):
     assert sorted(oof) == sorted(release_targets)
     assert score_predictions(EMI, oof, release_targets)["mean"] == pytest.approx(chosen["honest"], abs=1e-5)
     # test.csv is the saved blend applied to each run's fold-averaged test predictions.
-    test_by_run = {r: ensemble.run_predictions(rw, r)[1] for r in "abc"}
+    test_by_run = {r: inference.run_predictions(rw, r)[1] for r in "abc"}
     expected = blend.apply_blend(saved, test_by_run, EMI.low, EMI.high)
     test = read_predictions(rw.predictions / "test.csv", EMI)
     assert sorted(test) == test_keys

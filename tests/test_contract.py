@@ -11,7 +11,8 @@ import torch.nn as nn
 from solution import layers
 from solution.data import Normalizer, cue_slices
 from solution.errors import DataError
-from solution.models import InputSpec, checkpoint_payload, create_model, load_checkpoint, model_class, model_names
+from solution.checkpoints import checkpoint_payload, load_checkpoint
+from solution.models import InputSpec, create_model, model_class, model_names
 from solution.tracks import EMI, VA
 
 DIMS = {"visual": 12, "audio": 7, "text": 5}

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from solution import cache, ensemble, features, fileio, folds, submit
+from solution import cache, ensemble, features, fileio, folds, inference, submit
 from solution.cache import Entry
 from solution.errors import DataError
 from solution.layouts import EmiRelease
@@ -353,7 +353,7 @@ def test_truncated_checkpoints_are_redone(emi_data, reference, tmp_path, caplog)
 
     truncate(metrics)
     with pytest.raises(DataError, match=re.escape(f"{metrics}: unreadable") + ".* redoes the fold"):
-        ensemble.run_predictions(rw, "linear")
+        inference.run_predictions(rw, "linear")
     before = {p: stamp(p) for p in (done, best, last)}
     rerun(metrics)
     assert {p: stamp(p) for p in (done, best, last)} == before, "the seed's predictions were not reused"

@@ -17,11 +17,12 @@ from conftest import features_only_release
 from solution import folds, synth
 from solution.config import TrainConfig, resolve_settings
 from solution.data import VideoStore, gather, prediction_pieces
-from solution.ensemble import run_predictions
+from solution.inference import run_predictions
 from solution.errors import DataError
 from solution.evaluate import score_predictions
 from solution.layouts import EmiRelease, open_release, release_videos
-from solution.models import all_model_fields, load_checkpoint, model_class
+from solution.checkpoints import load_checkpoint
+from solution.models import all_model_fields, model_class
 from solution.models.dual_stage import describe_labels
 from solution.predictions import read_predictions
 from solution.report import build_report
@@ -136,7 +137,7 @@ def test_checkpoint_rebuilds_the_model(emi_data, trained):
     store = VideoStore(trained, release, sources, TrainConfig(**payload["settings"]["train"]))
     store.set_normalizer(normalizer)
     held = sorted(read_predictions(rw.fold("linear", 0) / "oof.csv", EMI))
-    from solution.train_fold import predict
+    from solution.inference import predict
 
     pred, _ = predict(model, store, held, "cpu")
     saved = pickle.loads((rw.fold("linear", 0) / "seed0" / "predictions.pkl").read_bytes())["held"]
@@ -506,7 +507,7 @@ def test_fusion_weights_follow_the_quality_cues(emi_data, trained):
     """The quality-guided fusion earns its name: when a video's cues say its face is gone (or
     its voice is noise), that modality's weight falls, on the very same features."""
     from solution.data import CUE_NAMES, loader
-    from solution.train_fold import predict  # noqa: F401  (the same loader path training uses)
+    from solution.inference import predict  # noqa: F401  (the same loader path training uses)
 
     rw = release_work(trained, emi_data)
     release = open_release("emi", emi_data)

@@ -17,7 +17,7 @@ from solution.metrics import make_loss
 from solution.report import frame_level_scores
 from solution.runs import release_work
 from solution.tracks import VA
-from solution.train_fold import frame_counts_to_predict
+from solution.inference import frame_counts_to_predict
 
 
 def _store(va_data, work, **settings):

@@ -22,7 +22,6 @@ import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -157,36 +156,3 @@ def create_model(name: str, spec: InputSpec, config: dict | None = None) -> Harn
     if spec.level not in cls.levels:
         raise ValueError(f"model {name!r} supports {cls.levels} tracks, not {spec.level}-level ones")
     return cls(spec, cls.Config(**(config or {})))
-
-
-def checkpoint_payload(model: HarnessModel, normalizer, settings: dict, **extra) -> dict:
-    """Everything needed to rebuild the model with load_checkpoint, and nothing else to read."""
-    return {"model_name": model.name, "spec": model.spec.state(), "model_config": dataclasses.asdict(model.config),
-            "model": model.state_dict(), "normalizer": normalizer.state(), "settings": settings, **extra}
-
-
-def load_checkpoint(path, device: str = "cpu"):
-    """best.pt -> (model in eval mode, its feature Normalizer, the payload)."""
-    from solution.data import Normalizer
-    from solution.errors import DataError
-
-    path = Path(path)
-    try:
-        payload = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # a truncated file can raise almost anything
-        raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(payload, dict) or "spec" not in payload:
-        raise DataError(f"{path}: not a checkpoint written by solution.train_fold")
-    # A setting the checkpoint does not record would take today's default, which may not be
-    # what it was trained with (e.g. a layer added since): refuse rather than guess.
-    unrecorded = sorted(set(config_fields(model_class(payload["model_name"]).Config)) - set(payload["model_config"]))
-    if unrecorded:
-        raise DataError(f"{path}: written by an older version of model {payload['model_name']!r} "
-                        f"(no setting(s) {unrecorded}); train it again")
-    try:
-        model = create_model(payload["model_name"], InputSpec.from_state(payload["spec"]), payload["model_config"])
-        model.load_state_dict(payload["model"])
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise DataError(f"{path}: does not fit model {payload['model_name']!r} as it is now "
-                        f"({str(exc).splitlines()[0]}); train it again") from exc
-    return model.to(device).eval(), Normalizer.from_state(payload["normalizer"]), payload
