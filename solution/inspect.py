@@ -96,10 +96,42 @@ def _some(ids) -> str:
 # ---------------------------------------------------------------- EMI
 
 def inspect_emi(found: Inspection, data: Path, folds: int | None) -> None:
-    from solution.layouts import EMI_KINDS, EMI_TEST_NAMES, EmiRelease, emi_key, load_feature_pickle, read_transcript
+    from solution.layouts import EmiRelease, emi_key
 
     release = EmiRelease(data)
     found.facts["layout"] = "Hume-Vidmimic2"
+    splits = _emi_labelled_splits(found, release, data)
+    labelled = set(splits["train"]) | set(splits["valid"])
+    listing = data / release.test_csv
+    files, test, listing_fact = _emi_files_and_test(found, release, data, listing, labelled)
+    splits["test"] = test
+    found.facts["test_listing"] = listing_fact
+    found.facts["splits"] = {split: {"videos": len(ids), "file": name} for (split, ids), name in
+                             zip(splits.items(), (release.train_csv, release.valid_csv, release.test_csv))}
+    if not labelled:
+        found.add("error", data / release.train_csv, "no labelled video: nothing to train on")
+    if not test:
+        found.add("error", listing if listing.is_file() else data, "no test video: nothing to predict or submit")
+    again = sorted(set(test) & labelled)
+    if again:
+        found.add("warning", listing, f"{len(again)} test video(s) also labelled: {_some(emi_key(v) for v in again)}")
+
+    every = sorted(labelled | set(test))
+    found.facts["media"] = _emi_media(found, data, files, every)
+    found.facts["organizer"] = _emi_organizer(found, data, files, every)
+
+    nothing = [emi_key(v) for v in every if not any(v in table for table in files.values())]
+    if nothing and any(files.values()):
+        found.add("warning", data, f"{len(nothing)} video(s) with no media, transcript or feature file at all "
+                  f"({_some(nothing)}): every input is missing for them")
+    if not any(files.values()):
+        found.add("error", data, "no media, transcripts or organizer features: nothing to extract")
+
+    _metadata_and_groups(found, release, data, [emi_key(v) for v in sorted(labelled)], folds, per="video")
+
+
+def _emi_labelled_splits(found: Inspection, release, data: Path) -> dict[str, list[int]]:
+    """The video ids of train and valid (none for an unreadable file), each video in one of them."""
     splits: dict[str, list[int]] = {}
     for split, name in (("train", release.train_csv), ("valid", release.valid_csv)):
         try:
@@ -110,9 +142,15 @@ def inspect_emi(found: Inspection, data: Path, folds: int | None) -> None:
     both = sorted(set(splits["train"]) & set(splits["valid"]))
     if both:
         found.add("error", data / release.valid_csv, f"video id(s) {_some(both)} are also in {release.train_csv}")
-    labelled = set(splits["train"]) | set(splits["valid"])
+    return splits
 
-    listing = data / release.test_csv
+
+def _emi_files_and_test(found: Inspection, release, data: Path, listing: Path,
+                        labelled: set) -> tuple[dict, list, dict]:
+    """The release's files by kind, the test video ids and the listing's fact (where the ids come
+    from). Both in one: without a listing, the files say which videos are the test ones."""
+    from solution.layouts import EMI_KINDS, EMI_TEST_NAMES
+
     listing_fact = {"file": str(listing) if listing.is_file() else None,
                     "source": release.listing_source or ("found at the release root" if listing.is_file() else None)}
     try:
@@ -131,19 +169,13 @@ def inspect_emi(found: Inspection, data: Path, folds: int | None) -> None:
     except DataError as exc:
         found.error_from(exc, listing)
         test = []
-    splits["test"] = test
-    found.facts["test_listing"] = listing_fact
-    found.facts["splits"] = {split: {"videos": len(ids), "file": name} for (split, ids), name in
-                             zip(splits.items(), (release.train_csv, release.valid_csv, release.test_csv))}
-    if not labelled:
-        found.add("error", data / release.train_csv, "no labelled video: nothing to train on")
-    if not test:
-        found.add("error", listing if listing.is_file() else data, "no test video: nothing to predict or submit")
-    again = sorted(set(test) & labelled)
-    if again:
-        found.add("warning", listing, f"{len(again)} test video(s) also labelled: {_some(emi_key(v) for v in again)}")
+    return files, test, listing_fact
 
-    every = sorted(labelled | set(test))
+
+def _emi_media(found: Inspection, data: Path, files: dict, every: list[int]) -> dict:
+    """Video, audio and transcripts present and missing among `every` video (the media fact)."""
+    from solution.layouts import EMI_KINDS, emi_key, read_transcript
+
     media = {}
     for kind, label in (("video", "video"), ("audio", "audio"), ("transcript", "transcripts")):
         folder = EMI_KINDS[kind][0]
@@ -158,7 +190,6 @@ def inspect_emi(found: Inspection, data: Path, folds: int | None) -> None:
             found.add("warning", data / folder, f"{len(missing)} of {len(every)} video(s) have no {label} file "
                       f"({_some(missing)}): that input is marked missing for them")
     media["crops"] = {"folder": None, "present": 0, "missing": 0, "note": "not in this layout"}
-    found.facts["media"] = media
     for vid in every:  # a timed transcript the features stage could not read
         path = files.get("timed_transcript", {}).get(vid)
         if path is not None:
@@ -166,6 +197,13 @@ def inspect_emi(found: Inspection, data: Path, folds: int | None) -> None:
                 read_transcript(path)
             except DataError as exc:
                 found.error_from(exc, path, level="warning")
+    return media
+
+
+def _emi_organizer(found: Inspection, data: Path, files: dict, every: list[int]) -> dict:
+    """The organizers' vit/ and wav2vec2/ folders that exist: their pickles present and missing
+    among `every` video, and their width."""
+    from solution.layouts import EMI_KINDS, emi_key, load_feature_pickle
 
     organizer = {}
     for kind in ("vit", "wav2vec2"):
@@ -192,16 +230,7 @@ def inspect_emi(found: Inspection, data: Path, folds: int | None) -> None:
         if missing and table:
             found.add("warning", folder, f"{len(missing)} of {len(every)} video(s) have no {kind} pickle ({_some(missing)})")
         organizer[kind] = fact
-    found.facts["organizer"] = organizer
-
-    nothing = [emi_key(v) for v in every if not any(v in table for table in files.values())]
-    if nothing and any(files.values()):
-        found.add("warning", data, f"{len(nothing)} video(s) with no media, transcript or feature file at all "
-                  f"({_some(nothing)}): every input is missing for them")
-    if not any(files.values()):
-        found.add("error", data, "no media, transcripts or organizer features: nothing to extract")
-
-    _metadata_and_groups(found, release, data, [emi_key(v) for v in sorted(labelled)], folds, per="video")
+    return organizer
 
 
 # ---------------------------------------------------------------- VA
@@ -222,15 +251,48 @@ def _crops(folder: Path) -> int:
         return sum(1 for e in entries if e.name.lower().endswith(".jpg"))
 
 
+@dataclass
+class _VaMedia:
+    """The videos found without a video file, an audio track or a crops folder, and the face
+    images counted, as the videos are checked one by one."""
+
+    video_missing: list = field(default_factory=list)
+    audio_missing: list = field(default_factory=list)
+    crops_missing: list = field(default_factory=list)
+    crops_total: int = 0
+
+
 def inspect_va(found: Inspection, data: Path, folds: int | None) -> None:
-    from solution.layouts import (VA_FIT_ENV, VA_SPLIT_FOLDERS, VaRelease, annotated_mask, annotation_tolerance,
-                                  mismatch_message, read_va_annotation)
-    from solution.media import MediaError, video_info
+    from solution.layouts import VaRelease
 
     release = VaRelease(data)
-    mode = release.annotation_fit
     found.facts.update(layout="Aff-Wild2", annotations=str(release.annotations) if release.annotations else None,
-                       annotation_fit=mode, frame_tolerance="the larger of 5 frames and 2 %")
+                       annotation_fit=release.annotation_fit, frame_tolerance="the larger of 5 frames and 2 %")
+    splits = _va_labelled_splits(found, release, data)
+    listing, listing_fact = _va_test_listing(found, release, data)
+    splits["test"] = sorted(listing)
+    found.facts["test_listing"] = listing_fact
+    where = _va_split_of_videos(found, release, splits, listing_fact)
+    if not splits["train"] and not splits["valid"] and release.annotations is not None:
+        found.add("error", release.annotations, "no annotation file in Train_Set or Validation_Set: nothing to train on")
+
+    rows, left_out, media = _va_video_rows(found, release, data, splits, listing, listing_fact)
+    found.facts["videos"] = rows
+    found.facts["splits"] = _va_split_facts(rows, splits, left_out)
+    labelled = [v for s in ("train", "valid") for v in splits[s] if v not in left_out]
+    if (splits["train"] or splits["valid"]) and not labelled:
+        found.add("error", release.annotations, "every annotated video is left out: nothing to train on")
+
+    found.facts["media"] = _va_media_facts(found, data, rows, media)
+    spare = sorted(set(release._video_files) - {release.video_path(v).stem for v in where if release.video_path(v)})
+    if spare:
+        found.add("note", data, f"{len(spare)} video file(s) under batch*/ in no split, ignored ({_some(spare)})")
+    found.facts["organizer"] = {}
+    _metadata_and_groups(found, release, data, labelled, folds, per="recording")
+
+
+def _va_labelled_splits(found: Inspection, release, data: Path) -> dict[str, list[str]]:
+    """The videos of train and valid (none for a split that cannot be read)."""
     splits: dict[str, list[str]] = {}
     if release.annotations is None:
         found.add("error", data, "no VA_Estimation_Challenge annotation folder: nothing to train on")
@@ -240,6 +302,11 @@ def inspect_va(found: Inspection, data: Path, folds: int | None) -> None:
         except DataError as exc:
             found.error_from(exc, data)
             splits[split] = []
+    return splits
+
+
+def _va_test_listing(found: Inspection, release, data: Path) -> tuple[dict, dict]:
+    """The test listing (video -> its frames, or None when the videos give them) and its fact."""
     listing_fact = {"files": [], "source": None, "frame_counts": None}
     try:
         files = release.test_listing_files
@@ -251,9 +318,11 @@ def inspect_va(found: Inspection, data: Path, folds: int | None) -> None:
     except DataError as exc:
         found.error_from(exc, release.annotations or data)
         listing = {}
-    splits["test"] = sorted(listing)
-    found.facts["test_listing"] = listing_fact
+    return listing, listing_fact
 
+
+def _va_split_of_videos(found: Inspection, release, splits: dict, listing_fact: dict) -> dict[str, str]:
+    """Video -> the first split it is in; a video in a second split is an error."""
     where = {}
     for split in ("train", "valid", "test"):
         for video in splits[split]:
@@ -262,11 +331,14 @@ def inspect_va(found: Inspection, data: Path, folds: int | None) -> None:
                           f"video {video!r} is in both {where[video]} and {split}")
             else:
                 where[video] = split
-    if not splits["train"] and not splits["valid"] and release.annotations is not None:
-        found.add("error", release.annotations, "no annotation file in Train_Set or Validation_Set: nothing to train on")
+    return where
 
-    rows, left_out, crops_total = [], {}, 0
-    audio_missing, crops_missing, video_missing = [], [], []
+
+def _va_video_rows(found: Inspection, release, data: Path, splits: dict, listing: dict,
+                   listing_fact: dict) -> tuple[list[dict], dict, _VaMedia]:
+    """A row per video of every split (its files, frames, annotation lines, status), the
+    labelled videos left out of training (video -> why) and what the media lack."""
+    rows, left_out, media = [], {}, _VaMedia()
     for split in ("train", "valid", "test"):
         for video in splits[split]:
             row = {"video": video, "split": split, "video_file": None, "frames": None, "fps": None,
@@ -274,73 +346,106 @@ def inspect_va(found: Inspection, data: Path, folds: int | None) -> None:
             rows.append(row)
             label_file = release.annotation_path(split, video) if split != "test" else None
             owner = label_file or (listing_fact["files"][0] if listing_fact["files"] else data)
-            path = release.video_path(video)
-            if path is None:
-                video_missing.append(video)
-                row["status"] = "no video"
-                found.add("error", owner, f"no video file for {video!r} under {data}/batch*/ (.mp4 or .avi): its "
-                          "frame rate and frames are unknown, so its labels cannot be placed in time")
-            else:
-                row["video_file"] = str(path)
-                try:
-                    info = video_info(path, count=False)
-                    row.update(frames=info["frames"], fps=round(info["fps"], 3))
-                    if not info["fps"]:
-                        row["status"] = "no frame rate"
-                        found.add("error", path, "no frame rate in the file")
-                    if not info["has_audio"]:
-                        audio_missing.append(video)
-                except MediaError as exc:
-                    row["status"] = "unreadable video"
-                    found.error_from(exc, path)
-            crops = release.frames_dir(video)
-            if crops.is_dir():
-                row["crops"] = _crops(crops)
-                crops_total += row["crops"]
-            else:
-                crops_missing.append(video)
+            path = _va_check_media(found, release, data, row, owner, media)
             if split == "test":
-                row["listed"] = listing.get(video)
-                if row["listed"] is not None and row["frames"]:
-                    tolerance = annotation_tolerance(row["frames"])
-                    if abs(row["listed"] - row["frames"]) > tolerance:
-                        row["status"] = "listing differs"
-                        found.add("warning", owner, f"test video {video!r}: the listing gives {row['listed']} frames, "
-                                  f"its video {path} has {row['frames']} (more than {tolerance} apart); the "
-                                  "predictions follow the listing")
-                continue
-            try:
-                values = read_va_annotation(label_file)
-            except DataError as exc:
-                row["status"] = "unreadable annotation"
-                found.error_from(exc, label_file)
-                continue
-            row["lines"], row["annotated"] = int(len(values)), int(annotated_mask(values).sum())
-            if row["annotated"] == 0:
-                row["status"] = "left out: no annotated frame"
-                left_out[video] = "no annotated frame"
-                found.add("warning", label_file, f"no annotated frame (every line is -5,-5): video {video} is left "
-                          "out of training and of the folds")
-                continue
-            if row["frames"] and row["status"] == "ok":
-                tolerance = annotation_tolerance(row["frames"])
-                if abs(row["lines"] - row["frames"]) > tolerance:
-                    m = {"file": label_file, "video": path, "lines": row["lines"], "frames": row["frames"],
-                         "tolerance": tolerance}
-                    if mode == "error":
-                        row["status"] = "does not fit its video"
-                        found.add("error", label_file, mismatch_message(m))
-                    elif mode == "fit":
-                        row["status"] = "fitted to its video"
-                        found.add("warning", label_file, f"{m['lines']} annotation lines, but its video {path} has "
-                                  f"{m['frames']} frames: {'truncated' if m['lines'] > m['frames'] else 'padded with -5 lines'} "
-                                  f"to the video's frames ({VA_FIT_ENV}=fit)")
-                    else:
-                        row["status"] = "left out: does not fit its video"
-                        left_out[video] = "does not fit its video"
-                        found.add("warning", label_file, f"{m['lines']} annotation lines, but its video {path} has "
-                                  f"{m['frames']} frames: video {video} is left out of training ({VA_FIT_ENV}=drop)")
-    found.facts["videos"] = rows
+                _va_check_listed(found, row, listing.get(video), owner, path)
+            else:
+                _va_check_annotation(found, row, label_file, path, release.annotation_fit, left_out)
+    return rows, left_out, media
+
+
+def _va_check_media(found: Inspection, release, data: Path, row: dict, owner, media: _VaMedia) -> Path | None:
+    """Fills the row's video file, frames, frame rate and crops from the files (the video's
+    container header only); returns the video file."""
+    from solution.media import MediaError, video_info
+
+    video = row["video"]
+    path = release.video_path(video)
+    if path is None:
+        media.video_missing.append(video)
+        row["status"] = "no video"
+        found.add("error", owner, f"no video file for {video!r} under {data}/batch*/ (.mp4 or .avi): its "
+                  "frame rate and frames are unknown, so its labels cannot be placed in time")
+    else:
+        row["video_file"] = str(path)
+        try:
+            info = video_info(path, count=False)
+            row.update(frames=info["frames"], fps=round(info["fps"], 3))
+            if not info["fps"]:
+                row["status"] = "no frame rate"
+                found.add("error", path, "no frame rate in the file")
+            if not info["has_audio"]:
+                media.audio_missing.append(video)
+        except MediaError as exc:
+            row["status"] = "unreadable video"
+            found.error_from(exc, path)
+    crops = release.frames_dir(video)
+    if crops.is_dir():
+        row["crops"] = _crops(crops)
+        media.crops_total += row["crops"]
+    else:
+        media.crops_missing.append(video)
+    return path
+
+
+def _va_check_listed(found: Inspection, row: dict, listed: int | None, owner, path: Path | None) -> None:
+    """A test video's frames in the listing against its video's."""
+    from solution.layouts import annotation_tolerance
+
+    row["listed"] = listed
+    if row["listed"] is not None and row["frames"]:
+        tolerance = annotation_tolerance(row["frames"])
+        if abs(row["listed"] - row["frames"]) > tolerance:
+            row["status"] = "listing differs"
+            found.add("warning", owner, f"test video {row['video']!r}: the listing gives {row['listed']} frames, "
+                      f"its video {path} has {row['frames']} (more than {tolerance} apart); the "
+                      "predictions follow the listing")
+
+
+def _va_check_annotation(found: Inspection, row: dict, label_file: Path, path: Path | None, mode: str,
+                         left_out: dict) -> None:
+    """A labelled video's annotation: readable, with an annotated frame, its lines fitting the
+    video's frames (else, by `mode`, an error, fitted, or left out of training)."""
+    from solution.layouts import (VA_FIT_ENV, annotated_mask, annotation_tolerance, mismatch_message,
+                                  read_va_annotation)
+
+    video = row["video"]
+    try:
+        values = read_va_annotation(label_file)
+    except DataError as exc:
+        row["status"] = "unreadable annotation"
+        found.error_from(exc, label_file)
+        return
+    row["lines"], row["annotated"] = int(len(values)), int(annotated_mask(values).sum())
+    if row["annotated"] == 0:
+        row["status"] = "left out: no annotated frame"
+        left_out[video] = "no annotated frame"
+        found.add("warning", label_file, f"no annotated frame (every line is -5,-5): video {video} is left "
+                  "out of training and of the folds")
+        return
+    if not (row["frames"] and row["status"] == "ok"):
+        return
+    tolerance = annotation_tolerance(row["frames"])
+    if abs(row["lines"] - row["frames"]) <= tolerance:
+        return
+    m = {"file": label_file, "video": path, "lines": row["lines"], "frames": row["frames"], "tolerance": tolerance}
+    if mode == "error":
+        row["status"] = "does not fit its video"
+        found.add("error", label_file, mismatch_message(m))
+    elif mode == "fit":
+        row["status"] = "fitted to its video"
+        found.add("warning", label_file, f"{m['lines']} annotation lines, but its video {path} has "
+                  f"{m['frames']} frames: {'truncated' if m['lines'] > m['frames'] else 'padded with -5 lines'} "
+                  f"to the video's frames ({VA_FIT_ENV}=fit)")
+    else:
+        row["status"] = "left out: does not fit its video"
+        left_out[video] = "does not fit its video"
+        found.add("warning", label_file, f"{m['lines']} annotation lines, but its video {path} has "
+                  f"{m['frames']} frames: video {video} is left out of training ({VA_FIT_ENV}=drop)")
+
+
+def _va_split_facts(rows: list[dict], splits: dict, left_out: dict) -> dict:
+    from solution.layouts import VA_SPLIT_FOLDERS
 
     split_facts = {}
     for split in ("train", "valid"):
@@ -351,19 +456,20 @@ def inspect_va(found: Inspection, data: Path, folds: int | None) -> None:
                               "annotated": sum(r["annotated"] or 0 for r in mine if r["video"] not in left_out)}
     split_facts["test"] = {"videos": len(splits["test"]),
                            "frames": sum((r["listed"] or r["frames"] or 0) for r in rows if r["split"] == "test")}
-    found.facts["splits"] = split_facts
-    labelled = [v for s in ("train", "valid") for v in splits[s] if v not in left_out]
-    if (splits["train"] or splits["valid"]) and not labelled:
-        found.add("error", release.annotations, "every annotated video is left out: nothing to train on")
+    return split_facts
 
+
+def _va_media_facts(found: Inspection, data: Path, rows: list[dict], media: _VaMedia) -> dict:
+    """Video, audio and crops present and missing; a warning for each kind some videos lack."""
+    video_missing, audio_missing, crops_missing = media.video_missing, media.audio_missing, media.crops_missing
     total = len(rows)
-    found.facts["media"] = {
+    facts = {
         "video": {"folder": "batch*/", "present": total - len(video_missing), "missing": len(video_missing),
                   "missing_ids": video_missing},
         "audio": {"folder": "the videos' audio tracks", "present": total - len(video_missing) - len(audio_missing),
                   "missing": len(video_missing) + len(audio_missing), "missing_ids": video_missing + audio_missing},
         "crops": {"folder": "cropped_aligned/", "present": total - len(crops_missing), "missing": len(crops_missing),
-                  "missing_ids": crops_missing, "images": crops_total},
+                  "missing_ids": crops_missing, "images": media.crops_total},
         "transcripts": {"folder": None, "present": 0, "missing": 0, "note": "not in this layout"},
     }
     if audio_missing:
@@ -379,11 +485,7 @@ def inspect_va(found: Inspection, data: Path, folds: int | None) -> None:
     empty_crops = [r["video"] for r in rows if r["crops"] == 0]
     if empty_crops:
         found.add("warning", data / "cropped_aligned", f"{len(empty_crops)} crops folder(s) hold no .jpg ({_some(empty_crops)})")
-    spare = sorted(set(release._video_files) - {release.video_path(v).stem for v in where if release.video_path(v)})
-    if spare:
-        found.add("note", data, f"{len(spare)} video file(s) under batch*/ in no split, ignored ({_some(spare)})")
-    found.facts["organizer"] = {}
-    _metadata_and_groups(found, release, data, labelled, folds, per="recording")
+    return facts
 
 
 # ---------------------------------------------------------------- both

@@ -271,46 +271,48 @@ def child_environment(extra: dict) -> dict:
     return env
 
 
-def run_jobs(jobs: list[Job], slots: int, env_for_slot=lambda slot: {}, grace: float = 30.0,
-             out=None, err=None, poll: float = 0.25) -> int:
-    """Run the jobs, `slots` at a time; 0 when every one succeeded, 1 when any failed (after
-    the others finished), 128+signal when interrupted."""
-    from solution.progress import progress
+class _Folds:
+    """The folds of one run_jobs call: waiting, running (by slot) and failed, with the console's
+    progress bar; starts them, and reaps the finished."""
 
-    out, err = out or sys.stdout, err or sys.stderr
-    slots = max(1, min(slots, len(jobs)))
-    done_before = {job for job in jobs if job.metrics.is_file()}
-    # Folds finished earlier first: they are quick no-ops, and a changed setting shows at once.
-    pending = [j for j in jobs if j in done_before] + [j for j in jobs if j not in done_before]
-    running: dict[int, _Running] = {}
-    failed: list[tuple[Job, str]] = []
-    stop: list[int] = []
-    started = time.time()
+    def __init__(self, jobs: list[Job], done_before: set, bar, env_for_slot, out, err):
+        self.done_before, self.bar, self.env_for_slot, self.out, self.err = done_before, bar, env_for_slot, out, err
+        # Folds finished earlier first: they are quick no-ops, and a changed setting shows at once.
+        self.pending = [j for j in jobs if j in done_before] + [j for j in jobs if j not in done_before]
+        self.running: dict[int, _Running] = {}
+        self.failed: list[tuple[Job, str]] = []
+        self.live = hasattr(err, "isatty") and err.isatty()
 
-    def on_signal(signum, frame):
-        stop.append(signum)
+    def run(self, slots: int, stop: list, poll: float) -> None:
+        """Until every fold has finished, or a signal arrived (in `stop`)."""
+        last_refresh = time.time()
+        while (self.pending or self.running) and not stop:
+            while self.pending and len(self.running) < slots and not stop:
+                free = min(set(range(slots)) - set(self.running))
+                self.start(self.pending.pop(0), free)
+                self.status()
+            if self.reap():
+                self.status()
+            elif self.live and time.time() - last_refresh >= 1.0:
+                self.bar.refresh()
+                last_refresh = time.time()
+            time.sleep(poll)
 
-    handlers = {}
-    if _main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handlers[sig] = signal.signal(sig, on_signal)
-    bar = progress(total=len(jobs), initial=len(done_before), desc="folds", unit="fold", file=err)
-    live = hasattr(err, "isatty") and err.isatty()
+    def status(self) -> None:
+        self.bar.set_postfix_str(f"{len(self.running)} running" + (f", {len(self.failed)} failed" if self.failed else ""),
+                                 refresh=False)
+        if self.live:  # in a log file, the bar prints only as folds finish (at most every 10 s)
+            self.bar.refresh()
 
-    def status():
-        bar.set_postfix_str(f"{len(running)} running" + (f", {len(failed)} failed" if failed else ""), refresh=False)
-        if live:  # in a log file, the bar prints only as folds finish (at most every 10 s)
-            bar.refresh()
-
-    def write(text, stream):
-        bar.write(text, file=stream)
+    def write(self, text: str, stream) -> None:
+        self.bar.write(text, file=stream)
         stream.flush()
 
-    def start(job: Job, slot: int):
+    def start(self, job: Job, slot: int) -> None:
         job.log.parent.mkdir(parents=True, exist_ok=True)
         log_file = open(job.log, "ab")
         offset = log_file.tell()
-        extra = env_for_slot(slot)
+        extra = self.env_for_slot(slot)
         where = f" (CUDA_VISIBLE_DEVICES={extra['CUDA_VISIBLE_DEVICES']})" if "CUDA_VISIBLE_DEVICES" in extra else ""
         log_file.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} solution.jobs slot {slot}{where}: "
                        f"{job.command}\n".encode())
@@ -321,62 +323,82 @@ def run_jobs(jobs: list[Job], slots: int, env_for_slot=lambda slot: {}, grace: f
         except OSError as exc:
             log_file.write(f"cannot start: {exc}\n".encode())
             log_file.close()
-            finish_failed(job, offset, f"could not start: {exc}", job in done_before)
+            self.finish_failed(job, offset, f"could not start: {exc}", job in self.done_before)
             return
-        running[slot] = _Running(job, slot, process, log_file, offset, job in done_before)
+        self.running[slot] = _Running(job, slot, process, log_file, offset, job in self.done_before)
 
-    def finish_failed(job: Job, offset: int, why: str, earlier: bool):
-        failed.append((job, why))
+    def finish_failed(self, job: Job, offset: int, why: str, earlier: bool) -> None:
+        self.failed.append((job, why))
         if earlier:  # counted as done at the start; it is not (initial too: the rate counts new folds only)
-            bar.n -= 1
-            bar.initial -= 1
+            self.bar.n -= 1
+            self.bar.initial -= 1
         lines = "\n".join("    | " + line for line in tail(job.log, offset))
-        write(f"[jobs] FAILED {job.label} ({why}); log: {job.log}; its last lines:\n{lines}", err)
+        self.write(f"[jobs] FAILED {job.label} ({why}); log: {job.log}; its last lines:\n{lines}", self.err)
 
-    def reap() -> bool:
+    def reap(self) -> bool:
+        """Close the folds whose process has ended; True when there was one."""
         any_done = False
-        for slot, r in list(running.items()):
+        for slot, r in list(self.running.items()):
             code = r.process.poll()
             if code is None:
                 continue
             any_done = True
-            del running[slot]
+            del self.running[slot]
             r.log_file.close()
             if code == 0:
                 if not r.earlier:
-                    bar.update(1)
-                write(finished_line(r.job, r.earlier), out)
+                    self.bar.update(1)
+                self.write(finished_line(r.job, r.earlier), self.out)
             else:
-                finish_failed(r.job, r.start, f"exit {code}" if code > 0 else f"killed by signal {-code}", r.earlier)
+                self.finish_failed(r.job, r.start, f"exit {code}" if code > 0 else f"killed by signal {-code}",
+                                   r.earlier)
         return any_done
 
+
+def run_jobs(jobs: list[Job], slots: int, env_for_slot=lambda slot: {}, grace: float = 30.0,
+             out=None, err=None, poll: float = 0.25) -> int:
+    """Run the jobs, `slots` at a time; 0 when every one succeeded, 1 when any failed (after
+    the others finished), 128+signal when interrupted."""
+    from solution.progress import progress
+
+    out, err = out or sys.stdout, err or sys.stderr
+    slots = max(1, min(slots, len(jobs)))
+    done_before = {job for job in jobs if job.metrics.is_file()}
+    started = time.time()
+    stop: list[int] = []
+    handlers = _catch_signals(stop)
+    bar = progress(total=len(jobs), initial=len(done_before), desc="folds", unit="fold", file=err)
+    folds = _Folds(jobs, done_before, bar, env_for_slot, out, err)
     try:
-        status()
-        last_refresh = time.time()
-        while (pending or running) and not stop:
-            while pending and len(running) < slots and not stop:
-                free = min(set(range(slots)) - set(running))
-                start(pending.pop(0), free)
-                status()
-            if reap():
-                status()
-            elif live and time.time() - last_refresh >= 1.0:
-                bar.refresh()
-                last_refresh = time.time()
-            time.sleep(poll)
+        folds.status()
+        folds.run(slots, stop, poll)
         if stop:
-            return _interrupt(running, stop, grace, bar, write, err, pending)
+            return _interrupt(folds.running, stop, grace, bar, folds.write, err, folds.pending)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         bar.close()
     total = time.time() - started
-    if failed:
-        print(f"[jobs] {len(jobs) - len(failed)} of {len(jobs)} folds done in {total:.0f} s; {len(failed)} failed: "
-              + ", ".join(f"{job.label} (log: {job.log})" for job, _ in failed), file=err, flush=True)
+    if folds.failed:
+        print(f"[jobs] {len(jobs) - len(folds.failed)} of {len(jobs)} folds done in {total:.0f} s; "
+              f"{len(folds.failed)} failed: " + ", ".join(f"{job.label} (log: {job.log})" for job, _ in folds.failed),
+              file=err, flush=True)
         return 1
     print(f"[jobs] {len(jobs)} of {len(jobs)} folds done in {total:.0f} s", file=out, flush=True)
     return 0
+
+
+def _catch_signals(stop: list) -> dict:
+    """On the main thread, SIGINT and SIGTERM only append to `stop`, so that the folds are
+    stopped in order (_interrupt); returns the handlers they replace."""
+    def on_signal(signum, frame):
+        stop.append(signum)
+
+    handlers = {}
+    if _main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, on_signal)
+    return handlers
 
 
 def _main_thread() -> bool:

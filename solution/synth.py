@@ -686,6 +686,29 @@ def generate_emi(cfg: Config, out: Path, workers: int) -> dict:
 
 VA_RENDER_CHUNK = 256  # frames drawn at once
 
+
+@dataclass
+class _VaDrive:
+    """How much of each pole of valence and arousal shows, per frame (the subject's style.drive)."""
+    pos: np.ndarray
+    neg: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+
+
+@dataclass
+class _VaFace:
+    """What the camera sees of a VA video, per frame, and where the organizers' detector found the face."""
+    actions: np.ndarray
+    present: np.ndarray
+    occluder: np.ndarray
+    blinks: np.ndarray
+    shift: np.ndarray
+    light: float
+    grain: float
+    cropped: np.ndarray
+
+
 def _va_video(job):
     cfg, index, name, split, subject, T, fps, out = job
     cfg = Config(**cfg)
@@ -696,8 +719,24 @@ def _va_video(job):
     valence = np.tanh(smooth_noise(rng, T, 1.2, slow) + rng.normal(0, 0.3))
     arousal = np.tanh(smooth_noise(rng, T, 1.2, slow) + rng.normal(0, 0.3))
     clean = np.stack([valence, arousal], 1)
-    pos, neg = style.drive(np.clip(valence, 0, None)), style.drive(np.clip(-valence, 0, None))
-    high, low = style.drive(np.clip(arousal, 0, None)), style.drive(np.clip(-arousal, 0, None))
+    drive = _VaDrive(pos=style.drive(np.clip(valence, 0, None)), neg=style.drive(np.clip(-valence, 0, None)),
+                     high=style.drive(np.clip(arousal, 0, None)), low=style.drive(np.clip(-arousal, 0, None)))
+    actions = _va_actions(cfg, subject, style, drive, rng, world)
+    flags = _corruptions(rng, asdict(cfg))
+    face = _va_face(cfg, actions, drive, flags["face"], rng, world, fps)
+    voice, flags["audio"] = _va_voice(cfg, subject, style, drive, flags["audio"], rng, world, fps)
+    _write_va_media(cfg, out, name, index, subject, face, voice, fps)
+    lagged, noisy, lag = _va_annotation(cfg, clean, style.bias, rng, world, fps)
+    flags.update(lag=round(lag / fps, 3), no_crop_frames=int((~face.cropped).sum()))
+    # The ceiling is that of a perfect model of what the annotator saw (late and smoothed: a
+    # model can learn the delay, solution.delay chooses it), not of the noise-free signal itself.
+    return name, lagged, noisy, flags, T
+
+
+def _va_actions(cfg: Config, subject: Subject, style: Style, drive: _VaDrive, rng, world) -> np.ndarray:
+    """The facial actions of a VA video, per frame, from its valence and arousal."""
+    pos, neg, high, low = drive.pos, drive.neg, drive.high, drive.low
+    T = len(pos)
     actions = np.zeros((T, len(ACTIONS))) + subject.neutral
     e = style.gain
     actions[:, A["smile"]] += e * 0.9 * pos
@@ -712,17 +751,21 @@ def _va_video(job):
     if cfg.style:  # each subject shows valence and arousal through their own mix of actions
         mix = np.exp(cfg.style * world.normal(0, 1, len(ACTIONS)))
         actions = subject.neutral + (actions - subject.neutral) * mix
-    actions = np.clip(actions, -0.3, 1.4)
+    return np.clip(actions, -0.3, 1.4)
 
-    flags = _corruptions(rng, asdict(cfg))
-    present, occluder = _visibility(rng, T, flags["face"])
-    if flags["face"] == "missing":  # in Aff-Wild2 the face leaves and comes back
+
+def _va_face(cfg: Config, actions: np.ndarray, drive: _VaDrive, face: str, rng, world, fps: float) -> _VaFace:
+    """Where the face is in view, covered, blinking and moving, the light and grain, and the
+    frames the detector found it in."""
+    T = len(actions)
+    present, occluder = _visibility(rng, T, face)
+    if face == "missing":  # in Aff-Wild2 the face leaves and comes back
         present = np.roll(present, -int(rng.integers(0, T // 2)))
     if cfg.occlusion_seconds:  # hands over the face for seconds, now and then
         for _ in range(world.poisson(T / fps / 30)):
             start = int(world.integers(0, T))
             occluder[start:start + int(world.uniform(0.5, 1.5) * cfg.occlusion_seconds * fps)] = world.integers(1, 3)
-    blinks, shift = _blinks(rng, T, fps), _head_shift(rng, T, 0.01 + 0.03 * float(np.mean(high)))
+    blinks, shift = _blinks(rng, T, fps), _head_shift(rng, T, 0.01 + 0.03 * float(np.mean(drive.high)))
     light, grain = rng.uniform(0.75, 1.15), rng.uniform(2, 7)
     # The face is in view but the organizers' detector found none: short runs of frames without a crop.
     cropped = present.copy()
@@ -732,43 +775,65 @@ def _va_video(job):
         cropped[start:start + int(seconds * fps)] = False
     if not cropped.any():  # a face seen only briefly is still found once
         cropped = present.copy()
+    return _VaFace(actions, present, occluder, blinks, shift, light, grain, cropped)
+
+
+def _va_voice(cfg: Config, subject: Subject, style: Style, drive: _VaDrive, audio: str, rng, world,
+              fps: float) -> tuple[np.ndarray, str]:
+    """The video's audio track, and its condition as metadata.csv records it."""
     g = 1.0 if (cfg.voice_gain == 1 and style.gain == subject.expressivity) else \
         cfg.voice_gain * style.gain / subject.expressivity
+    pos, neg, high, low = drive.pos, drive.neg, drive.high, drive.low
     heard_v, heard_a = g * (pos - neg), g * (high - low)
     controls = {"f0": 1 + 0.35 * heard_a + 0.05 * heard_v, "energy": np.clip(0.6 + 0.35 * heard_a, 0.1, 1.2),
                 "rate": 1 + 0.3 * heard_a, "tilt": 1.4 - 0.4 * heard_v - 0.2 * heard_a,
                 "breath": np.clip(0.1 + 0.4 * g * neg * (0.5 + 0.5 * low), 0, 0.9),
                 "laugh": np.clip(1.2 * g * pos * high - 0.5, 0, 0.8)}
-    voice = synth_voice(controls, subject, T / fps, fps, rng)
+    voice = synth_voice(controls, subject, len(pos) / fps, fps, rng)
     if cfg.silences:  # utterances of 2-6 s with silences between them
         voice = voice * _utterances(world, len(voice), cfg.silences)
-    voice = corrupt_audio(voice, "ok" if flags["audio"] == "missing" else flags["audio"], rng)
-    if flags["audio"] == "missing":
-        voice = np.zeros_like(voice)  # an Aff-Wild2 video always has a track; "missing" = mute
-        flags["audio"] = "silent"
+    voice = corrupt_audio(voice, "ok" if audio == "missing" else audio, rng)
+    if audio == "missing":
+        return np.zeros_like(voice), "silent"  # an Aff-Wild2 video always has a track; "missing" = mute
+    return voice, audio
 
-    from PIL import Image
 
+def _write_va_media(cfg: Config, out: Path, name: str, index: int, subject: Subject, face: _VaFace,
+                    voice: np.ndarray, fps: float) -> None:
+    """batch1/<name>.mp4 with its audio track, and cropped_aligned/<name>/ with the face crops
+    of the frames the detector found the face in."""
     crop_dir = out / "cropped_aligned" / name
     crop_dir.mkdir(parents=True, exist_ok=True)
-    half = int(cfg.size * 0.4)
     render_rng = np.random.default_rng([cfg.seed, 4, index])
+    frames = _va_frames(face, subject, cfg.size, render_rng, crop_dir)
+    write_video(out / "batch1" / f"{name}.mp4", frames, fps, audio=voice)
 
-    def frames():  # rendered a chunk at a time, so a long video never sits in memory whole
-        for a in range(0, T, VA_RENDER_CHUNK):
-            b = min(T, a + VA_RENDER_CHUNK)
-            chunk = render_faces(actions[a:b], subject, cfg.size, render_rng, present[a:b], occluder[a:b],
-                                 blinks[a:b], shift[a:b], light, grain)
-            c = cfg.size // 2
-            for i in np.flatnonzero(cropped[a:b]):
-                crop = chunk[i, max(0, c - half):c + half, max(0, c - half):c + half]
-                image = Image.fromarray(crop).resize((112, 112), Image.BILINEAR)
-                with fileio.atomic_path(crop_dir / f"{a + i + 1:05d}.jpg") as tmp:
-                    image.save(tmp, format="JPEG", quality=90)
-            yield chunk
 
-    write_video(out / "batch1" / f"{name}.mp4", frames(), fps, audio=voice)
+def _va_frames(face: _VaFace, subject: Subject, size: int, rng, crop_dir: Path):
+    """The video's frames, rendered a chunk at a time, so a long video never sits in memory
+    whole; each chunk's face crops are written as it is drawn."""
+    from PIL import Image
 
+    T = len(face.actions)
+    half = int(size * 0.4)
+    for a in range(0, T, VA_RENDER_CHUNK):
+        b = min(T, a + VA_RENDER_CHUNK)
+        chunk = render_faces(face.actions[a:b], subject, size, rng, face.present[a:b], face.occluder[a:b],
+                             face.blinks[a:b], face.shift[a:b], face.light, face.grain)
+        c = size // 2
+        for i in np.flatnonzero(face.cropped[a:b]):
+            crop = chunk[i, max(0, c - half):c + half, max(0, c - half):c + half]
+            image = Image.fromarray(crop).resize((112, 112), Image.BILINEAR)
+            with fileio.atomic_path(crop_dir / f"{a + i + 1:05d}.jpg") as tmp:
+                image.save(tmp, format="JPEG", quality=90)
+        yield chunk
+
+
+def _va_annotation(cfg: Config, clean: np.ndarray, bias: np.ndarray, rng, world,
+                   fps: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """What the annotator saw (`clean`, late and maybe smoothed), what they wrote (that, noisy
+    and biased, VA_UNANNOTATED where not annotated) and their lag in frames."""
+    T = len(clean)
     # Annotators lag (each by their own reaction time), smooth and disagree; some stretches
     # are not annotated at all.
     lag_seconds = float(np.clip(cfg.annotator_lag + (rng.normal(0.5, 0.1) - 0.5) * cfg.annotator_lag / 0.5,
@@ -782,16 +847,13 @@ def _va_video(job):
     lagged = np.concatenate([np.repeat(seen[:1], lag, 0), seen[: T - lag]])
     noisy = lagged + np.stack([smooth_noise(rng, T, cfg.label_noise, max(2, int(fps / 6))) for _ in range(2)], 1)
     offset = world.normal(0, cfg.annotator_bias, 2) if cfg.annotator_bias else 0.0  # this annotator's, this video
-    noisy = np.clip(noisy + style.bias + offset, -1, 1)
+    noisy = np.clip(noisy + bias + offset, -1, 1)
     annotated = np.ones(T, bool)
     for _ in range(1 + rng.poisson(1.0)):
         start = int(rng.integers(0, T))
         annotated[start:start + int(rng.integers(T // 50 + 1, T // 10 + 2))] = False
     noisy[~annotated] = VA_UNANNOTATED
-    flags.update(lag=round(lag / fps, 3), no_crop_frames=int((~cropped).sum()))
-    # The ceiling is that of a perfect model of what the annotator saw (late and smoothed: a
-    # model can learn the delay, solution.delay chooses it), not of the noise-free signal itself.
-    return name, lagged, noisy, flags, T
+    return lagged, noisy, lag
 
 
 def _utterances(rng, n: int, share: float) -> np.ndarray:
