@@ -207,7 +207,7 @@ def check_folds(check: Check, scratch: Path, models: list[str], precision: str) 
                 run = run_child(["-m", "solution.train_fold", "--model", model, "--fold", "0", "--data", str(data),
                                  "--work", str(work), *FOLD_SETTINGS, "--name", name, "--device", device,
                                  "--precision", side_precision], label=name, sample=False)
-                metrics = json.loads((rw.fold(name, 0) / "metrics.json").read_text())
+                metrics = json.loads(rw.fold_files(name, 0).metrics.read_text())
                 score = float(metrics["held_score"])
             except (RuntimeError, OSError, ValueError, KeyError) as exc:
                 failure = f"{model} on {device}: {exc}"
@@ -236,7 +236,7 @@ def agreement(rw, run_a: str, run_b: str) -> dict:
     from solution.predictions import read_predictions
 
     try:
-        a, b = (read_predictions(rw.fold(run, 0) / "oof.csv", rw.track) for run in (run_a, run_b))
+        a, b = (read_predictions(rw.fold_files(run, 0).oof, rw.track) for run in (run_a, run_b))
         keys = sorted(set(a) & set(b))
         x = np.concatenate([np.ravel(a[k]) for k in keys]).astype(np.float64)
         y = np.concatenate([np.ravel(b[k]) for k in keys]).astype(np.float64)

@@ -137,8 +137,8 @@ def labelled_ceiling(data: Path, ceiling: dict, track) -> float:
 
 def score_release(data: Path, work: Path, runs: list[str]) -> list[dict]:
     """Per run (and the blend): out-of-fold and held-back test scores and their ceiling shares."""
-    from solution.inference import run_predictions
     from solution.evaluate import evaluate_emi, evaluate_va, score_predictions
+    from solution.inference import run_predictions
     from solution.layouts import detect_track, open_release
     from solution.predictions import prediction_filename, read_predictions, write_predictions
     from solution.runs import release_work
@@ -164,7 +164,7 @@ def score_release(data: Path, work: Path, runs: list[str]) -> list[dict]:
             rows.append({"run": run, "oof": score_predictions(track, oof, targets)["mean"], "test": test_score(path)})
     pred = rw.predictions
     oof = read_predictions(pred / prediction_filename(track, "oof"), track)
-    blend = json.loads((pred / "blend.json").read_text())
+    blend = json.loads(rw.blend_json.read_text())
     rows.append({"run": "blend", "oof": score_predictions(track, oof, {k: release.video_targets(k) for k in oof})["mean"],
                  "test": test_score(pred / prediction_filename(track, "test")),
                  "weights": blend.get("weights"), "way": blend.get("mode") or blend.get("way")})

@@ -20,6 +20,7 @@ import torch
 
 from solution import distributed, fileio
 from solution.errors import DataError
+from solution.runs import FoldFiles
 
 log = logging.getLogger("checkpoints")
 
@@ -83,15 +84,15 @@ def read_pickle(path: Path):
     return pickle.loads(path.read_bytes())
 
 
-def finished_fold(fold_dir: Path, settings: dict) -> dict | None:
+def finished_fold(files: FoldFiles, settings: dict) -> dict | None:
     """A finished fold's metrics when it was trained with `settings`, None when it is not
     finished (or its metrics.json is damaged); refused when trained with other settings."""
-    done = readable(fold_dir / "metrics.json", lambda p: json.loads(p.read_text()), "fold metrics")
+    done = readable(files.metrics, lambda p: json.loads(p.read_text()), "fold metrics")
     if done is None:
         return None
     changed = differences(done.get("settings", {}), settings)
     if changed:
-        raise DataError(f"{fold_dir} was trained with other {', '.join(changed[:6])}; delete it to train again, "
+        raise DataError(f"{files.dir} was trained with other {', '.join(changed[:6])}; delete it to train again, "
                         "or pass --name to keep both")
     return done
 

@@ -74,7 +74,9 @@ class Job:
 
     @property
     def metrics(self) -> Path:
-        return self.fold_dir / "metrics.json"
+        from solution.runs import FoldFiles
+
+        return FoldFiles(self.fold_dir).metrics
 
     @property
     def label(self) -> str:

@@ -47,12 +47,12 @@ import torch
 
 from solution import cache, fileio, submit
 from solution.blend import apply_blend, read_blend
+from solution.checkpoints import load_checkpoint
 from solution.config import TrainConfig
 from solution.data import MODALITIES, Stream, VideoStore, has_timed_entries, stream_modality
 from solution.errors import DataError
-from solution.layouts import VideoSources, detect_track, open_release, release_videos
-from solution.checkpoints import load_checkpoint
 from solution.inference import average_predictions, frame_counts_to_predict, predict
+from solution.layouts import VideoSources, detect_track, open_release, release_videos
 from solution.predictions import prediction_filename, read_predictions, write_predictions
 from solution.runs import ReleaseWork, release_work
 

@@ -38,9 +38,9 @@ import pandas as pd
 
 from solution import fileio
 from solution.blend import read_blend
-from solution.inference import run_predictions
 from solution.errors import DataError
 from solution.evaluate import per_video_score, score_predictions
+from solution.inference import run_predictions
 from solution.layouts import annotated_mask, emi_key, open_release, read_emi_labels, read_va_annotation
 from solution.listing import add_test_listing_option
 from solution.metrics import ConstantInputWarning, score
@@ -227,8 +227,7 @@ def frame_level_scores(release, oof: dict, targets: dict) -> dict:
 def fusion_by_condition(data, rw: ReleaseWork, run: str) -> pd.DataFrame | None:
     """Mean fusion weight per modality for each corruption flag (out-of-fold videos)."""
     # The folds of the fold file only: a folder left by an earlier, larger K is not this run's.
-    k = fileio.read_json(rw.folds_json, "fold file", "run python -m solution.folds again")["k"]
-    files = [f for f in (rw.fold(run, i) / "fusion_weights.csv" for i in range(k)) if f.is_file()]
+    files = [f for f in (rw.fold_files(run, i).fusion_weights for i in range(rw.fold_count())) if f.is_file()]
     flags = conditions(open_release(rw.track, data))
     if not files or flags is None:
         return None

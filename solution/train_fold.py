@@ -181,7 +181,7 @@ def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tr
     started = time.time()
     job = open_fold(model_name, fold, data, work, train_cfg, model_cfg, name or model_name, device, precision,
                     log_every)
-    done = checkpoints.finished_fold(job.files.dir, job.settings)
+    done = checkpoints.finished_fold(job.files, job.settings)
     if done is not None:
         log.info("%s: already done (delete it to train again)", job.files.dir)
         return done if distributed.is_main() else None
