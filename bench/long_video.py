@@ -34,17 +34,17 @@ def peak_mb() -> float:
 
 
 def child_features(data: Path, key: str, work: Path) -> dict:
-    from solution import features
+    from solution import extraction, features
     from solution.faces import resolve_detector
     from solution.layouts import detect_track, release_videos
 
     track = detect_track(data)
     source = next(s for s in release_videos(track, data) if s.vid == key)
     specs = {"visual": [features.DEFAULTS["visual"]], "audio": [features.DEFAULTS["audio"]]}
-    plan = features.Plan(work, specs, 5.0, resolve_detector("auto", source.crops is not None), 112, None, "cpu", 32,
+    plan = extraction.Plan(work, specs, 5.0, resolve_detector("auto", source.crops is not None), 112, None, "cpu", 32,
                          False, False, threads=1)
     start = time.perf_counter()
-    features.run(plan, [source])
+    extraction.run(plan, [source])
     return {"wall_s": round(time.perf_counter() - start, 2)}
 
 
@@ -62,7 +62,7 @@ def child_predict(data: Path, work: Path, key: str, model_name: str) -> dict:
     sources = {s.vid: s for s in release_videos("va", data)}
     cls = model_class(model_name)
     cfg = TrainConfig(**getattr(cls, "train_defaults", {}))
-    store = VideoStore(work, release, {key: sources[key]}, cfg,
+    store = VideoStore.from_cache(work, release, {key: sources[key]}, cfg,
                        frame_counts=frame_counts_to_predict(release, [key] if key in release.test_keys() else []))
     store.set_normalizer(Normalizer.fit(store, [key]))
     spec = InputSpec(store.modalities, store.dims, cue_slices(store.modalities), release.track.dim, release.track.low,

@@ -137,9 +137,10 @@ def labelled_ceiling(data: Path, ceiling: dict, track) -> float:
 
 def score_release(data: Path, work: Path, runs: list[str]) -> list[dict]:
     """Per run (and the blend): out-of-fold and held-back test scores and their ceiling shares."""
-    from solution.evaluate import evaluate_emi, evaluate_va, score_predictions
+    from solution.evaluate import evaluate_emi, evaluate_va
     from solution.inference import run_predictions
     from solution.layouts import detect_track, open_release
+    from solution.metrics import score_predictions
     from solution.predictions import prediction_filename, read_predictions, write_predictions
     from solution.runs import release_work
     from solution.tracks import get_track

@@ -164,7 +164,7 @@ class Stack:
 
 def stack_predictions(track: Track, preds_by_run: dict[str, dict], targets: dict, part_of: dict) -> Stack:
     """{run: {key: prediction}}, {key: label}, {key: part} -> Stack over the keys of `targets`,
-    rows as `evaluate.score_predictions` pools them."""
+    rows as `metrics.score_predictions` pools them."""
     runs = tuple(preds_by_run)
     if not runs:
         raise DataError("no runs to blend")

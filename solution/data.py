@@ -46,22 +46,20 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from solution import cache, fileio
+from solution import cache
 from solution.config import TrainConfig
 from solution.errors import DataError
 from solution.layouts import annotated_mask
 from solution.progress import progress
+from solution.streams import MODALITIES, Stream, has_timed_entries, resolve_streams, stream_keys
 from solution.windows import align, chunk_spans, grid_times, stitch, window_starts
 
 log = logging.getLogger(__name__)
-MODALITIES = ("visual", "audio", "text")
-ORGANIZER_MODALITY = {"vit": "visual", "face": "visual", "wav2vec2": "audio", "audio": "audio"}
 KNOWN_RATES = {"wav2vec2": 50.0}  # organizer streams whose frame rate is a property of the model
 FALLBACK_RATE = 30.0              # frames a second assumed when no stream of a video knows its rate
 CUE_NAMES = {
@@ -69,93 +67,6 @@ CUE_NAMES = {
     "audio": ("snr", "speech_share", "level", "missing"),
     "text": ("words", "from_asr", "missing"),
 }
-
-
-# ------------------------------------------------------------------ streams
-
-@dataclass(frozen=True)
-class Stream:
-    spec: str           # the extractor spec, e.g. "hog" or "organizer:vit"
-    modality: str       # visual | audio | text
-    folder: Path
-    dim: int
-    cache_modality: str  # the cache folder's own modality ("organizer" for the pickles)
-    kind: str = ""      # organizer kind
-    entry_keys: dict = field(default_factory=dict, compare=False)  # video -> its entry's source key
-
-
-def _folder_info(folder: Path) -> dict | None:
-    spec_file = folder / "spec.json"
-    if not spec_file.is_file():
-        return None
-    info = fileio.read_json(spec_file, "stream spec", "delete its folder and run python -m solution.features again")
-    info["dim"] = cache.read_manifest(folder).get("dim")
-    info["mtime"] = spec_file.stat().st_mtime
-    return info
-
-
-def stream_modality(info: dict) -> tuple[str, str]:
-    """(modality, organizer kind) of a cache folder."""
-    if info["modality"] != "organizer":
-        return info["modality"], ""
-    kind = info["extractor"].split(":", 1)[1]
-    if kind not in ORGANIZER_MODALITY:
-        raise DataError(f"organizer feature {kind!r}: unknown modality; name the streams explicitly (--set streams=...)")
-    return ORGANIZER_MODALITY[kind], kind
-
-
-def resolve_streams(work, sources: dict, wanted: dict | None = None) -> dict[str, list[Stream]]:
-    """modality -> the cache streams that cover every video in `sources` ({key: VideoSources}).
-    `wanted` maps a modality to extractor specs (None: every cached stream). Where one spec
-    was extracted with several settings, the newest folder that covers every video is used."""
-    root = cache.features_root(work)
-    cache.load_identities(work)
-    folders = [info | {"folder": p} for p in sorted(root.glob("*/")) if (info := _folder_info(p))]
-    if not folders:
-        raise DataError(f"{root}: no features cache; run python -m solution.features --data DATA --work {work}")
-    by_spec: dict[str, list[dict]] = {}
-    for info in sorted(folders, key=lambda i: -i["mtime"]):
-        by_spec.setdefault(info["extractor"], []).append(info)
-    if wanted:
-        for modality, specs in wanted.items():
-            if modality not in MODALITIES:
-                raise DataError(f"unknown modality {modality!r} in streams; use {MODALITIES}")
-            for spec in specs:
-                if spec not in by_spec:
-                    raise DataError(f"no cached features for {spec!r} in {root}; cached: {sorted(by_spec)}")
-        chosen = {spec: m for m, specs in wanted.items() for spec in specs}
-    else:
-        chosen = {spec: stream_modality(infos[0])[0] for spec, infos in by_spec.items()}
-    streams: dict[str, list[Stream]] = {m: [] for m in MODALITIES}
-    for spec in sorted(chosen):
-        best, best_missing = None, None
-        # Every folder of one spec reads the same inputs: the videos' source keys are computed once.
-        entry_keys = {k: cache.stream_source_key(by_spec[spec][0], src) for k, src in sources.items()}
-        for info in by_spec[spec]:
-            found = {k: cache.status(info["folder"], k, entry_keys[k]) for k in sources}
-            missing = [k for k, state in found.items() if state is None]
-            if not missing:
-                best = info
-                break
-            if best_missing is None:
-                best_missing = (info, missing, sum(state == "ok" for state in found.values()))
-        if best is None:
-            info, missing, usable = best_missing
-            if wanted is None and usable == 0:
-                continue  # extracted for another release only (at most its "no input" records match)
-            raise DataError(f"features {spec!r} missing for {len(missing)} of {len(sources)} video(s) "
-                            f"(e.g. {missing[:5]}) in {info['folder']}; run python -m solution.features again")
-        if not best["dim"]:
-            raise DataError(f"{best['folder']}: no manifest with the feature width; run python -m solution.features again")
-        modality, kind = stream_modality(best)
-        streams[chosen[spec]].append(Stream(spec, chosen[spec], best["folder"], int(best["dim"]), best["modality"], kind,
-                                            entry_keys))
-    streams = {m: s for m, s in streams.items() if s}
-    if not streams:
-        raise DataError(f"{root}: no cached stream covers this release's videos; run python -m solution.features "
-                        "--data DATA --work WORK")
-    cache.save_identities(work)  # a release moved since the features stage: the next stage reads no file again
-    return streams
 
 
 def _cues(modality: str, quality: dict, missing: bool) -> list[float]:
@@ -178,24 +89,6 @@ def cue_slices(modalities) -> dict:
         out[modality] = slice(start, start + n)
         start += n
     return out
-
-
-def has_timed_entries(stream: Stream, keys=None) -> bool:
-    """Whether any of the stream's entries for the store's videos (or for `keys`) holds word
-    spans: read from the manifest, or from the entry itself when the manifest does not list it."""
-    listed = cache.read_manifest(stream.folder).get("entries", {})
-    wanted = None if keys is None else set(keys)
-    for vid, key in stream.entry_keys.items():
-        if wanted is not None and vid not in wanted:
-            continue
-        info = listed.get(f"{vid}.{key}")
-        if info is None:
-            if cache.status(stream.folder, vid, key) != "ok":
-                continue
-            info = cache.entry_meta(stream.folder, vid, key)
-        if info.get("timed"):
-            return True
-    return False
 
 
 def hold_spans(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -308,15 +201,15 @@ class Piece(NamedTuple):
 class VideoStore:
     """Reads, aligns and normalises videos on demand, keeping recent ones within a byte budget."""
 
-    def __init__(self, work, release, sources: dict, cfg: TrainConfig, frame_counts: dict | None = None,
+    def __init__(self, release, streams: dict[str, list[Stream]], cfg: TrainConfig, frame_counts: dict | None = None,
                  text_timed: bool | None = None, timed_keys=None):
-        """`text_timed`: None decides from the cache: timed when any text entry of `timed_keys`
-        (default: all these videos) has word times; training passes its training videos, so what
-        the model is built for does not depend on the videos it will only predict. True or False
-        forces it (a checkpoint's model was built for one or the other: False pools a timed
-        transcript's words into one vector, their mean)."""
+        """`streams`: resolved (solution.streams). `text_timed`: None decides from the cache:
+        timed when any text entry of `timed_keys` (default: all these videos) has word times;
+        training passes its training videos, so what the model is built for does not depend on
+        the videos it will only predict. True or False forces it (a checkpoint's model was built
+        for one or the other: False pools a timed transcript's words into one vector, their mean)."""
         self.release, self.track, self.cfg = release, release.track, cfg
-        self.streams = resolve_streams(work, sources, cfg.streams or None)
+        self.streams = streams
         self.modalities = tuple(m for m in MODALITIES if m in self.streams)
         # Whether text is on a time grid (the model's InputSpec.extra["text_timed"]); else one vector.
         self.text_timed = "text" in self.streams and (
@@ -334,6 +227,12 @@ class VideoStore:
         self._steps: dict[str, tuple[np.ndarray, int]] = {}  # frame-level: (label frame of each step, frames)
         self._labelled = set(self.release.labelled_keys())
 
+    @classmethod
+    def from_cache(cls, work, release, sources: dict, cfg: TrainConfig, **kwargs) -> "VideoStore":
+        """A store over `sources` ({key: VideoSources}) reading the streams cfg.streams names
+        (default: every cached stream that covers them)."""
+        return cls(release, resolve_streams(work, sources, cfg.streams or None), cfg, **kwargs)
+
     # ---- settings shared with the model
     def rate(self, modality: str) -> float:
         if self.cfg.grid == "shared":
@@ -342,7 +241,7 @@ class VideoStore:
 
     def stream_keys(self) -> dict:
         """Which cache folders feed each modality (part of a run's settings)."""
-        return {m: [f"{s.spec}@{s.folder.name}" for s in self.streams[m]] for m in self.modalities}
+        return stream_keys(self.streams)
 
     def entry_digest(self, keys) -> str:
         """A hash of the cache entries `keys` read: changes when any of them is re-extracted."""

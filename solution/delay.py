@@ -27,7 +27,7 @@ from solution import fileio
 from solution.config import TrainConfig, load_toml
 from solution.data import VideoStore
 from solution.errors import DataError
-from solution.folds import read_folds
+from solution.runs import read_folds
 from solution.layouts import annotated_mask, detect_track, open_release, release_videos
 from solution.listing import add_test_listing_option
 from solution.metrics import ccc_per_dim
@@ -83,7 +83,7 @@ def probe_delay(data, work, candidates: list[float], cfg: TrainConfig, ridge: fl
         raise DataError(f"{rw.folds_csv}: one fold and nothing outside it; the delay is chosen out of fold")
     scores = {}
     for delay in progress(candidates, desc="label delays", unit="delay"):
-        store = VideoStore(work, release, {key: sources[key] for key in keys}, replace(cfg, label_delay=delay))
+        store = VideoStore.from_cache(work, release, {key: sources[key] for key in keys}, replace(cfg, label_delay=delay))
         sums = {}
         for key in keys:  # pass 1: per-fold sums of the ridge's normal equations
             x, y = step_rows(store, key)

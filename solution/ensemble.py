@@ -28,7 +28,7 @@ gives the format; solution.predict applies it to new data), test predictions (th
 the fold-averaged test predictions), and oof predictions, the blend's own out-of-fold
 predictions (each fold blended without its labels), so scoring them gives the honest
 estimate; oof.csv/test.csv for EMI, oof.txt/test.txt for VA. --zip NAME also writes the
-submission zip through solution.submit and validates it.
+submission zip through solution.submission and validates it.
 
 The test predictions average the folds' models, so their spread is somewhat smaller than
 that of the out-of-fold predictions the rescale was fit on; the rescale does not undo that.
@@ -41,17 +41,16 @@ from pathlib import Path
 
 import numpy as np
 
-from solution import submit
+from solution import submission
 from solution.blend import (Fit, apply_blend, choose, choose_smoothing, compare_blends, holdout_parts, part_blend,
                             single_scores, stack_predictions, to_blend, write_blend)
 from solution.errors import DataError
-from solution.evaluate import score_predictions
-from solution.folds import read_folds
 from solution.inference import run_predictions
 from solution.layouts import open_release
 from solution.listing import add_test_listing_option
+from solution.metrics import score_predictions
 from solution.predictions import prediction_filename, write_predictions
-from solution.runs import ReleaseWork, release_work
+from solution.runs import ReleaseWork, read_folds, release_work
 from solution.tracks import Track
 
 
@@ -166,7 +165,7 @@ def main(argv=None) -> int:
                         help="CCC tracks: never rescale the blend (by default the honest estimate decides)")
     parser.add_argument("--out", type=Path, help="output folder (default: WORK/<track>-<fingerprint>/predictions)")
     parser.add_argument("--zip", metavar="NAME", help="also write and validate the submission zip NAME.zip")
-    parser.add_argument("--zip-dir", type=Path, default=submit.DEFAULT_OUT_DIR,
+    parser.add_argument("--zip-dir", type=Path, default=submission.DEFAULT_OUT_DIR,
                         help="where --zip writes (default: submissions/ in the repository)")
     add_test_listing_option(parser)
     args = parser.parse_args(argv)
@@ -184,7 +183,7 @@ def main(argv=None) -> int:
         print(f"[ensemble] {','.join(runs)}: wrote {out / 'blend.json'}, {out / prediction_filename(rw.track, 'oof')} "
               f"({len(oof)} videos, out of fold) and {out / prediction_filename(rw.track, 'test')} ({len(test)} videos)")
         if args.zip:
-            path = submit.make_submission(rw.track.name, out / prediction_filename(rw.track, "test"), args.data,
+            path = submission.make_submission(rw.track.name, out / prediction_filename(rw.track, "test"), args.data,
                                           args.zip_dir, args.zip)
             print(f"[ensemble] wrote {path} (validated against the test listing of {args.data})")
     except DataError as exc:

@@ -37,7 +37,7 @@ from solution.config import apply_stage_config
 from solution.errors import DataError
 from solution.layouts import _read_csv, annotated_mask, detect_track, emi_key, open_release, parse_video_id
 from solution.listing import add_test_listing_option, export_listing
-from solution.runs import ReleaseWork, fingerprint, release_work
+from solution.runs import fingerprint, read_folds, release_work, write_folds
 
 
 def assign_folds(groups: pd.Series, intensity: pd.Series, sizes: pd.Series, k: int, seed: int) -> pd.Series:
@@ -155,34 +155,6 @@ def check_fold_frames(table: pd.DataFrame, frames: dict[str, int], k: int, hint:
         if n_rest < 2:
             raise DataError(f"fold {fold} would leave {n_rest} annotated frame(s) to train on, in {len(rest)} "
                             f"video(s): {named(rest)}; training needs at least 2; {hint}")
-
-
-def write_folds(rw: ReleaseWork, table: pd.DataFrame, info: dict) -> None:
-    fileio.write_csv(rw.folds_csv, table)
-    fileio.write_json(rw.folds_json, info)
-
-
-def read_folds(rw: ReleaseWork, data=None) -> tuple[pd.DataFrame, dict]:
-    """The fold file of a release's work folder, checked against the release in `data` when given."""
-    if not rw.folds_csv.is_file() or not rw.folds_json.is_file():
-        raise DataError(f"{rw.root}: no fold file (folds.csv/folds.json); run python -m solution.folds "
-                        f"--data DATA --work {rw.root.parent}")
-    table = pd.read_csv(rw.folds_csv, dtype={"id": str, "group": str})
-    info = fileio.read_json(rw.folds_json, "fold file", "run python -m solution.folds again")
-    if fingerprint(table["id"]) != info.get("fingerprint"):
-        raise DataError(f"{rw.folds_csv}: does not match its folds.json (edited by hand?); make the folds again "
-                        "with --overwrite")
-    if data is not None:
-        current = list(open_release(rw.track, data).labelled_keys())
-        if fingerprint(current) != info["fingerprint"]:
-            raise DataError(f"{rw.folds_csv} was made for another release ({info['videos']} videos) than {data} "
-                            f"({len(current)} labelled videos)")
-    return table, info
-
-
-def folds_digest(table: pd.DataFrame) -> str:
-    """A hash of the assignment itself: a run trained on other folds must not be reused."""
-    return fingerprint(f"{i}:{g}:{f}" for i, g, f in zip(table["id"], table["group"], table["fold"]))
 
 
 def main(argv=None) -> int:

@@ -109,7 +109,7 @@ def check_extra(extra: list[str]) -> None:
 
 def planned_folds(rw, data, folds: int | None) -> list[int]:
     """0..folds-1; without --folds, the folds of the release's fold file."""
-    from solution.folds import read_folds
+    from solution.runs import read_folds
 
     try:
         table, _ = read_folds(rw, data)
@@ -654,7 +654,7 @@ def _run(args, extra) -> int:
     per_slot = max(1, args.gpus_per_fold)
     threads = args.threads or max(1, cores() // (args.jobs * per_slot))
     jobs, rw, _, _ = plan(args, extra, threads)
-    from solution.folds import read_folds
+    from solution.runs import read_folds
 
     read_folds(rw)  # no fold file: say so once, not once per fold
     ids: list[str] = []

@@ -23,7 +23,7 @@ test_set.csv with batch*/ and cropped_aligned/). DIR and WORK are those of the t
    or folder of the same extractor), through the same code as training: seeds averaged
    per fold and written as the fold's test predictions, folds averaged, the saved blend
    applied (solution.blend.apply_blend), the prediction file written and zipped by
-   solution.submit. Every number passes the same writers at the same precision as in a
+   solution.submission. Every number passes the same writers at the same precision as in a
    full run, so the same test videos give the same zip as the full run's submission
    (given the same --threads as training and the same feature inputs).
 
@@ -35,26 +35,24 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from solution import cache, fileio, submit
+from solution import cache, fileio, submission
 from solution.blend import apply_blend, read_blend
 from solution.checkpoints import load_checkpoint
 from solution.config import TrainConfig
-from solution.data import MODALITIES, Stream, VideoStore, has_timed_entries, stream_modality
+from solution.data import VideoStore
 from solution.errors import DataError
 from solution.inference import average_predictions, frame_counts_to_predict, predict
 from solution.layouts import VideoSources, detect_track, open_release, release_videos
 from solution.predictions import prediction_filename, read_predictions, write_predictions
 from solution.runs import ReleaseWork, release_work
+from solution.streams import Pinned, has_timed_entries, parse_stream_key, pin_streams, pinned_streams
 
 log = logging.getLogger("predict")
 
@@ -160,55 +158,12 @@ def new_release_sources(track, data) -> tuple[object, list[str], dict[str, Video
 
 # ------------------------------------------------------------------ streams and their extraction
 
-@dataclass
-class Pinned:
-    spec: str           # extractor spec, e.g. "hog"
-    modality: str       # the model's modality it feeds
-    folder: Path        # the cache folder the checkpoints were trained on
-    info: dict          # its spec.json
-    dim: int            # its width before this run
-
-
-def parse_stream_key(item: str) -> tuple[str, str]:
-    """"hog@visual-hog-6f28a3eb20" -> ("hog", "visual-hog-6f28a3eb20") (a spec may hold '@')."""
-    spec, sep, folder = item.rpartition("@")
-    if not sep:
-        raise DataError(f"stream {item!r}: not of the form spec@folder")
-    return spec, folder
-
-
-def pinned_streams(work, checkpoints: dict[str, list[list[Path]]], payloads: dict[Path, dict]) -> dict[str, Pinned]:
-    """Every cache folder any checkpoint was trained on, read from its spec.json."""
-    root = cache.features_root(work)
-    out: dict[str, Pinned] = {}
-    for run, folds in checkpoints.items():
-        for paths in folds:
-            for path in paths:
-                for modality, items in payloads[path]["settings"]["streams"].items():
-                    for item in items:
-                        spec, name = parse_stream_key(item)
-                        if item in out:
-                            continue
-                        folder = root / name
-                        if not (folder / "spec.json").is_file():
-                            raise DataError(
-                                f"stream {spec!r}: {path} was trained on features from {folder}, which is gone (no "
-                                "spec.json), so the extractor settings it was made with are unknown; restore that "
-                                "folder (or retrain) to predict with these checkpoints")
-                        info = json.loads((folder / "spec.json").read_text())
-                        if info.get("extractor") != spec:
-                            raise DataError(f"stream {spec!r}: {folder}/spec.json is for {info.get('extractor')!r}")
-                        dim = int(cache.read_manifest(folder).get("dim") or 0)
-                        out[item] = Pinned(spec, modality, folder, info, dim)
-    return out
-
-
 def extraction_plans(work, pinned: dict[str, Pinned], device: str, batch_size: int, threads: int):
     """solution.features Plans that recompute exactly the pinned folders: one per set of
     shared input settings (face sampling, detector, crop size, ASR), each checked to give
     the very folder names the checkpoints read."""
     from solution.extractors import create_extractor
-    from solution.features import Plan
+    from solution.extraction import Plan
 
     probe = Plan(Path(work), {})
     groups: list[tuple[dict, list[Pinned]]] = []  # (input settings, the streams that share them)
@@ -276,7 +231,7 @@ def check_organizer_widths(pinned: dict[str, Pinned], sources: dict[str, VideoSo
 
 def extract(work, pinned: dict[str, Pinned], sources: dict[str, VideoSources], device: str, batch_size: int,
             workers: int, threads: int) -> None:
-    from solution.features import run
+    from solution.extraction import run
 
     cache.load_identities(work)
     check_organizer_widths(pinned, sources)
@@ -290,36 +245,21 @@ def extract(work, pinned: dict[str, Pinned], sources: dict[str, VideoSources], d
                          row.missing, row.extractor, cache.features_root(work) / "failures.csv")
 
 
-def pinned_store(work, release, sources: dict, keys: list[str], payload: dict, pinned: dict[str, Pinned],
+def pinned_store(release, sources: dict, keys: list[str], payload: dict, pinned: dict[str, Pinned],
                  where: Path) -> VideoStore:
     """A store over `keys` reading exactly the cache folders the checkpoint was trained on."""
     streams_named = payload["settings"]["streams"]
     cfg = TrainConfig(**{**payload["settings"]["train"],
                          "streams": {m: [parse_stream_key(i)[0] for i in items] for m, items in streams_named.items()}})
+    streams = pin_streams(pinned, streams_named, sources, keys)
     # Text on a time grid or as one vector, as the model was built (checkpoints without the
     # setting predate word-timed text: one vector).
     text_timed = bool(payload["spec"].get("extra", {}).get("text_timed", False))
-    store = VideoStore(work, release, sources, cfg, frame_counts=frame_counts_to_predict(release, keys),
-                       text_timed=text_timed)
-    streams: dict[str, list[Stream]] = {}
-    for modality in MODALITIES:
-        for item in streams_named.get(modality, []):
-            p = pinned[item]
-            manifest_dim = int(cache.read_manifest(p.folder).get("dim") or 0)
-            entry_keys = {k: cache.stream_source_key(p.info, src) for k, src in sources.items()}
-            missing = [k for k in keys if cache.status(p.folder, k, entry_keys[k]) is None]
-            if missing:
-                raise DataError(f"stream {p.spec!r}: no entry in {p.folder} for {len(missing)} test video(s), "
-                                f"e.g. {missing[:5]}")
-            _, kind = stream_modality(p.info)
-            streams.setdefault(modality, []).append(
-                Stream(p.spec, modality, p.folder, manifest_dim, p.info["modality"], kind, entry_keys))
     if not text_timed and any(has_timed_entries(s, keys) for s in streams.get("text", [])):
         log.warning("%s: the model was trained on plain transcripts (one vector per video); this release's "
                     "word-timed transcripts are averaged over their words to match", where)
-    store.streams = streams
-    store.modalities = tuple(m for m in MODALITIES if m in streams)
-    store.dims = {m: sum(s.dim for s in streams[m]) for m in store.modalities}
+    store = VideoStore(release, streams, cfg, frame_counts=frame_counts_to_predict(release, keys),
+                       text_timed=text_timed)
     trained = payload["spec"]
     if list(store.modalities) != list(trained["modalities"]):
         raise DataError(f"{where}: trained on modalities {list(trained['modalities'])}, the pinned streams give "
@@ -349,7 +289,7 @@ def predict_release(train_data, data, work, out_dir, name: str | None = None, ru
                     blend_path=None, pred_dir=None, device: str = "cpu", threads: int = 0, workers: int = 1,
                     batch_size: int = 32, va_format: str = "single") -> Path:
     """Everything above; returns the zip."""
-    from solution.submit import make_submission
+    from solution.submission import make_submission
 
     started = time.time()
     if threads:
@@ -387,7 +327,7 @@ def predict_release(train_data, data, work, out_dir, name: str | None = None, ru
             for seed, path in enumerate(paths):
                 tick = time.time()
                 model, normalizer, payload = load_checkpoint(path, device)
-                store = pinned_store(work, store_release, sources, keys, payload, pinned, path)
+                store = pinned_store(store_release, sources, keys, payload, pinned, path)
                 store.set_normalizer(normalizer)
                 per_seed.append(predict(model, store, keys, device)[0])
                 log.info("%s fold %d seed %d: %d videos (%.1f s)", run, fold, seed, len(keys), time.time() - tick)
@@ -421,7 +361,7 @@ def main(argv=None) -> int:
                         help="the new release or test listing to predict (default: --train-data, for a test listing "
                              "that arrived there)")
     parser.add_argument("--work", type=Path, required=True, help="the work folder of the training run (features/, runs)")
-    parser.add_argument("--out-dir", type=Path, default=submit.DEFAULT_OUT_DIR,
+    parser.add_argument("--out-dir", type=Path, default=submission.DEFAULT_OUT_DIR,
                         help="where the zip goes (default: submissions/ in the repository)")
     parser.add_argument("--name", help="zip file name without .zip (default: <runs joined by +>-<timestamp>)")
     parser.add_argument("--runs", help="comma list of runs averaged with equal weights, instead of the saved blend")

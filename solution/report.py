@@ -39,11 +39,10 @@ import pandas as pd
 from solution import fileio
 from solution.blend import read_blend
 from solution.errors import DataError
-from solution.evaluate import per_video_score, score_predictions
 from solution.inference import run_predictions
 from solution.layouts import annotated_mask, emi_key, open_release, read_emi_labels, read_va_annotation
 from solution.listing import add_test_listing_option
-from solution.metrics import ConstantInputWarning, score
+from solution.metrics import ConstantInputWarning, per_video_score, score, score_predictions
 from solution.predictions import prediction_filename, read_predictions
 from solution.runs import ReleaseWork, release_work
 

@@ -8,7 +8,8 @@
         runs/<name>/fold<k>/seed<s>/        best.pt, last.pt, log.csv, predictions.pkl (SeedFiles; refit/: the same with train.refit)
         report.json, predictions/           the report; blend.json and the blended predictions
 
-The fingerprint hashes the labelled video keys only, so a second release in the same WORK
+The fold file (folds.csv, folds.json) is written by python -m solution.folds and read here by
+every stage (read_folds, fold_count). The fingerprint hashes the labelled video keys only, so a second release in the same WORK
 never meets the first one's folds, runs or predictions, while a test listing that arrives
 later in the same release folder still finds the trained folds.
 """
@@ -18,6 +19,8 @@ import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import pandas as pd
 
 from solution import fileio
 from solution.errors import DataError
@@ -131,6 +134,34 @@ def release_work(work, data, track: Track | str | None = None) -> ReleaseWork:
 
 def read_release_info(root: Path) -> dict:
     return fileio.read_json(Path(root) / "release.json", "release record", "delete it; the next stage writes it again")
+
+
+def write_folds(rw: ReleaseWork, table: pd.DataFrame, info: dict) -> None:
+    fileio.write_csv(rw.folds_csv, table)
+    fileio.write_json(rw.folds_json, info)
+
+
+def read_folds(rw: ReleaseWork, data=None) -> tuple[pd.DataFrame, dict]:
+    """The fold file of a release's work folder, checked against the release in `data` when given."""
+    if not rw.folds_csv.is_file() or not rw.folds_json.is_file():
+        raise DataError(f"{rw.root}: no fold file (folds.csv/folds.json); run python -m solution.folds "
+                        f"--data DATA --work {rw.root.parent}")
+    table = pd.read_csv(rw.folds_csv, dtype={"id": str, "group": str})
+    info = fileio.read_json(rw.folds_json, "fold file", "run python -m solution.folds again")
+    if fingerprint(table["id"]) != info.get("fingerprint"):
+        raise DataError(f"{rw.folds_csv}: does not match its folds.json (edited by hand?); make the folds again "
+                        "with --overwrite")
+    if data is not None:
+        current = list(open_release(rw.track, data).labelled_keys())
+        if fingerprint(current) != info["fingerprint"]:
+            raise DataError(f"{rw.folds_csv} was made for another release ({info['videos']} videos) than {data} "
+                            f"({len(current)} labelled videos)")
+    return table, info
+
+
+def folds_digest(table: pd.DataFrame) -> str:
+    """A hash of the assignment itself: a run trained on other folds must not be reused."""
+    return fingerprint(f"{i}:{g}:{f}" for i, g, f in zip(table["id"], table["group"], table["fold"]))
 
 
 def main(argv=None) -> int:

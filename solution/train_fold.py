@@ -42,14 +42,12 @@ from solution import checkpoints, distributed, fileio
 from solution.config import TrainConfig, resolve_settings, settings_help
 from solution.data import Normalizer, VideoStore, cue_slices, loader, to_device, training_pieces
 from solution.errors import DataError
-from solution.evaluate import score_predictions
-from solution.folds import folds_digest, read_folds
 from solution.inference import average_predictions, frame_counts_to_predict, predict
 from solution.layouts import detect_track, open_release, release_videos
-from solution.metrics import ConstantInputWarning, make_loss
+from solution.metrics import ConstantInputWarning, make_loss, score_predictions
 from solution.models import InputSpec, TrainContext, all_model_fields, create_model, model_class, model_names
 from solution.predictions import write_predictions
-from solution.runs import FoldFiles, ReleaseWork, SeedFiles, release_work
+from solution.runs import FoldFiles, ReleaseWork, SeedFiles, folds_digest, read_folds, release_work
 from solution.tracks import Track, get_track
 
 log = logging.getLogger("train_fold")
@@ -142,7 +140,7 @@ def open_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tra
     absent = [k for k in train_keys + held_keys + test_keys if k not in sources]
     if absent:
         raise DataError(f"{data}: no media or features listed for {len(absent)} video(s), e.g. {absent[:5]}")
-    store = VideoStore(work, release, {k: sources[k] for k in train_keys + held_keys + test_keys}, train_cfg,
+    store = VideoStore.from_cache(work, release, {k: sources[k] for k in train_keys + held_keys + test_keys}, train_cfg,
                        frame_counts=frame_counts_to_predict(release, test_keys), timed_keys=train_keys)
     precision = resolve_precision(device, precision)
     settings = checkpoints.fold_settings(

@@ -7,14 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution import blend, ensemble, folds, inference
+from solution import blend, ensemble, folds, inference, runs
 from solution.blend import Stack
-from solution.evaluate import score_predictions
 from solution.media import write_video
-from solution.metrics import ccc_per_dim, pearson_per_dim
+from solution.metrics import ccc_per_dim, pearson_per_dim, score_predictions
 from solution.predictions import read_predictions, write_predictions
 from solution.runs import release_work
-from solution.submit import check_zip
+from solution.submission import check_zip
 from solution.tracks import EMI, EMI_TARGETS, VA
 
 
@@ -231,7 +230,7 @@ def fake_emi_release(root, rng, labelled=120, test=30):
 
 def write_fold_files(rw, run, signal, rng, noise, test_keys):
     """oof.csv, test.csv and metrics.json of every fold, in the layout train_fold writes."""
-    table, info = folds.read_folds(rw)
+    table, info = runs.read_folds(rw)
     for fold in range(info["k"]):
         held = table.id[table.fold == fold]
         out = rw.fold(run, fold)

@@ -13,7 +13,7 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold
 
 from conftest import features_only_release
-from solution import cache, features, synth
+from solution import cache, extraction, features, synth
 from solution.extractors import create_extractor
 from solution.faces import mtcnn_available
 from solution.layouts import EmiRelease, detect_track, emi_key, release_videos
@@ -272,7 +272,7 @@ def test_cached_rerun_loads_no_model(emi_data, emi_features, tmp_path, monkeypat
 
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", refuse)
     monkeypatch.setattr(extractors.Extractor, "load", refuse, raising=False)
-    monkeypatch.setattr(features, "MtcnnDetector", refuse)
+    monkeypatch.setattr(extraction, "MtcnnDetector", refuse)
     assert features.main(["--data", str(emi_data), "--work", str(work), "--workers", "1"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:6]
     assert len(rows) == 5 and all(row.split()[-1] == "0" for row in rows)

@@ -15,8 +15,8 @@ import pytest
 
 from solution import folds, inspect, media
 from solution.errors import DataError
-from solution.evaluate import score_predictions
 from solution.layouts import VaRelease, annotation_tolerance, read_va_annotation
+from solution.metrics import score_predictions
 from solution.tracks import EMI_TARGETS, VA
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from solution import ensemble, features, folds, predict, submit
+from solution import ensemble, features, folds, predict, streams, submission
 from solution.errors import DataError
 from solution.layouts import open_release, release_videos
 from solution.predictions import prediction_filename, read_predictions
@@ -38,8 +38,8 @@ def _full_zip(data, work, out_dir, runs):
     assert ensemble.main(["--data", str(data), "--work", str(work), "--runs", ",".join(runs)]) == 0
     rw = release_work(work, data)
     assert (rw.predictions / "blend.json").is_file()
-    return submit.make_submission(rw.track.name, rw.predictions / prediction_filename(rw.track, "test"), data,
-                                  out_dir, "full")
+    return submission.make_submission(rw.track.name, rw.predictions / prediction_filename(rw.track, "test"), data,
+                                      out_dir, "full")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_a_new_test_listing_gives_the_full_runs_zip(emi_run, tmp_path):
     entries = len(list(hog.glob("*.npz")))
     assert _predict(run, new, "later") == 0
     later = run["root"] / "subs" / "later.zip"
-    assert submit.check_zip(later, new, "emi") == []
+    assert submission.check_zip(later, new, "emi") == []
     assert _csv(later) == _csv(run["zip"])
     assert later.read_bytes() == run["zip"].read_bytes()
     # The new folder holds the same files as the release's test videos: their entries, in the
@@ -162,14 +162,14 @@ def test_stream_mismatches_are_clear_errors(emi_run, tmp_path, capsys, monkeypat
     rw = release_work(run["work"], run["data"])
     checkpoints = {"linear": predict.find_checkpoints(rw, "linear")}
     payloads = {p: predict.read_settings(p) for paths in checkpoints["linear"] for p in paths}
-    pinned = predict.pinned_streams(run["work"], checkpoints, payloads)
+    pinned = streams.pinned_streams(run["work"], checkpoints, payloads)
     release, keys, sources = predict.new_release_sources(EMI, run["data"])
     path = checkpoints["linear"][0][0]
     trained = payloads[path]["spec"]["dims"]["audio"]
     payloads[path]["spec"]["dims"]["audio"] += 3
     with pytest.raises(DataError, match=rf"stream egemaps \(audio-egemaps-\w+, \d+ wide now\).*: audio features "
                                         rf"are {trained} wide now; .* was trained on {trained + 3}"):
-        predict.pinned_store(run["work"], predict.ListingView(release), sources, keys, payloads[path], pinned, path)
+        predict.pinned_store(predict.ListingView(release), sources, keys, payloads[path], pinned, path)
 
     # The extractor changed since training: the same spec now gives another cache folder.
     from solution.extractors import HogExtractor
@@ -232,7 +232,7 @@ def test_va_test_listing(va_data, tmp_path):
     run = {"data": va_data, "work": work, "root": tmp_path}
     assert _predict(run, new, "later") == 0
     later = tmp_path / "subs" / "later.zip"
-    assert submit.check_zip(later, new, "va") == []
+    assert submission.check_zip(later, new, "va") == []
     assert later.read_bytes() == full.read_bytes()
 
 
@@ -246,7 +246,7 @@ def test_run_all_predict_flag(emi_run, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "training" not in done.stdout
     zips = list((tmp_path / "subs").glob("*.zip"))
-    assert len(zips) == 1 and submit.check_zip(zips[0], new, "emi") == []
+    assert len(zips) == 1 and submission.check_zip(zips[0], new, "emi") == []
     ours = read_predictions(_extract_csv(zips[0], tmp_path), EMI)
     reference = read_predictions(_extract_csv(run["zip"], tmp_path / "ref"), EMI)
     assert sorted(ours) == sorted(reference)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import features_only_release
-from solution import submit
+from solution import submission
 from solution.runs import release_work
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def test_run_all_emi_then_another_release_in_the_same_checkout(emi_data, tmp_pat
     assert metrics["settings"]["train"]["epochs"] == 12 and metrics["settings"]["model_config"]["dim"] == 32
     assert [s.split("@")[0] for s in metrics["settings"]["streams"]["visual"]] == ["hog", "organizer:vit"]
     zips = list((tmp_path / "subs").glob("dual_stage+foalnet+rcma-*.zip"))
-    assert len(zips) == 1 and submit.check_zip(zips[0], emi_data, "emi") == []
+    assert len(zips) == 1 and submission.check_zip(zips[0], emi_data, "emi") == []
     # The console is a progress report: a line per fold with its score; the folds' chatter is in their logs.
     assert f"[jobs] rcma fold 1: held-out pearson" in done.stdout and "[train]" not in done.stdout + done.stderr
     assert "seed 0 main epoch" in (rw.fold("rcma", 1) / "train.log").read_text()
@@ -74,7 +74,7 @@ def test_run_all_emi_then_another_release_in_the_same_checkout(emi_data, tmp_pat
     metrics = json.loads((second.fold("dual_stage", 1) / "metrics.json").read_text())
     assert set(metrics["settings"]["streams"]) == {"visual", "audio"}
     zips = sorted((tmp_path / "subs").glob("dual_stage-*.zip"))
-    assert len(zips) == 1 and submit.check_zip(zips[0], other, "emi") == []
+    assert len(zips) == 1 and submission.check_zip(zips[0], other, "emi") == []
 
 
 def test_run_all_va_trains_every_model_and_writes_a_valid_zip(va_data, tmp_path):
@@ -94,7 +94,7 @@ def test_run_all_va_trains_every_model_and_writes_a_valid_zip(va_data, tmp_path)
     assert blend["runs"] == ["dual_stage", "foalnet", "rcma"] and "smooth_seconds" in blend
     assert "smoothing over time" in done.stdout and "the submitted predictions score" in done.stdout
     zips = list((tmp_path / "subs").glob("dual_stage+foalnet+rcma-*.zip"))
-    assert len(zips) == 1 and submit.check_zip(zips[0], va_data, "va") == []
+    assert len(zips) == 1 and submission.check_zip(zips[0], va_data, "va") == []
 
 
 def test_run_all_records_only_finished_stages_and_stops_at_a_failed_fold(emi_data, emi_features, tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solution import submit
+from solution import submission, submit
 from solution.errors import DataError
 from solution.layouts import EmiRelease, VaRelease
 from solution.predictions import read_emi_predictions, read_va_predictions, write_emi_predictions
@@ -20,9 +20,9 @@ def emi_predictions(emi_data, rng=np.random.default_rng(0)):
 def test_emi_submission_is_sorted_clipped_and_reads_back(emi_data, tmp_path):
     pred = emi_predictions(emi_data)
     write_emi_predictions(tmp_path / "p.csv", pred, clip=False)
-    path = submit.make_submission("emi", tmp_path / "p.csv", emi_data, tmp_path / "subs", name="run1")
+    path = submission.make_submission("emi", tmp_path / "p.csv", emi_data, tmp_path / "subs", name="run1")
     assert path == tmp_path / "subs" / "run1.zip"
-    assert submit.check_zip(path, emi_data) == []
+    assert submission.check_zip(path, emi_data) == []
     with zipfile.ZipFile(path) as archive:
         assert archive.namelist() == ["predictions.csv"]
         archive.extractall(tmp_path / "x")
@@ -37,14 +37,14 @@ def test_emi_submission_is_sorted_clipped_and_reads_back(emi_data, tmp_path):
 def test_emi_submission_missing_id_is_refused(emi_data, tmp_path):
     pred = emi_predictions(emi_data).iloc[1:]
     write_emi_predictions(tmp_path / "p.csv", pred)
-    with pytest.raises(submit.DataError, match="no prediction for 1 test id"):
-        submit.make_submission("emi", tmp_path / "p.csv", emi_data, tmp_path / "subs")
+    with pytest.raises(submission.DataError, match="no prediction for 1 test id"):
+        submission.make_submission("emi", tmp_path / "p.csv", emi_data, tmp_path / "subs")
     assert not list((tmp_path / "subs").glob("*.zip")) if (tmp_path / "subs").exists() else True
 
 
 def _good_emi_lines(emi_data):
     ids = EmiRelease(emi_data).test_ids()
-    return [submit.EMI_HEADER] + [f"{i:05d}," + ",".join(["0.5"] * 6) for i in ids]
+    return [submission.EMI_HEADER] + [f"{i:05d}," + ",".join(["0.5"] * 6) for i in ids]
 
 
 def _zip(path, members):
@@ -71,19 +71,19 @@ def test_emi_check_reports_each_problem(emi_data, tmp_path, kind):
     breaker, message = EMI_BREAKAGES[kind]
     lines = breaker(_good_emi_lines(emi_data))
     path = _zip(tmp_path / "bad.zip", {"predictions.csv": "\n".join(lines) + "\n"})
-    problems = submit.check_zip(path, emi_data)
+    problems = submission.check_zip(path, emi_data)
     assert any(message in p for p in problems), problems
     assert submit.main(["--check", str(path), "--data", str(emi_data)]) == 1
 
 
 def test_emi_check_zip_level_problems(emi_data, tmp_path):
     good = "\n".join(_good_emi_lines(emi_data)) + "\n"
-    assert submit.check_zip(_zip(tmp_path / "ok.zip", {"x.csv": good}), emi_data) == []
-    two = submit.check_zip(_zip(tmp_path / "two.zip", {"a.csv": good, "b.csv": good}), emi_data, "emi")
+    assert submission.check_zip(_zip(tmp_path / "ok.zip", {"x.csv": good}), emi_data) == []
+    two = submission.check_zip(_zip(tmp_path / "two.zip", {"a.csv": good, "b.csv": good}), emi_data, "emi")
     assert "exactly one .csv" in two[0]
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
-    assert "not a zip file" in submit.check_zip(tmp_path / "junk.zip", emi_data)[0]
-    assert "file not found" in submit.check_zip(tmp_path / "none.zip", emi_data)[0]
+    assert "not a zip file" in submission.check_zip(tmp_path / "junk.zip", emi_data)[0]
+    assert "file not found" in submission.check_zip(tmp_path / "none.zip", emi_data)[0]
 
 
 def _va_predictions(va_data, shorten=0):
@@ -98,10 +98,10 @@ def test_va_submission_both_forms_read_back(va_data, tmp_path, form, capsys):
 
     pred, counts = _va_predictions(va_data, shorten=3)
     write_va_folder(tmp_path / "pred", pred)
-    path = submit.make_submission("va", tmp_path / "pred", va_data, tmp_path / "subs", name=form, va_format=form)
+    path = submission.make_submission("va", tmp_path / "pred", va_data, tmp_path / "subs", name=form, va_format=form)
     note = capsys.readouterr().out
     assert "padded with their last value or cut" in note and all(f"{v} (-3)" in note for v in counts)
-    assert submit.check_zip(path, va_data) == []
+    assert submission.check_zip(path, va_data) == []
     with zipfile.ZipFile(path) as archive:
         archive.extractall(tmp_path / "x")
     back = read_va_predictions(tmp_path / "x" / "predictions.txt" if form == "single" else tmp_path / "x")
@@ -122,7 +122,7 @@ def test_va_frame_count_beyond_tolerance_stops_naming_the_video(va_data, tmp_pat
     pred[near] = pred[near][:-4]                                   # 4 too few
     write_va_single(tmp_path / "pred.txt", pred)
     with pytest.raises(DataError, match=f"(?s)more than 10 frames.*{far}: {counts[far] + 30} predicted frames"):
-        submit.make_submission("va", tmp_path / "pred.txt", va_data, tmp_path / "subs", name="x")
+        submission.make_submission("va", tmp_path / "pred.txt", va_data, tmp_path / "subs", name="x")
     assert not (tmp_path / "subs" / "x.zip").exists()
     code = submit.main(["--track", "va", "--pred", str(tmp_path / "pred.txt"), "--data", str(va_data),
                         "--out-dir", str(tmp_path / "subs"), "--name", "y", "--frame-tolerance", "30"])
@@ -156,7 +156,7 @@ VA_BREAKAGES = {
 def test_va_single_check_reports_each_problem(va_data, tmp_path, kind):
     breaker, message = VA_BREAKAGES[kind]
     path = _zip(tmp_path / "bad.zip", {"predictions.txt": "\n".join(breaker(_good_va_single(va_data))) + "\n"})
-    problems = submit.check_zip(path, va_data)
+    problems = submission.check_zip(path, va_data)
     assert any(message in p for p in problems), problems
 
 
@@ -164,16 +164,16 @@ def test_va_per_video_check(va_data, tmp_path):
     counts = VaRelease(va_data).test_frame_counts()
     videos = sorted(counts)
     members = {f"{v}.txt": "valence,arousal\n" + "0.1,0.2\n" * counts[v] for v in videos}
-    assert submit.check_zip(_zip(tmp_path / "ok.zip", members), va_data) == []
+    assert submission.check_zip(_zip(tmp_path / "ok.zip", members), va_data) == []
     broken = dict(members)
     broken[f"{videos[0]}.txt"] = "valence,arousal\n" + "0.1,0.2\n" * (counts[videos[0]] - 2)
     broken["intruder.txt"] = "valence,arousal\n0,0\n"
-    problems = submit.check_zip(_zip(tmp_path / "bad.zip", broken), va_data)
+    problems = submission.check_zip(_zip(tmp_path / "bad.zip", broken), va_data)
     assert any(f"{counts[videos[0]] - 2} frames, the test listing says {counts[videos[0]]}" in p for p in problems)
     assert any("not in the test listing (1): intruder" in p for p in problems)
     if len(videos) > 1:
         del broken[f"{videos[1]}.txt"]
-        assert any("missing <video>.txt" in p for p in submit.check_zip(_zip(tmp_path / "b2.zip", broken), va_data))
+        assert any("missing <video>.txt" in p for p in submission.check_zip(_zip(tmp_path / "b2.zip", broken), va_data))
 
 
 def test_submit_cli_builds_and_checks(emi_data, tmp_path, capsys):
@@ -239,16 +239,16 @@ def test_ledger_lists_every_zip_written_through_the_cli(emi_data, tmp_path, caps
     assert f"added bare.zip to {subs / 'ledger.csv'}" in capsys.readouterr().out
 
     columns, rows = _read_ledger_csv(subs / "ledger.csv")
-    assert tuple(columns) == submit.LEDGER_COLUMNS
+    assert tuple(columns) == submission.LEDGER_COLUMNS
     assert [r["zip"] for r in rows] == ["blended.zip", "bare.zip"] and {r["track"] for r in rows} == {"emi"}
-    assert rows == submit.read_ledger(subs / "ledger.csv")
+    assert rows == submission.read_ledger(subs / "ledger.csv")
     fingerprint = rw.root.name.split("-", 1)[1]
     for row in rows:
         when = datetime.fromisoformat(row["time"])
         assert when.utcoffset() == timedelta(0) and abs(datetime.now(timezone.utc) - when) < timedelta(minutes=10)
         assert row["zip_sha256"] == hashlib.sha256((subs / row["zip"]).read_bytes()).hexdigest()
         assert row["fingerprint"] == fingerprint  # bare: that of --data, as release_work names its folder
-        assert row["commit"] == submit.git_commit() and re.fullmatch(r"([0-9a-f]{4,}(-dirty)?)?", row["commit"])
+        assert row["commit"] == submission.git_commit() and re.fullmatch(r"([0-9a-f]{4,}(-dirty)?)?", row["commit"])
     blended, bare = rows
     chosen = blend["scores"]["chosen"]
     assert blended["runs"] == "rcma+linear" and blended["blend"] == chosen and blended["metric"] == "pearson"
@@ -309,7 +309,7 @@ def test_a_zip_whose_ledger_row_cannot_be_written_is_removed(emi_data, tmp_path,
 
     monkeypatch.setattr(fileio, "write_text", full_disk)
     with pytest.raises(OSError, match="ledger.csv") as info:
-        submit.make_submission("emi", tmp_path / "p.csv", emi_data, tmp_path / "subs", name="lost")
+        submission.make_submission("emi", tmp_path / "p.csv", emi_data, tmp_path / "subs", name="lost")
     assert not (tmp_path / "subs" / "lost.zip").exists() and not (tmp_path / "subs" / "ledger.csv").exists()
     assert any("lost.zip was removed" in note for note in info.value.__notes__)
 
@@ -330,8 +330,8 @@ def test_ledger_row_of_solution_predict_and_of_a_smoothed_blend(emi_data, tmp_pa
     (folder).mkdir(parents=True)
     (folder / "predict.json").write_text(json.dumps({"blend": blend, "train_data": str(emi_data)}))
     write_emi_predictions(folder / "test.csv", emi_predictions(emi_data))
-    path = submit.make_submission("emi", folder / "test.csv", emi_data, tmp_path / "subs", name="new")
-    (row,) = submit.read_ledger(tmp_path / "subs" / "ledger.csv")
+    path = submission.make_submission("emi", folder / "test.csv", emi_data, tmp_path / "subs", name="new")
+    (row,) = submission.read_ledger(tmp_path / "subs" / "ledger.csv")
     assert row["zip"] == path.name and row["fingerprint"] == rw.root.name.split("-", 1)[1]
     assert row["runs"] == "rcma+linear" and row["blend"] == "equal (not fitted)" and row["honest_oof"] == ""
     assert len(row["settings_digest"]) == 64
@@ -339,5 +339,5 @@ def test_ledger_row_of_solution_predict_and_of_a_smoothed_blend(emi_data, tmp_pa
     smoothed = {"runs": ["a", "b"], "smooth_seconds": 0.4, "method": "fitted",
                 "scores": {"metric": "ccc", "chosen": "shared+rescale", "smoothing": {"honest": 0.5},
                            "blends": {"shared+rescale": {"honest": 0.45}}}}
-    assert submit.blend_way(smoothed) == "shared+rescale, smoothed 0.4 s"
-    assert submit.honest_score(smoothed) == ("ccc", "0.500000")
+    assert submission.blend_way(smoothed) == "shared+rescale, smoothed 0.4 s"
+    assert submission.honest_score(smoothed) == ("ccc", "0.500000")

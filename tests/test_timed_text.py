@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from solution import cache, features, synth
+from solution import cache, extraction, features, synth
 from solution.cache import Entry
 from solution.config import TrainConfig
 from solution.data import Normalizer, Piece, VideoStore, collate, hold_spans, prediction_pieces, training_pieces
@@ -244,7 +244,7 @@ def test_features_write_one_row_per_word(timed_release):
 def test_the_store_holds_words_on_the_grid_and_masks_gaps(timed_release):
     data, work = timed_release
     release, srcs = open_release("emi", data), sources(data)
-    store = VideoStore(work, release, srcs, TrainConfig(grid="shared", shared_rate=10.0))
+    store = VideoStore.from_cache(work, release, srcs, TrainConfig(grid="shared", shared_rate=10.0))
     assert store.text_timed and store.rate("text") == 10.0
     timed = [k for k, s in srcs.items() if s.transcript is not None and s.transcript.suffix == ".json"]
     plain = [k for k, s in srcs.items() if s.transcript is not None and s.transcript.suffix == ".txt"]
@@ -270,14 +270,14 @@ def test_the_store_holds_words_on_the_grid_and_masks_gaps(timed_release):
     video = store.load(timed[0])
     assert not video.seqs["text"][~video.masks["text"]].any() and video.seqs["text"][video.masks["text"]].any()
     # A store of plain transcripts alone is untimed, exactly as before: one vector, (B, 1, d).
-    untimed = VideoStore(work, release, {k: srcs[k] for k in plain}, TrainConfig())
+    untimed = VideoStore.from_cache(work, release, {k: srcs[k] for k in plain}, TrainConfig())
     assert not untimed.text_timed
     video = untimed.load(plain[0])
     assert video.seqs["text"].shape == (1, 384) and video.rates["text"] is None and not video.masks
     batch = collate([untimed.piece(Piece(k, 0.0, 1.0)) for k in plain[:3]], untimed.modalities, untimed.dims, False)
     assert batch["text"].shape == (3, 1, 384) and batch["text_mask"].all()
     # Forced off (a checkpoint built for one vector): a timed transcript is its words' mean.
-    pooled = VideoStore(work, release, srcs, TrainConfig(), text_timed=False).load(timed[0], normalise=False)
+    pooled = VideoStore.from_cache(work, release, srcs, TrainConfig(), text_timed=False).load(timed[0], normalise=False)
     np.testing.assert_allclose(pooled.seqs["text"][0], text_entry(work, srcs[timed[0]]).features.mean(0), rtol=1e-5)
 
 
@@ -285,7 +285,7 @@ def test_the_store_holds_words_on_the_grid_and_masks_gaps(timed_release):
 def test_crops_and_chunks_keep_text_aligned(timed_release, grid):
     data, work = timed_release
     release, srcs = open_release("emi", data), sources(data)
-    store = VideoStore(work, release, srcs, TrainConfig(grid=grid, crop_seconds=1.2))
+    store = VideoStore.from_cache(work, release, srcs, TrainConfig(grid=grid, crop_seconds=1.2))
     store.set_normalizer(Normalizer.fit(store, list(srcs)))
     timed = [k for k, s in srcs.items() if s.transcript is not None and s.transcript.suffix == ".json"]
     rate = store.rate("text")
@@ -412,7 +412,7 @@ def test_frame_level_text_from_asr_sits_on_the_label_frames(tmp_path, monkeypatc
 
     data, work = tmp_path / "va", tmp_path / "work"
     synth.generate("va", data, seed=1, workers=1, videos=5, seconds=4.0, fps=10.0, size=48, other_fps=0, long_seconds=0)
-    monkeypatch.setattr(features, "AsrTranscriber", FakeAsr)
+    monkeypatch.setattr(extraction, "AsrTranscriber", FakeAsr)
     assert features.main(["--data", str(data), "--work", str(work), "--visual", "hog", "--audio", "none",
                           "--text", "minilm", "--asr", str(tmp_path), "--workers", "1"]) == 0
     release = open_release("va", data)
@@ -421,7 +421,7 @@ def test_frame_level_text_from_asr_sits_on_the_label_frames(tmp_path, monkeypatc
     assert spoken and all((work / "transcripts" / f"{k}.txt").read_text() == "so happy today\n" for k in spoken)
     saved = read_transcript(work / "transcripts" / f"{spoken[0]}.json")
     assert saved.words == ["so", "happy", "today"]
-    store = VideoStore(work, release, srcs, TrainConfig(window=12, hop=8))
+    store = VideoStore.from_cache(work, release, srcs, TrainConfig(window=12, hop=8))
     assert store.text_timed and store.frame_level
     spoken = [k for k in spoken if k in release.labelled_keys()]   # test videos have no label frames here
     assert spoken

@@ -14,14 +14,14 @@ import pytest
 import torch
 
 from conftest import features_only_release
-from solution import folds, synth
+from solution import folds, runs, synth
+from solution.checkpoints import load_checkpoint
 from solution.config import TrainConfig, resolve_settings
 from solution.data import VideoStore, gather, prediction_pieces
-from solution.inference import run_predictions
 from solution.errors import DataError
-from solution.evaluate import score_predictions
+from solution.inference import run_predictions
 from solution.layouts import EmiRelease, open_release, release_videos
-from solution.checkpoints import load_checkpoint
+from solution.metrics import score_predictions
 from solution.models import all_model_fields, model_class
 from solution.models.dual_stage import describe_labels
 from solution.predictions import read_predictions
@@ -56,8 +56,8 @@ def test_folds_are_grouped_balanced_and_shared(emi_data, tmp_path):
     assert sizes.max() - sizes.min() <= meta.subject.value_counts().max()
     assert info["grouping"] == "subject" and info["k"] == 3
     rw = release_work(tmp_path, emi_data)
-    folds.write_folds(rw, table, info)
-    again, _ = folds.read_folds(rw, emi_data)
+    runs.write_folds(rw, table, info)
+    again, _ = runs.read_folds(rw, emi_data)
     pd.testing.assert_frame_equal(again.reset_index(drop=True), table.reset_index(drop=True), check_dtype=False)
     official, official_info = folds.make_folds(emi_data, scheme="official")
     assert official_info["k"] == 1
@@ -93,13 +93,13 @@ def test_a_second_release_gets_its_own_folds(emi_data, tmp_path):
     shutil.copy(first.folds_csv, second.folds_csv)
     shutil.copy(first.folds_json, second.folds_json)
     with pytest.raises(DataError, match="made for another release"):
-        folds.read_folds(second, emi_data)
+        runs.read_folds(second, emi_data)
 
 
 def test_training_outputs_and_scores(emi_data, trained):
     rw = release_work(trained, emi_data)
     release = EmiRelease(emi_data)
-    fold_table, _ = folds.read_folds(rw)
+    fold_table, _ = runs.read_folds(rw)
     for fold in range(3):
         run = rw.fold("dual_stage", fold)
         for name in ("oof.csv", "test.csv", "metrics.json", "fusion_weights.csv", "seed0/best.pt", "seed0/last.pt",
@@ -134,7 +134,7 @@ def test_checkpoint_rebuilds_the_model(emi_data, trained):
     model, normalizer, payload = load_checkpoint(rw.fold("linear", 0) / "seed0" / "best.pt")
     release = open_release("emi", emi_data)
     sources = {s.vid: s for s in release_videos("emi", emi_data)}
-    store = VideoStore(trained, release, sources, TrainConfig(**payload["settings"]["train"]))
+    store = VideoStore.from_cache(trained, release, sources, TrainConfig(**payload["settings"]["train"]))
     store.set_normalizer(normalizer)
     held = sorted(read_predictions(rw.fold("linear", 0) / "oof.csv", EMI))
     from solution.inference import predict
@@ -148,7 +148,7 @@ def test_checkpoint_rebuilds_the_model(emi_data, trained):
 def test_held_out_labels_are_never_read(emi_data, trained, tmp_path):
     """Epochs are chosen without the held-out fold: scrambling its labels changes nothing."""
     rw = release_work(trained, emi_data)
-    table, _ = folds.read_folds(rw)
+    table, _ = runs.read_folds(rw)
     held = set(table.id[table.fold == 1])
     scrambled = tmp_path / "scrambled"
     scrambled.mkdir()
@@ -222,7 +222,7 @@ def test_reextracted_features_refuse_a_finished_fold(emi_data, trained, tmp_path
     assert train_main(args) == 0
     assert (metrics.read_bytes(), metrics.stat().st_mtime_ns) == done
     # A held-out video's pickle with other values: extracted again, and the finished fold refuses it.
-    held = folds.read_folds(release_work(work, data))[0].id.iloc[0]
+    held = runs.read_folds(release_work(work, data))[0].id.iloc[0]
     pickle_file = data / "vit" / f"{held}.pkl"
     values = pickle.loads(pickle_file.read_bytes())
     pickle_file.write_bytes(pickle.dumps(values * 1.01))
@@ -426,7 +426,7 @@ def test_videos_keep_their_duration(emi_data, emi_features):
     longer than the training crop is predicted whole, in chunks."""
     release = open_release("emi", emi_data)
     sources = {s.vid: s for s in release_videos("emi", emi_data)}
-    store = VideoStore(emi_features, release, sources, TrainConfig(crop_seconds=1.5))
+    store = VideoStore.from_cache(emi_features, release, sources, TrainConfig(crop_seconds=1.5))
     meta = release.metadata()
     lengths = {}
     for key in list(sources)[:12]:
@@ -446,7 +446,7 @@ def test_videos_keep_their_duration(emi_data, emi_features):
     merged = gather(store, pieces, [np.full(6, i, float) for i in range(len(pieces))])
     assert merged[long].shape == (6,) and 0 < merged[long][0] < len(pieces) - 1
     # One shared grid for every modality (what joint cross-modal attention needs).
-    shared = VideoStore(emi_features, release, sources, TrainConfig(grid="shared", shared_rate=8.0)).load(long)
+    shared = VideoStore.from_cache(emi_features, release, sources, TrainConfig(grid="shared", shared_rate=8.0)).load(long)
     steps = {len(s) for m, s in shared.seqs.items() if s is not None and m != "text"}
     assert steps == {round(lengths[long] * 8.0)}
 
@@ -492,7 +492,7 @@ def test_frame_level_track_trains_on_windows(va_data, tmp_path):
                        "--threads", "1"]) == 0
     rw = release_work(work, va_data)
     release = open_release("va", va_data)
-    table, _ = folds.read_folds(rw)
+    table, _ = runs.read_folds(rw)
     oof = read_predictions(rw.fold("linear", 0) / "oof.csv", VA)
     assert sorted(oof) == sorted(table.id[table.fold == 0])
     for video, values in oof.items():
@@ -517,7 +517,7 @@ def test_fusion_weights_follow_the_quality_cues(emi_data, trained):
     drops = {"visual": [], "audio": []}
     for fold in range(3):
         model, normalizer, payload = load_checkpoint(rw.fold("dual_stage", fold) / "seed0" / "best.pt")
-        store = VideoStore(trained, release, sources, TrainConfig(**payload["settings"]["train"]))
+        store = VideoStore.from_cache(trained, release, sources, TrainConfig(**payload["settings"]["train"]))
         store.set_normalizer(normalizer)
         pieces = prediction_pieces(store, keys)
         for index, m in enumerate(model.modalities):

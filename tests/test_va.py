@@ -10,20 +10,19 @@ from solution import delay, folds
 from solution.blend import apply_blend, choose_smoothing
 from solution.config import TrainConfig
 from solution.data import VideoStore, collate, frame_steps, gather, prediction_pieces, training_pieces
-from solution.evaluate import per_video_score, score_predictions
 from solution.faces import face_chunks_from_crops, faces_from_crops
+from solution.inference import frame_counts_to_predict
 from solution.layouts import annotated_mask, open_release, release_videos
-from solution.metrics import make_loss
+from solution.metrics import make_loss, per_video_score, score_predictions
 from solution.report import frame_level_scores
 from solution.runs import release_work
 from solution.tracks import VA
-from solution.inference import frame_counts_to_predict
 
 
 def _store(va_data, work, **settings):
     release = open_release("va", va_data)
     sources = {s.vid: s for s in release_videos("va", va_data)}
-    return release, VideoStore(work, release, sources, TrainConfig(**settings),
+    return release, VideoStore.from_cache(work, release, sources, TrainConfig(**settings),
                                frame_counts=frame_counts_to_predict(release, release.test_keys()))
 
 
