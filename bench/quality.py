@@ -316,11 +316,16 @@ def print_table(path: Path) -> int:
     if not records:
         print(f"error: {path} holds no release yet", file=sys.stderr)
         return 1
-    kinds = [k for k in KINDS if any(r["kind"] == k for r in records)]
-    runs = [r for r in dict.fromkeys(r["run"] for r in records) if r != "blend"]
-    first = records[0]
-    records += means(records, kinds, runs, first["panel"], first["tag"], first["train_args"], first["machine"])
-    print(table(records, runs + ["blend"]))
+    tags = list(dict.fromkeys(r["tag"] for r in records))
+    for tag in tags:  # a reference file may hold several variants: one table each
+        mine = [r for r in records if r["tag"] == tag]
+        kinds = [k for k in KINDS if any(r["kind"] == k for r in mine)]
+        runs = [r for r in dict.fromkeys(r["run"] for r in mine) if r != "blend"]
+        first = mine[0]
+        mine += means(mine, kinds, runs, first["panel"], tag, first["train_args"], first["machine"])
+        if len(tags) > 1:
+            print(f"\n{tag} ({first['panel']} panel{', ' + first['train_args'] if first['train_args'] else ''}):\n")
+        print(table(mine, runs + ["blend"]))
     return 0
 
 

@@ -48,3 +48,14 @@ def test_table_prints_a_results_file(quality, tmp_path, capsys):
     assert "| va-301 | 0.600 (0.30) / 0.500 | 0.700 (0.35) / 0.500 |" in out
     assert "| **mean all** |" in out
     assert quality.print_table(tmp_path / "missing.jsonl") == 1
+
+
+def test_table_prints_one_table_per_tag(quality, tmp_path, capsys):
+    path = tmp_path / "results.jsonl"
+    rows = [record("va-301", "va", "foalnet", 0.5), {**record("va-301", "va", "foalnet", 0.6, train_args="--set x=1"),
+                                                     "tag": "x"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert quality.print_table(path) == 0
+    out = capsys.readouterr().out
+    assert "t (tune panel):" in out and "x (tune panel, --set x=1):" in out
+    assert "| va-301 | 0.500 (0.25) / 0.500 |" in out and "| va-301 | 0.600 (0.30) / 0.500 |" in out
