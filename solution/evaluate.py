@@ -12,7 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from solution import fileio
 from solution.layouts import DataError, annotated_mask, read_emi_labels, read_va_annotation

@@ -37,7 +37,7 @@ from solution.config import apply_stage_config
 from solution.errors import DataError
 from solution.layouts import _read_csv, annotated_mask, detect_track, emi_key, open_release, parse_video_id
 from solution.listing import add_test_listing_option, export_listing
-from solution.runs import fingerprint, read_folds, release_work, write_folds
+from solution.runs import fingerprint, release_work, write_folds
 
 
 def assign_folds(groups: pd.Series, intensity: pd.Series, sizes: pd.Series, k: int, seed: int) -> pd.Series:

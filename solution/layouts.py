@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from solution.errors import DataError
-from solution.listing import TEST_LISTING_ENV, add_test_listing_option, listing_override  # noqa: F401
+from solution.listing import TEST_LISTING_ENV, listing_override
 from solution.tracks import EMI, EMI_TARGETS, VA, VA_UNANNOTATED, Track
 
 log = logging.getLogger("layouts")

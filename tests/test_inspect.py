@@ -171,7 +171,7 @@ def test_missing_crops_are_a_warning_and_too_few_groups_an_error(va_data, tmp_pa
     video = sorted(labelled_va(data))[0]
     shutil.rmtree(data / "cropped_aligned" / video)
     code, out = run(capsys, data)
-    assert code == 0 and f"no crops folder for 1 of" in out and f"({video})" in out
+    assert code == 0 and "no crops folder for 1 of" in out and f"({video})" in out
     code, out = run(capsys, data, "--folds", "50")
     assert code == 2 and "for 50 folds: use fewer folds" in out
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from solution import folds
-from solution.data import cue_slices
 from solution.layers import TCN, soft_clip_loss
 from solution.layers import soft_label_targets
 from solution.models import InputSpec, create_model, model_class
@@ -16,7 +15,7 @@ from solution.models.foalnet import hard_negatives, window_labels
 from solution.models.rcma import CrossModalAttention
 from solution.report import build_report
 from solution.runs import release_work
-from solution.tracks import EMI, VA
+from solution.tracks import VA
 from solution.train_fold import main as train_main
 from test_contract import make_batch, make_spec
 

@@ -46,7 +46,7 @@ def test_run_all_emi_then_another_release_in_the_same_checkout(emi_data, tmp_pat
     zips = list((tmp_path / "subs").glob("dual_stage+foalnet+rcma-*.zip"))
     assert len(zips) == 1 and submission.check_zip(zips[0], emi_data, "emi") == []
     # The console is a progress report: a line per fold with its score; the folds' chatter is in their logs.
-    assert f"[jobs] rcma fold 1: held-out pearson" in done.stdout and "[train]" not in done.stdout + done.stderr
+    assert "[jobs] rcma fold 1: held-out pearson" in done.stdout and "[train]" not in done.stdout + done.stderr
     assert "seed 0 main epoch" in (rw.fold("rcma", 1) / "train.log").read_text()
     # The stages file: the settings, the CONFIG file, every stage with its time and command lines.
     stages = [json.loads(line) for line in (rw.root / "stages.jsonl").read_text().splitlines()]

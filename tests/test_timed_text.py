@@ -15,7 +15,7 @@ from solution.config import TrainConfig
 from solution.data import Normalizer, Piece, VideoStore, collate, hold_spans, prediction_pieces, training_pieces
 from solution.errors import DataError
 from solution.extractors import AsrTranscriber, asr_transcript
-from solution.layouts import (EmiRelease, Transcript, open_release, parse_transcript, read_transcript,
+from solution.layouts import (EmiRelease, open_release, parse_transcript, read_transcript,
                               release_videos)
 from solution.windows import grid_times
 

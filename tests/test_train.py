@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import features_only_release
 from solution import folds, runs, synth
 from solution.checkpoints import load_checkpoint
 from solution.config import TrainConfig, resolve_settings
@@ -507,7 +506,6 @@ def test_fusion_weights_follow_the_quality_cues(emi_data, trained):
     """The quality-guided fusion earns its name: when a video's cues say its face is gone (or
     its voice is noise), that modality's weight falls, on the very same features."""
     from solution.data import CUE_NAMES, loader
-    from solution.inference import predict  # noqa: F401  (the same loader path training uses)
 
     rw = release_work(trained, emi_data)
     release = open_release("emi", emi_data)
