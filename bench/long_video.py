@@ -54,7 +54,8 @@ def child_predict(data: Path, work: Path, key: str, model_name: str) -> dict:
     from solution.config import TrainConfig
     from solution.data import Normalizer, VideoStore, cue_slices
     from solution.layouts import open_release, release_videos
-    from solution.models import InputSpec, TrainContext, create_model, model_class
+    from solution.models import InputSpec, create_model, model_class
+    from solution.train_fold import model_context
     from solution.inference import frame_counts_to_predict, predict
 
     torch.set_num_threads(1)
@@ -63,12 +64,13 @@ def child_predict(data: Path, work: Path, key: str, model_name: str) -> dict:
     cls = model_class(model_name)
     cfg = TrainConfig(**getattr(cls, "train_defaults", {}))
     store = VideoStore.from_cache(work, release, {key: sources[key]}, cfg,
-                       frame_counts=frame_counts_to_predict(release, [key] if key in release.test_keys() else []))
+                                  frame_counts=frame_counts_to_predict(release, [key] if key in release.test_keys() else []))
     store.set_normalizer(Normalizer.fit(store, [key]))
     spec = InputSpec(store.modalities, store.dims, cue_slices(store.modalities), release.track.dim, release.track.low,
                      release.track.high, release.track.level, extra={"text_timed": store.text_timed})
     config = cls.Config()
-    extra, side = cls.prepare(config, TrainContext(release.track, store, [key], cfg, "cpu"))
+    labelled = {key: release.video_targets(key)} if key in release.labelled_keys() else {}
+    extra, side = cls.prepare(config, model_context(store, release.track, [key], cfg, labelled, "cpu"))
     spec.extra.update(extra)
     model = create_model(model_name, spec, {})
     model.attach(side)

@@ -123,6 +123,69 @@ def hold_spans(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, at: np.
     return out, held
 
 
+# ------------------------------------------------------------------ aligning a video's streams
+
+def merged_quality(pairs: list) -> dict:
+    """A modality's quality readings over its streams; the project's own extraction wins a name
+    both give, since organizer features carry no frame quality of their own."""
+    merged = {}
+    for s, e in sorted(pairs, key=lambda se: se[0].cache_modality == "organizer"):
+        for name, value in e.quality.items():
+            merged.setdefault(name, value)
+    return merged
+
+
+def entry_times(stream: Stream, entry: cache.Entry, duration: float) -> np.ndarray:
+    """Seconds of each feature row: its own timestamps, else the stream kind's known rate, else
+    spread evenly over the duration the other streams give."""
+    if entry.fps:
+        return entry.times.astype(np.float64)
+    rate = KNOWN_RATES.get(stream.kind)
+    n = len(entry.features)
+    if rate:
+        return np.arange(n) / rate
+    return (np.arange(n) + 0.5) * duration / n
+
+
+def align_frames(pairs: list, at: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frame streams (face, audio) side by side at the times `at`, and the first own stream's
+    frame quality there (ones when none has it); a missing stream is zeros."""
+    parts, q = [], None
+    for s, e in pairs:
+        if e.missing or not len(e.features):
+            parts.append(np.zeros((len(at), s.dim), np.float32))
+            continue
+        times = entry_times(s, e, duration)
+        parts.append(align(e.features, times, at))
+        if q is None and s.cache_modality != "organizer" and len(e.frame_quality) == len(e.features):
+            q = align(np.nan_to_num(e.frame_quality, nan=1.0)[:, None], times, at)[:, 0]
+    return np.concatenate(parts, 1), q if q is not None else np.ones(len(at), np.float32)
+
+
+def hold_timed_text(pairs: list, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Word-timed text streams side by side at the times `at`, each word held over its span,
+    and which steps hold a word; a plain transcript among them is held over the whole video."""
+    parts, mask = [], np.zeros(len(at), bool)
+    for s, e in pairs:
+        if e.missing or not len(e.features):
+            parts.append(np.zeros((len(at), s.dim), np.float32))
+        elif e.ends is None:
+            parts.append(np.repeat(e.features.mean(0, keepdims=True), len(at), 0).astype(np.float32))
+            mask[:] = True
+        else:
+            values, held = hold_spans(e.features, e.times, e.ends, at)
+            parts.append(values)
+            mask |= held
+    return np.concatenate(parts, 1), mask
+
+
+def text_vector_steps(pairs: list) -> np.ndarray:
+    """Untimed text streams as one step: each stream's mean vector side by side."""
+    parts = [e.features.mean(0, keepdims=True) if not e.missing and len(e.features) else
+             np.zeros((1, s.dim), np.float32) for s, e in pairs]
+    return np.concatenate(parts, 1)
+
+
 # ------------------------------------------------------------------ normalisation
 
 @dataclass
@@ -290,18 +353,23 @@ class VideoStore:
         steps = frame_steps(n, fps, self.cfg.shared_rate)
         return steps / fps - self.cfg.label_delay, steps, None if target is None else target[steps], fps, n
 
-    def load(self, key: str, normalise: bool = True, keep: bool = True) -> Video:
-        if normalise and key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        entries = {m: [(s, self._entry(s, key)) for s in self.streams[m]] for m in self.modalities}
+    def _duration(self, entries: dict) -> float:
+        """Seconds a video lasts by its timed streams (word times only when nothing else says)."""
         timed = [(s, e) for m in self.modalities if m != "text" for s, e in entries[m] if not e.missing and len(e.features)]
         known = [e.times[-1] + 1 / e.fps for s, e in timed if e.fps] + \
                 [len(e.features) / KNOWN_RATES[s.kind] for s, e in timed if not e.fps and s.kind in KNOWN_RATES]
         spans = [float(e.ends.max()) for s, e in entries.get("text", []) if not e.missing and e.ends is not None
                  and len(e.ends)] if self.text_timed else []
-        # Word times say how long a video is only when nothing else does (a text-only store).
-        duration = max(known) if known else max([len(e.features) / FALLBACK_RATE for _, e in timed] + spans or [1.0])
+        return max(known) if known else max([len(e.features) / FALLBACK_RATE for _, e in timed] + spans or [1.0])
+
+    def load(self, key: str, normalise: bool = True, keep: bool = True) -> Video:
+        """One video on the model's grid: each modality's streams aligned side by side (frames,
+        word-timed text or one text vector), their quality, cues and, when labelled, targets."""
+        if normalise and key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        entries = {m: [(s, self._entry(s, key)) for s in self.streams[m]] for m in self.modalities}
+        duration = self._duration(entries)
         label_times, target, steps, frames = None, None, None, 0
         if self.frame_level:
             label_times, steps, target, fps, frames = self._label_grid(key)
@@ -310,50 +378,22 @@ class VideoStore:
             target = self.release.video_targets(key)
         seqs, quality, rates, cues, present, masks = {}, {}, {}, [], [], {}
         for m in self.modalities:
-            have = [(s, e) for s, e in entries[m] if not e.missing and len(e.features)]
-            merged = {}
-            for s, e in sorted(entries[m], key=lambda se: se[0].cache_modality == "organizer"):
-                for name, value in e.quality.items():
-                    merged.setdefault(name, value)
-            cues += _cues(m, merged, not have)
-            present.append(bool(have))
+            have = any(not e.missing and len(e.features) for _, e in entries[m])
+            cues += _cues(m, merged_quality(entries[m]), not have)
+            present.append(have)
             untimed_text = m == "text" and not self.text_timed
-            rates[m] = None if untimed_text else (None if self.frame_level else self.rate(m))
+            rates[m] = None if untimed_text or self.frame_level else self.rate(m)
             if not have:
                 seqs[m] = quality[m] = None
-                continue
-            if m == "text" and self.text_timed:
+            elif untimed_text:
+                seqs[m], quality[m] = text_vector_steps(entries[m]), np.ones(1, np.float32)
+            else:
                 at = label_times if self.frame_level else grid_times(duration, rates[m])
-                parts, mask = [], np.zeros(len(at), bool)
-                for s, e in entries[m]:
-                    if e.missing or not len(e.features):
-                        parts.append(np.zeros((len(at), s.dim), np.float32))
-                    elif e.ends is None:  # a plain transcript among timed ones: held over the whole video
-                        parts.append(np.repeat(e.features.mean(0, keepdims=True), len(at), 0).astype(np.float32))
-                        mask[:] = True
-                    else:
-                        values, held = hold_spans(e.features, e.times, e.ends, at)
-                        parts.append(values)
-                        mask |= held
-                seqs[m], quality[m], masks[m] = np.concatenate(parts, 1), mask.astype(np.float32), mask
-                continue
-            if m == "text":
-                parts = [e.features.mean(0, keepdims=True) if not e.missing and len(e.features) else
-                         np.zeros((1, s.dim), np.float32) for s, e in entries[m]]
-                seqs[m], quality[m] = np.concatenate(parts, 1), np.ones(1, np.float32)
-                continue
-            at = label_times if self.frame_level else grid_times(duration, rates[m])
-            parts, q = [], None
-            for s, e in entries[m]:
-                if e.missing or not len(e.features):
-                    parts.append(np.zeros((len(at), s.dim), np.float32))
-                    continue
-                times = self._times(s, e, duration)
-                parts.append(align(e.features, times, at))
-                if q is None and s.cache_modality != "organizer" and len(e.frame_quality) == len(e.features):
-                    q = align(np.nan_to_num(e.frame_quality, nan=1.0)[:, None], times, at)[:, 0]
-            seqs[m] = np.concatenate(parts, 1)
-            quality[m] = q if q is not None else np.ones(len(at), np.float32)
+                if m == "text":
+                    seqs[m], masks[m] = hold_timed_text(entries[m], at)
+                    quality[m] = masks[m].astype(np.float32)
+                else:
+                    seqs[m], quality[m] = align_frames(entries[m], at, duration)
         video = Video(key, float(duration), seqs, quality, rates, np.asarray(cues, np.float32),
                       np.asarray(present, bool), target, masks=masks)
         if self.frame_level:
@@ -367,16 +407,6 @@ class VideoStore:
             self._remember(video)
         return video
 
-    @staticmethod
-    def _times(stream: Stream, entry: cache.Entry, duration: float) -> np.ndarray:
-        if entry.fps:
-            return entry.times.astype(np.float64)
-        rate = KNOWN_RATES.get(stream.kind)
-        n = len(entry.features)
-        if rate:
-            return np.arange(n) / rate
-        return (np.arange(n) + 0.5) * duration / n  # spread over the duration the other streams give
-
     def _remember(self, video: Video) -> None:
         self._cache[video.key] = video
         self._bytes += video.nbytes
@@ -384,6 +414,18 @@ class VideoStore:
         while self._bytes > budget and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._bytes -= old.nbytes
+
+    def text_vector(self, key: str) -> np.ndarray | None:
+        """A video's text as one normalised vector: its one transcript vector, or the mean of
+        the grid steps that hold a word (word-timed text); None without text."""
+        if "text" not in self.modalities:
+            return None
+        video = self.load(key)
+        seq = video.seqs.get("text")
+        if seq is None:
+            return None
+        words = video.masks.get("text", np.ones(len(seq), bool))
+        return seq[words].mean(0) if words.any() else None
 
     def check(self, keys) -> None:
         """Read every video once (nothing kept): a bad entry fails here, before any training."""

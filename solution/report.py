@@ -45,6 +45,7 @@ from solution.listing import add_test_listing_option
 from solution.metrics import ConstantInputWarning, per_video_score, score, score_predictions
 from solution.predictions import prediction_filename, read_predictions
 from solution.runs import ReleaseWork, release_work
+from solution.tracks import VA_UNANNOTATED
 
 CONDITIONS = ("face", "audio", "transcript")
 # The synthetic release's hidden test labels; real releases have none.
@@ -208,8 +209,8 @@ def frame_level_scores(release, oof: dict, targets: dict) -> dict:
         if face is None:
             return out
         annotated = annotated_mask(target)
-        with_face[key] = np.where(face[:, None], target, -5.0)
-        without_face[key] = np.where(face[:, None], -5.0, target)
+        with_face[key] = np.where(face[:, None], target, VA_UNANNOTATED)
+        without_face[key] = np.where(face[:, None], VA_UNANNOTATED, target)
         count["with"] += int((face & annotated).sum())
         count["without"] += int((~face & annotated).sum())
     with warnings.catch_warnings():

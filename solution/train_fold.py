@@ -161,12 +161,21 @@ def prepare_training(job: Fold) -> None:
     cls = model_class(job.model_name)
     job.spec = InputSpec(store.modalities, store.dims, cue_slices(store.modalities), job.track.dim, job.track.low,
                          job.track.high, job.track.level, extra={"text_timed": store.text_timed})
+    job.targets = {k: job.release.video_targets(k) for k in job.train_keys + job.held_keys}
     extra, job.side = cls.prepare(cls.Config(**job.model_cfg),
-                                  TrainContext(job.track, store, job.train_keys, job.train_cfg, job.device))
+                                  model_context(store, job.track, job.train_keys, job.train_cfg, job.targets, job.device))
     job.spec.extra.update(extra)
     job.task_loss = make_loss(job.train_cfg.loss)
-    job.targets = {k: job.release.video_targets(k) for k in job.train_keys + job.held_keys}
     job.autocast, job.scale_gradients = autocast_for(job.device, job.precision)
+
+
+def model_context(store: VideoStore, track: Track, train_keys: list[str], train_cfg: TrainConfig, targets: dict,
+                  device: str) -> TrainContext:
+    """What a model's prepare() reads (the training videos' targets and text, the normalizer),
+    from a normalised store."""
+    return TrainContext(track, train_keys, train_cfg, {k: targets[k] for k in train_keys if k in targets}, store.normalizer,
+                        store.streams["text"][0].spec if "text" in store.modalities else None,
+                        store.dims.get("text", 0), store.text_vector, device)
 
 
 def train_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: TrainConfig, model_cfg: dict,

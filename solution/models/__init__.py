@@ -22,7 +22,9 @@ import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -97,11 +99,16 @@ class Phase:
 
 @dataclass
 class TrainContext:
-    """What prepare() may read: the training videos, their targets, the settings."""
+    """What prepare() may read: the training videos, their targets, the fitted normalizer and
+    their text, never the feature store itself."""
     track: object
-    store: object               # data.VideoStore (normalised)
     train_keys: list
     train_cfg: object
+    targets: dict                # training video -> its targets (per frame for frame-level tracks; -5 unannotated)
+    normalizer: object = None    # data.Normalizer fitted on the training videos
+    text_stream: str | None = None  # spec of the first text stream ("minilm"), None without text
+    text_dim: int = 0            # width of the text modality (0 without text)
+    text_vector: Callable[[str], np.ndarray | None] = lambda key: None  # a training video's text, normalised
     device: str = "cpu"
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from solution.data import CUE_NAMES
 from solution.distributed import global_count
+from solution.layouts import annotated_mask
 from solution.layers import (AttentionPool, GatedBiLSTM, InputProjection, LearnableTemperature, ProjectionHead, TCN,
                              label_clip_loss, masked_mean, mlp)
 from solution.models import HarnessModel, InputSpec, Phase, TrainContext, register_model
@@ -62,7 +63,7 @@ def video_label(target: np.ndarray) -> np.ndarray:
     """A video's label as one vector: itself (video-level) or the mean of its annotated frames."""
     if target.ndim == 1:
         return target
-    annotated = target[~(target == -5).any(1)]
+    annotated = target[annotated_mask(target)]
     return annotated.mean(0) if len(annotated) else np.zeros(target.shape[1], np.float32)
 
 
@@ -148,26 +149,21 @@ class DualStage(HarnessModel):
             return {}, None
         from solution.extractors import create_extractor
 
-        store = context.store
-        text_spec = config.text_model or (store.streams["text"][0].spec if "text" in store.modalities else "minilm")
+        text_spec = config.text_model or context.text_stream or "minilm"
         extractor = create_extractor(text_spec, context.device)
         track = context.track
-        labels = {k: video_label(store.release.video_targets(k)) for k in context.train_keys}
+        labels = {k: video_label(context.targets[k]) for k in context.train_keys}
         texts = describe_labels(np.stack([labels[k] for k in context.train_keys]), track.targets, track.low)
         unique = list(dict.fromkeys(texts))
         embedded = dict(zip(unique, extractor.many(unique)))
         side = {"labels": labels, "text": {}}
         for key, description in zip(context.train_keys, texts):
-            video = store.load(key) if "text" in store.modalities else None
-            seq = video.seqs.get("text") if video is not None else None
-            if seq is not None:  # word-timed text: the mean of the steps that hold a word
-                words = video.masks.get("text", np.ones(len(seq), bool))
-                seq = seq[words].mean(0, keepdims=True) if words.any() else None
+            own = context.text_vector(key)
             vector = embedded[description]
-            if seq is not None and seq.shape[1] == len(vector):
-                side["text"][key] = seq[0]
-            elif "text" in store.modalities and store.normalizer is not None and store.dims["text"] == len(vector):
-                side["text"][key] = store.normalizer.apply("text", vector[None])[0]
+            if own is not None and len(own) == len(vector):
+                side["text"][key] = own
+            elif context.text_dim == len(vector) and context.normalizer is not None:
+                side["text"][key] = context.normalizer.apply("text", vector[None])[0]
             else:
                 side["text"][key] = vector.astype(np.float32)
         width = len(next(iter(side["text"].values())))
