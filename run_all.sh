@@ -68,8 +68,8 @@ split_args() {  # split_args NAME VALUE -> fills the array NAME
     { echo "cannot split the flags '$2' (unbalanced quotes?)" >&2; exit 2; }
   mapfile -t "$1" < <([ -n "$lines" ] && printf '%s\n' "$lines")
 }
-# Each stage's wall time, printed when the next one starts (and at the end), for the README's timing
-# table, and recorded with its command lines in the stages file (JSON lines, rewritten atomically as
+# Each stage's wall time, printed when the next one starts (and at the end), for the timing table of
+# bench/README.md, and recorded with its command lines in the stages file (JSON lines, rewritten atomically as
 # each stage finishes: a stage that was announced but did not finish is not in it).
 SECONDS=0 STAGE="" STAGE_START=0  # after the venv: install time is not counted
 STAGES_FILE="" STAGE_LINES=() STAGE_COMMANDS=()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's ablation tables: after `bash run_all.sh` (the EMI demo), train each model's
+# The ablation tables of bench/README.md: after `bash run_all.sh` (the EMI demo), train each model's
 # ablations on the same folds and print the out-of-fold report of every run.
 #
 #   bash bench/ablations.sh            # WORK_DIR, DATA_DIR, JOBS as for run_all.sh

@@ -1,7 +1,7 @@
 """The quality panel: the default models and the baseline on many synthetic releases, each
 drawn from its own world, scored out of fold and on its held-back test labels.
 
-    bash bench/quality.sh                 # the report releases (the README's numbers)
+    bash bench/quality.sh                 # the report releases (the README's results table)
     bash bench/quality.sh --panel tune    # the tune releases (defaults and ablations are decided there)
     bash bench/quality.sh --quick         # one report release of each kind, about 15 minutes
     bash bench/quality.sh --panel tune --tag no_crop --train-args "--set crop_seconds=0" --models dual_stage

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark of bench/ at the README's settings (python bench/run_all.py in the project's venv).
+# Every benchmark of bench/ at the settings of bench/README.md (python bench/run_all.py in the project's venv).
 #
 #   bash bench/run.sh            # full: about 18 min on an idle 2-core machine
 #   bash bench/run.sh --quick    # tiny settings, about 2 min: checks every script works

@@ -1,4 +1,4 @@
-"""Every benchmark of bench/ at the settings of the README's tables, one results file, Markdown tables at the end.
+"""Every benchmark of bench/ at the settings of bench/README.md's tables, one results file, Markdown tables at the end.
 
     bash bench/run.sh                          # full: about 18 min on an idle 2-core machine (see below)
     bash bench/run.sh --quick                  # tiny settings, about 2 min: checks that every script works

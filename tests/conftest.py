@@ -47,6 +47,26 @@ def va_features(va_data, tmp_path_factory):
     return work
 
 
+FAST = ["--set", "epochs=25", "--set", "stage1_epochs=3", "--set", "patience=8", "--set", "model.dim=32", "--set", "batch_size=16",
+        "--set", "seeds=1", "--threads", "1"]
+
+
+@pytest.fixture(scope="session")
+def trained(emi_data, emi_features, tmp_path_factory):
+    """3 grouped folds; every fold of dual_stage and of linear."""
+    from solution import folds
+    from solution.train_fold import main as train_main
+
+    work = tmp_path_factory.mktemp("trained")
+    shutil.copytree(emi_features / "features", work / "features")
+    assert folds.main(["--data", str(emi_data), "--work", str(work), "--k", "3"]) == 0
+    for model in ("dual_stage", "linear"):
+        for fold in range(3):
+            args = ["--model", model, "--fold", str(fold), "--data", str(emi_data), "--work", str(work)]
+            assert train_main(args + (FAST if model == "dual_stage" else ["--set", "seeds=1", "--threads", "1"])) == 0
+    return work
+
+
 @pytest.fixture(scope="session")
 def features_release(tmp_path_factory):
     """A features-only EMI release big enough to learn from (170 labelled videos): the

@@ -109,8 +109,9 @@ def temporaries(folder: Path) -> list:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) if folder.is_dir() else []
 
 
-def start(module: str, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", module, *map(str, args)], env=dict(os.environ, PYTHONPATH=str(REPO)),
+def start(module: str, *args, **env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", module, *map(str, args)],
+                            env=dict(os.environ, PYTHONPATH=str(REPO), **env),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -128,9 +129,10 @@ def warned(caplog, path: Path) -> bool:
     return any(r.levelno == logging.WARNING and str(path) in r.getMessage() for r in caplog.records)
 
 
-# ------------------------------------------------------------------ 1. a killed stage, run again
+# ------------------------------------------------------------------ 1. killed stages and other processes, the same bytes
 
-def test_killed_stages_rerun_to_the_uninterrupted_submission(emi_data, reference, tmp_path, caplog):
+def test_killed_stages_and_other_processes_reproduce_the_uninterrupted_submission(emi_data, reference, tmp_path,
+                                                                                 caplog):
     caplog.set_level(logging.INFO)
     work = tmp_path / "work"
     ref = release_work(reference, emi_data)
@@ -156,7 +158,20 @@ def test_killed_stages_rerun_to_the_uninterrupted_submission(emi_data, reference
         for name in ("oof.csv", "test.csv"):
             assert (rw.fold("linear", fold) / name).read_bytes() == (ref.fold("linear", fold) / name).read_bytes()
     assert "resuming" in caplog.text
-    shutil.copytree(ref.run("dual_stage"), rw.run("dual_stage"))  # its own resumption: tests/test_train.py
+    # dual_stage (dropout on) in other processes with another string hash seed (set and dict
+    # orders): fold 0 SIGKILLed after its first checkpoint and rerun, fold 1 straight through.
+    hash_seed = {"PYTHONHASHSEED": "12345"}
+    proc = start("solution.train_fold", *train_args("dual_stage", 0, emi_data, work), **hash_seed)
+    kill_when(proc, lambda: (rw.seed("dual_stage", 0, 0) / "last.pt").is_file())
+    for fold in range(K):
+        done = subprocess.run([sys.executable, "-m", "solution.train_fold", *train_args("dual_stage", fold, emi_data, work)],
+                              capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, PYTHONPATH=str(REPO), **hash_seed))
+        assert done.returncode == 0, done.stderr
+        assert ("resuming" in done.stderr) == (fold == 0), done.stderr
+        for name in ("oof.csv", "test.csv"):
+            assert (rw.fold("dual_stage", fold) / name).read_bytes() == \
+                (ref.fold("dual_stage", fold) / name).read_bytes(), (fold, name)
 
     # The blend and the zip: a killed run left a stale temporary file and a test.csv cut short
     # (as a non-atomic writer would), a killed submit a partial zip; the rerun is unaffected.
@@ -175,25 +190,7 @@ def test_killed_stages_rerun_to_the_uninterrupted_submission(emi_data, reference
     assert submit.check_zip(zips / "final.zip", emi_data) == []
 
 
-# ------------------------------------------------------------------ 2. the same seed, the same predictions
-
-def test_same_seed_and_threads_give_identical_predictions(emi_data, reference, tmp_path):
-    """Another process, with another string hash seed (set and dict orders), trains one fold
-    of each model again: byte-identical predictions on the CPU."""
-    work = features_and_folds(reference, emi_data, tmp_path / "again")
-    argv = [train_args(model, 1, emi_data, work) for model in TRAIN]
-    script = ("import json, sys; from solution.train_fold import main; "
-              "sys.exit(max(main(a) for a in json.loads(sys.argv[1])))")
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(argv)], capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONPATH=str(REPO), PYTHONHASHSEED="12345"))
-    assert done.returncode == 0, done.stderr
-    rw, ref = release_work(work, emi_data), release_work(reference, emi_data)
-    for model in TRAIN:
-        for name in ("oof.csv", "test.csv"):
-            assert (rw.fold(model, 1) / name).read_bytes() == (ref.fold(model, 1) / name).read_bytes(), (model, name)
-
-
-# ------------------------------------------------------------------ 3. a full disk
+# ------------------------------------------------------------------ 2. a full disk
 
 class _FullDisk(io.FileIO):
     """A file on a disk with `room` bytes left: the write that goes past them fails."""
@@ -300,7 +297,7 @@ def test_a_failed_checkpoint_write_leaves_the_old_checkpoint(tmp_path):
     assert torch.equal(torch.load(path)["model"], torch.ones(3))
 
 
-# ------------------------------------------------------------------ 4. a truncated file
+# ------------------------------------------------------------------ 3. a truncated file
 
 def test_truncated_cache_files_are_named_then_extracted_again(emi_data, reference, tmp_path, capsys, caplog):
     work = features_and_folds(reference, emi_data, tmp_path / "work")

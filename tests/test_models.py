@@ -1,6 +1,7 @@
-"""Foal-Net's and RCMA's own pieces on hand-made inputs, and both models trained on the small
-release against the linear baseline. (tests/test_contract.py covers shapes, padding, missing
-modalities, gradients and checkpoints of every registered model.)"""
+"""Each model's own pieces: the dual-stage model's label descriptions, stage-1 loss and
+quality-guided fusion weights; Foal-Net's and RCMA's layers on hand-made inputs; both trained
+on the small release against the linear baseline. (tests/test_contract.py covers shapes,
+padding, missing modalities, gradients and checkpoints of every registered model.)"""
 import shutil
 
 import numpy as np
@@ -8,14 +9,19 @@ import pytest
 import torch
 
 from solution import folds
+from solution.checkpoints import load_checkpoint
+from solution.config import TrainConfig
+from solution.data import VideoStore, prediction_pieces
 from solution.layers import TCN, soft_clip_loss
 from solution.layers import soft_label_targets
 from solution.models import InputSpec, create_model, model_class
+from solution.layouts import open_release, release_videos
+from solution.models.dual_stage import describe_labels
 from solution.models.foalnet import hard_negatives, window_labels
 from solution.models.rcma import CrossModalAttention
 from solution.report import build_report
 from solution.runs import release_work
-from solution.tracks import VA
+from solution.tracks import EMI, VA
 from solution.train_fold import main as train_main
 from test_contract import make_batch, make_spec
 
@@ -237,3 +243,69 @@ def test_timed_text_gaps_are_ignored(name, level):
     noisy = dict(batch)
     noisy["text"] = batch["text"] + 5.0 * (~spoken).unsqueeze(-1)  # junk only in the gaps
     torch.testing.assert_close(model(noisy)["pred"], pred)
+
+
+def test_label_descriptions():
+    text = describe_labels(np.array([[0.0, 0.8, 0.0, 0.0, 0.4, 0.15], [0, 0, 0, 0, 0, 0]]), EMI.targets)
+    assert text[0] == "A person showing strong amusement, moderate excitement and mild joy."
+    assert text[1] == "A person showing no particular emotion."
+    va = describe_labels(np.array([[0.7, -0.2]]), ("valence", "arousal"), low=-1.0)
+    assert va[0] == "A person showing strongly positive valence and mildly negative arousal."
+
+
+def test_stage1_with_fewer_than_two_rows_of_a_pair(emi_data, trained):
+    """A batch where only one video has audio gives no audio-text loss; training goes on."""
+    model, _, payload = load_checkpoint(release_work(trained, emi_data).fold("dual_stage", 0) / "seed0" / "best.pt")
+    assert model.pairs, "the fixture's dual_stage has stage-1 pairs"
+    spec = model.spec
+    batch = {"keys": ["a", "b"], "present": torch.tensor([[True, False, True], [False, True, True]])[:, :len(spec.modalities)],
+             "cues": torch.zeros(2, sum(s.stop - s.start for s in spec.cue_slices.values()))}
+    for m in spec.modalities:
+        steps = 1 if m == "text" else 6
+        batch[m] = torch.randn(2, steps, spec.dims[m])
+        batch[f"{m}_mask"] = torch.ones(2, steps, dtype=torch.bool)
+        batch[f"{m}_quality"] = torch.ones(2, steps)
+    width = spec.extra["stage1_text_dim"]
+    model.attach({"labels": {"a": np.zeros(6, np.float32), "b": np.ones(6, np.float32)},
+                  "text": {"a": np.zeros(width, np.float32), "b": np.ones(width, np.float32)}})
+    model.train()
+    assert model.phase_loss("stage1", batch, None) is None  # no pair has two rows: nothing to learn, no crash
+    batch["present"][:, 0] = True
+    loss = model.phase_loss("stage1", batch, None)
+    loss.backward()
+    assert loss.item() > 0
+
+
+def test_fusion_weights_follow_the_quality_cues(emi_data, trained):
+    """The quality-guided fusion earns its name: when a video's cues say its face is gone (or
+    its voice is noise), that modality's weight falls, on the very same features."""
+    from solution.data import CUE_NAMES, loader
+
+    rw = release_work(trained, emi_data)
+    release = open_release("emi", emi_data)
+    sources = {s.vid: s for s in release_videos("emi", emi_data)}
+    meta = release.metadata()
+    keys = [k for k in sorted(release.labelled_keys()) if meta.loc[int(k), "face"] == "ok" and meta.loc[int(k), "audio"] == "ok"]
+    drops = {"visual": [], "audio": []}
+    for fold in range(3):
+        model, normalizer, payload = load_checkpoint(rw.fold("dual_stage", fold) / "seed0" / "best.pt")
+        store = VideoStore.from_cache(trained, release, sources, TrainConfig(**payload["settings"]["train"]))
+        store.set_normalizer(normalizer)
+        pieces = prediction_pieces(store, keys)
+        for index, m in enumerate(model.modalities):
+            if m == "text":
+                continue
+            start = model.spec.cue_slices[m].start
+            cues = [start + CUE_NAMES[m].index(n) for n in ("face_share", "face_confidence", "snr", "speech_share")
+                    if n in CUE_NAMES[m]]
+            as_is, told_gone = [], []
+            with torch.inference_mode():
+                for batch in loader(store, pieces, 64):
+                    as_is.append(model(batch)["weights"][:, index])
+                    batch["cues"][:, cues] = 0.0
+                    batch[f"{m}_quality"][:] = 0.0
+                    told_gone.append(model(batch)["weights"][:, index])
+            drops[m].append(float(torch.cat(as_is).mean() - torch.cat(told_gone).mean()))
+    # Before the reliability heads the weights moved by about 0.004 when the face cues said "gone".
+    assert np.mean(drops["visual"]) > 0.02 and min(drops["visual"]) > 0, drops
+    assert np.mean(drops["audio"]) > 0.015 and min(drops["audio"]) > 0, drops

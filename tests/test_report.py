@@ -12,7 +12,10 @@ from PIL import Image
 from conftest import features_only_release
 from solution import ensemble, folds, plots, report
 from solution.evaluate import evaluate_emi, evaluate_va
+from solution.layouts import EmiRelease
+from solution.predictions import read_predictions
 from solution.runs import release_work
+from solution.tracks import EMI
 from solution.train_fold import main as train_main
 
 LINEAR = ["--set", "seeds=1", "--threads", "1"]
@@ -198,3 +201,31 @@ def test_va_report_draws_videos_over_time(va_data, va_features, tmp_path):
     truth = evaluate_va(rw.predictions / "test.txt", va_data / "private" / "VA_Estimation_Challenge" / "Test_Set")
     assert float(row(summary.split("## Test score")[1], "blend")[0]) == pytest.approx(truth["mean"], abs=5e-5)
     assert row(summary.split("## Frame level")[1], "linear")[-1].endswith("frames)")
+
+
+def test_report_and_ensemble_name_what_is_missing(emi_data, trained, tmp_path, capsys):
+    from solution import ensemble, report
+
+    assert report.main(["--data", str(emi_data), "--work", str(tmp_path)]) == 2
+    assert "no trained runs" in capsys.readouterr().err
+    assert report.main(["--data", str(emi_data), "--work", str(trained), "--runs", "absent"]) == 2
+    assert "fold(s) [0, 1, 2] not finished" in capsys.readouterr().err
+    assert ensemble.main(["--data", str(emi_data), "--work", str(trained), "--runs", "dual_stage",
+                          "--out", str(tmp_path / "p")]) == 0
+    assert len(read_predictions(tmp_path / "p" / "test.csv", EMI)) == len(EmiRelease(emi_data).test_ids())
+
+
+def test_report_shows_scores_and_fusion_weights_by_condition(emi_data, trained, capsys):
+    from solution import report
+
+    assert report.main(["--data", str(emi_data), "--work", str(trained), "--runs", "dual_stage,linear"]) == 0
+    out = capsys.readouterr().out
+    assert "mean fusion weights of dual_stage by condition" in out and "face=ok" in out
+    assert "OOF by condition" in out
+    rw = release_work(trained, emi_data)
+    table = report.fusion_by_condition(emi_data, rw, "dual_stage")
+    missing_text = table[table.condition == "transcript=missing"]
+    assert len(missing_text) and missing_text.w_text.iloc[0] == 0.0
+    saved = json.loads(rw.report_json.read_text())
+    assert "face=ok" in saved["runs"]["linear"]["score_by_condition"]
+    assert report.fusion_by_condition(emi_data, rw, "linear") is None

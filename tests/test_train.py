@@ -1,19 +1,14 @@
-"""Folds and fold training, end to end on the small release's cached features."""
+"""Fold training end to end on the small release's cached features: outputs, resume, refusal, refit, seeds."""
 import json
-import os
 import pickle
 import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from solution import folds, runs, synth
+from solution import folds, runs
 from solution.checkpoints import load_checkpoint
 from solution.config import TrainConfig, resolve_settings
 from solution.data import VideoStore, gather, prediction_pieces
@@ -22,78 +17,13 @@ from solution.inference import run_predictions
 from solution.layouts import EmiRelease, open_release, release_videos
 from solution.metrics import score_predictions
 from solution.models import all_model_fields, model_class
-from solution.models.dual_stage import describe_labels
 from solution.predictions import read_predictions
 from solution.report import build_report
 from solution.runs import release_work
 from solution.tracks import EMI
 from solution.train_fold import main as train_main
 
-REPO = Path(__file__).resolve().parent.parent
-FAST = ["--set", "epochs=25", "--set", "stage1_epochs=3", "--set", "patience=8", "--set", "model.dim=32", "--set", "batch_size=16",
-        "--set", "seeds=1", "--threads", "1"]
-
-
-@pytest.fixture(scope="session")
-def trained(emi_data, emi_features, tmp_path_factory):
-    """3 grouped folds; every fold of dual_stage and of linear."""
-    work = tmp_path_factory.mktemp("trained")
-    shutil.copytree(emi_features / "features", work / "features")
-    assert folds.main(["--data", str(emi_data), "--work", str(work), "--k", "3"]) == 0
-    for model in ("dual_stage", "linear"):
-        for fold in range(3):
-            args = ["--model", model, "--fold", str(fold), "--data", str(emi_data), "--work", str(work)]
-            assert train_main(args + (FAST if model == "dual_stage" else ["--set", "seeds=1", "--threads", "1"])) == 0
-    return work
-
-
-def test_folds_are_grouped_balanced_and_shared(emi_data, tmp_path):
-    table, info = folds.make_folds(emi_data, k=3, seed=0)
-    meta = EmiRelease(emi_data).metadata()
-    assert table.groupby("group").fold.nunique().max() == 1  # no subject in two folds
-    sizes = table.fold.value_counts()
-    assert sizes.max() - sizes.min() <= meta.subject.value_counts().max()
-    assert info["grouping"] == "subject" and info["k"] == 3
-    rw = release_work(tmp_path, emi_data)
-    runs.write_folds(rw, table, info)
-    again, _ = runs.read_folds(rw, emi_data)
-    pd.testing.assert_frame_equal(again.reset_index(drop=True), table.reset_index(drop=True), check_dtype=False)
-    official, official_info = folds.make_folds(emi_data, scheme="official")
-    assert official_info["k"] == 1
-    assert set(official.fold[official.split == "valid"]) == {0} and set(official.fold[official.split == "train"]) == {-1}
-
-
-def test_groups_file(emi_data, tmp_path, capsys):
-    keys = sorted(EmiRelease(emi_data).labelled_keys())
-    # Unpadded ids, two videos per group: each pair must land in one fold.
-    rows = [f"{int(k)},speaker{i // 2}" for i, k in enumerate(keys)]
-    (tmp_path / "groups.csv").write_text("Filename,group\n" + "\n".join(rows) + "\n")
-    table, info = folds.make_folds(emi_data, k=3, groups_file=tmp_path / "groups.csv")
-    assert info["grouping"] == "file groups.csv"
-    assert table.groupby("group").fold.nunique().max() == 1 and table.group.nunique() == (len(keys) + 1) // 2
-    (tmp_path / "short.csv").write_text("Filename,group\n" + "\n".join(rows[1:]) + "\n")
-    assert folds.main(["--data", str(emi_data), "--work", str(tmp_path / "w"), "--groups", str(tmp_path / "short.csv")]) == 2
-    assert f"no group for 1 labelled video(s), e.g. ['{keys[0]}']" in capsys.readouterr().err
-    (tmp_path / "bad.csv").write_text("Filename,speaker\n1,a\n")
-    with pytest.raises(DataError, match="needs columns Filename,group"):
-        folds.make_folds(emi_data, k=3, groups_file=tmp_path / "bad.csv")
-
-
-def test_a_second_release_gets_its_own_folds(emi_data, tmp_path):
-    other = tmp_path / "other"
-    synth.generate("emi", other, seed=99, workers=1, videos=12, subjects=6, seconds=1.0, fps=8.0, size=48)
-    work = tmp_path / "w"
-    assert folds.main(["--data", str(other), "--work", str(work), "--k", "2"]) == 0
-    assert folds.main(["--data", str(emi_data), "--work", str(work), "--k", "3"]) == 0
-    first, second = release_work(work, other), release_work(work, emi_data)
-    assert first.root != second.root and first.folds_csv.is_file() and second.folds_csv.is_file()
-    assert json.loads(first.folds_json.read_text())["k"] == 2
-    # A fold file from another release is refused if it is brought in by hand.
-    shutil.copy(first.folds_csv, second.folds_csv)
-    shutil.copy(first.folds_json, second.folds_json)
-    with pytest.raises(DataError, match="made for another release"):
-        runs.read_folds(second, emi_data)
-
+from conftest import FAST
 
 def test_training_outputs_and_scores(emi_data, trained):
     rw = release_work(trained, emi_data)
@@ -237,35 +167,6 @@ def _train(emi_data, work, *extra):
                        *FAST, *extra])
 
 
-def test_same_seed_same_predictions_and_killed_fold_resumes(emi_data, trained, tmp_path):
-    reference = release_work(trained, emi_data).fold("dual_stage", 1)
-    again = _work_copy(trained, tmp_path, "again", emi_data)
-    assert _train(emi_data, again) == 0
-    fold_dir = release_work(again, emi_data).fold("dual_stage", 1)
-    assert (fold_dir / "oof.csv").read_bytes() == (reference / "oof.csv").read_bytes()
-    # Kill a run once it has checkpointed a few epochs, then rerun: it resumes and ends where
-    # an uninterrupted run ends.
-    killed = _work_copy(trained, tmp_path, "killed", emi_data)
-    fold_dir = release_work(killed, emi_data).fold("dual_stage", 1)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "solution.train_fold", "--model", "dual_stage", "--fold", "1", "--data", str(emi_data),
-           "--work", str(killed), *FAST]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = fold_dir / "seed0" / "log.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and len(pd.read_csv(log)) >= 6:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    proc.wait()
-    assert not (fold_dir / "metrics.json").exists(), "finished before it could be killed"
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert "resuming" in done.stderr
-    assert (fold_dir / "oof.csv").read_bytes() == (reference / "oof.csv").read_bytes()
-
-
 def test_ablation_switches(emi_data, trained, tmp_path, capsys):
     work = _work_copy(trained, tmp_path, "ablate", emi_data)
     assert _train(emi_data, work, "--no-stage1", "--fusion", "concat", "--name", "ds_plain") == 0
@@ -368,37 +269,6 @@ def test_config_file_and_scoped_settings(tmp_path):
     assert train_cfg.streams == {"visual": ["hog"], "audio": ["egemaps"]}
 
 
-def test_label_descriptions():
-    text = describe_labels(np.array([[0.0, 0.8, 0.0, 0.0, 0.4, 0.15], [0, 0, 0, 0, 0, 0]]), EMI.targets)
-    assert text[0] == "A person showing strong amusement, moderate excitement and mild joy."
-    assert text[1] == "A person showing no particular emotion."
-    va = describe_labels(np.array([[0.7, -0.2]]), ("valence", "arousal"), low=-1.0)
-    assert va[0] == "A person showing strongly positive valence and mildly negative arousal."
-
-
-def test_stage1_with_fewer_than_two_rows_of_a_pair(emi_data, trained):
-    """A batch where only one video has audio gives no audio-text loss; training goes on."""
-    model, _, payload = load_checkpoint(release_work(trained, emi_data).fold("dual_stage", 0) / "seed0" / "best.pt")
-    assert model.pairs, "the fixture's dual_stage has stage-1 pairs"
-    spec = model.spec
-    batch = {"keys": ["a", "b"], "present": torch.tensor([[True, False, True], [False, True, True]])[:, :len(spec.modalities)],
-             "cues": torch.zeros(2, sum(s.stop - s.start for s in spec.cue_slices.values()))}
-    for m in spec.modalities:
-        steps = 1 if m == "text" else 6
-        batch[m] = torch.randn(2, steps, spec.dims[m])
-        batch[f"{m}_mask"] = torch.ones(2, steps, dtype=torch.bool)
-        batch[f"{m}_quality"] = torch.ones(2, steps)
-    width = spec.extra["stage1_text_dim"]
-    model.attach({"labels": {"a": np.zeros(6, np.float32), "b": np.ones(6, np.float32)},
-                  "text": {"a": np.zeros(width, np.float32), "b": np.ones(width, np.float32)}})
-    model.train()
-    assert model.phase_loss("stage1", batch, None) is None  # no pair has two rows: nothing to learn, no crash
-    batch["present"][:, 0] = True
-    loss = model.phase_loss("stage1", batch, None)
-    loss.backward()
-    assert loss.item() > 0
-
-
 def test_features_only_release_trains(features_release, tmp_path):
     """A user with only the organizers' vit/ and wav2vec2/ pickles: no media, no transcripts,
     no subject ids. Folds fall back to one group per video; stage 1 uses label descriptions;
@@ -450,34 +320,6 @@ def test_videos_keep_their_duration(emi_data, emi_features):
     assert steps == {round(lengths[long] * 8.0)}
 
 
-def test_report_and_ensemble_name_what_is_missing(emi_data, trained, tmp_path, capsys):
-    from solution import ensemble, report
-
-    assert report.main(["--data", str(emi_data), "--work", str(tmp_path)]) == 2
-    assert "no trained runs" in capsys.readouterr().err
-    assert report.main(["--data", str(emi_data), "--work", str(trained), "--runs", "absent"]) == 2
-    assert "fold(s) [0, 1, 2] not finished" in capsys.readouterr().err
-    assert ensemble.main(["--data", str(emi_data), "--work", str(trained), "--runs", "dual_stage",
-                          "--out", str(tmp_path / "p")]) == 0
-    assert len(read_predictions(tmp_path / "p" / "test.csv", EMI)) == len(EmiRelease(emi_data).test_ids())
-
-
-def test_report_shows_scores_and_fusion_weights_by_condition(emi_data, trained, capsys):
-    from solution import report
-
-    assert report.main(["--data", str(emi_data), "--work", str(trained), "--runs", "dual_stage,linear"]) == 0
-    out = capsys.readouterr().out
-    assert "mean fusion weights of dual_stage by condition" in out and "face=ok" in out
-    assert "OOF by condition" in out
-    rw = release_work(trained, emi_data)
-    table = report.fusion_by_condition(emi_data, rw, "dual_stage")
-    missing_text = table[table.condition == "transcript=missing"]
-    assert len(missing_text) and missing_text.w_text.iloc[0] == 0.0
-    saved = json.loads(rw.report_json.read_text())
-    assert "face=ok" in saved["runs"]["linear"]["score_by_condition"]
-    assert report.fusion_by_condition(emi_data, rw, "linear") is None
-
-
 def test_frame_level_track_trains_on_windows(va_data, tmp_path):
     """The same loop on VA: windows of label frames, -5 frames masked, every frame predicted once."""
     from solution import features
@@ -500,38 +342,3 @@ def test_frame_level_track_trains_on_windows(va_data, tmp_path):
     assert {v: len(p) for v, p in test.items()} == release.test_frame_counts()
     metrics = json.loads((rw.fold("linear", 0) / "metrics.json").read_text())
     assert metrics["metric"] == "ccc" and np.isfinite(metrics["held_score"])
-
-
-def test_fusion_weights_follow_the_quality_cues(emi_data, trained):
-    """The quality-guided fusion earns its name: when a video's cues say its face is gone (or
-    its voice is noise), that modality's weight falls, on the very same features."""
-    from solution.data import CUE_NAMES, loader
-
-    rw = release_work(trained, emi_data)
-    release = open_release("emi", emi_data)
-    sources = {s.vid: s for s in release_videos("emi", emi_data)}
-    meta = release.metadata()
-    keys = [k for k in sorted(release.labelled_keys()) if meta.loc[int(k), "face"] == "ok" and meta.loc[int(k), "audio"] == "ok"]
-    drops = {"visual": [], "audio": []}
-    for fold in range(3):
-        model, normalizer, payload = load_checkpoint(rw.fold("dual_stage", fold) / "seed0" / "best.pt")
-        store = VideoStore.from_cache(trained, release, sources, TrainConfig(**payload["settings"]["train"]))
-        store.set_normalizer(normalizer)
-        pieces = prediction_pieces(store, keys)
-        for index, m in enumerate(model.modalities):
-            if m == "text":
-                continue
-            start = model.spec.cue_slices[m].start
-            cues = [start + CUE_NAMES[m].index(n) for n in ("face_share", "face_confidence", "snr", "speech_share")
-                    if n in CUE_NAMES[m]]
-            as_is, told_gone = [], []
-            with torch.inference_mode():
-                for batch in loader(store, pieces, 64):
-                    as_is.append(model(batch)["weights"][:, index])
-                    batch["cues"][:, cues] = 0.0
-                    batch[f"{m}_quality"][:] = 0.0
-                    told_gone.append(model(batch)["weights"][:, index])
-            drops[m].append(float(torch.cat(as_is).mean() - torch.cat(told_gone).mean()))
-    # Before the reliability heads the weights moved by about 0.004 when the face cues said "gone".
-    assert np.mean(drops["visual"]) > 0.02 and min(drops["visual"]) > 0, drops
-    assert np.mean(drops["audio"]) > 0.015 and min(drops["audio"]) > 0, drops
