@@ -170,6 +170,17 @@ def reload_best(path: Path, last: Path, model, device: str) -> dict:
     return best
 
 
+def read_checkpoint(path, device: str = "cpu") -> dict:
+    """best.pt's payload (see checkpoint_payload); a clear error for a damaged or foreign file."""
+    try:
+        payload = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # a truncated file can raise almost anything
+        raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or "spec" not in payload or "settings" not in payload:
+        raise DataError(f"{path}: not a checkpoint written by solution.train_fold")
+    return payload
+
+
 def load_checkpoint(path, device: str = "cpu"):
     """best.pt -> (model in eval mode, its feature Normalizer, the payload)."""
     from solution.data import Normalizer
@@ -177,12 +188,7 @@ def load_checkpoint(path, device: str = "cpu"):
     from solution.models import InputSpec, create_model, model_class
 
     path = Path(path)
-    try:
-        payload = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # a truncated file can raise almost anything
-        raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(payload, dict) or "spec" not in payload:
-        raise DataError(f"{path}: not a checkpoint written by solution.train_fold")
+    payload = read_checkpoint(path, device)
     # A setting the checkpoint does not record would take today's default, which may not be
     # what it was trained with (e.g. a layer added since): refuse rather than guess.
     unrecorded = sorted(set(config_fields(model_class(payload["model_name"]).Config)) - set(payload["model_config"]))

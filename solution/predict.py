@@ -44,7 +44,7 @@ import torch
 
 from solution import cache, fileio, submission
 from solution.blend import apply_blend, read_blend
-from solution.checkpoints import load_checkpoint
+from solution.checkpoints import load_checkpoint, read_checkpoint
 from solution.config import TrainConfig
 from solution.data import VideoStore
 from solution.errors import DataError
@@ -86,12 +86,7 @@ def find_checkpoints(rw: ReleaseWork, run: str) -> list[list[Path]]:
 
 def read_settings(path: Path) -> dict:
     """A checkpoint's training settings and input spec (its weights are dropped)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated file can raise almost anything
-        raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(payload, dict) or "settings" not in payload or "spec" not in payload:
-        raise DataError(f"{path}: not a checkpoint written by solution.train_fold")
+    payload = read_checkpoint(path)
     return {"settings": payload["settings"], "spec": payload["spec"]}
 
 
