@@ -1,45 +1,17 @@
 """A fitted weighted average of several runs' predictions, and its saved form.
 
-The saved blend (WORK/<track>-<fingerprint>/predictions/blend.json) is what a later
-prediction (solution.predict) applies to a new release without refitting:
+The saved blend (`predictions/blend.json`: runs, mode, weights per target, rescale, scores,
+method, `smooth_seconds`) is what solution.predict applies to a later release without
+refitting; `apply_blend` is the one place it is applied, so both give the same numbers.
 
-    {"track": "emi", "runs": ["dual_stage", "foalnet", "rcma"],
-     "mode": "shared" | "per_target",
-     "weights": {"dual_stage": [w per target], ...},   # non-negative, sum to one per target
-     "rescale": null | {"scale": [a per target], "shift": [b per target]},  # after the blend
-     "scores": {...},                                  # what the fitting measured, for reports
-     "method": "fitted" | "equal" | "single",          # how the weights were chosen
-     "smooth_seconds": 0.4,                            # frame-level: Gaussian smoothing over time (0: none)
-     "targets": [target names]}
-
-`apply_blend` is the one place the saved weights are applied, so a fresh run and a later
-prediction give the same numbers for the same inputs.
-
-Fitting works on a `Stack`: every run's out-of-fold predictions on exactly the rows the
-leaderboard scores (videos for EMI; every annotated frame of every video, pooled, for VA),
-stacked into one array once. Both metrics of a weighted average depend on the runs'
-predictions only through their means, covariances and covariances with the labels per
-target, so the optimiser's objective costs runs² numbers per target, whatever the size of
-the release. The weights are the non-negative, sum-to-one point that maximises the track
-metric (scipy's SLSQP, from equal weights and from each single run), either one vector for
-every target ("shared") or one per target, fit on that target's metric ("per_target").
-
-The rescale (`fit_rescale`) is an affine map per target after the blend. For CCC the best
-such map matches the labels' mean and standard deviation: CCC then equals the blend's
-Pearson r, which no affine map can exceed. (Not the least-squares map: that shrinks the
-spread by r, exactly what CCC punishes.) So weights that a rescale will follow are fit to
-maximise Pearson r, not the CCC of the unscaled blend, which would favour the runs with the
-widest spread. For Pearson an affine map changes nothing but the clipping to the track's
-range, so it is never fit there.
-
-`cross_fit` is the honest estimate: the rows of each held-out part are blended with weights
-(and rescale) fit on the other parts' rows only, and all parts' rows are then scored
-together, as the leaderboard scores a split.
-
-Frame-level tracks: the blend of each video is then smoothed over time by a Gaussian whose
-width (`smooth_seconds`, sigma in seconds, so 25 and 30 fps videos get the same) is chosen
-out of fold too (`choose_smoothing`): each part's honest rows are smoothed with the width
-that scores best on the other parts, and the width saved is the one best on all of them.
+Fitting works on a `Stack` of the runs' out-of-fold predictions on the rows the leaderboard
+scores. Both metrics of a weighted average depend on the runs only through means and
+covariances, so the SLSQP objective costs runs² numbers per target whatever the release size.
+For CCC the rescale matches the labels' mean and spread (then CCC equals the blend's Pearson r;
+the least-squares map would shrink the spread by r), so weights a rescale will follow are fit
+on Pearson r. `cross_fit` is the honest estimate (each part blended with weights fit on the
+others); frame-level blends are smoothed over time by a width chosen out of fold too.
+docs/training.md describes the choices a user sees.
 """
 from __future__ import annotations
 

@@ -1,45 +1,18 @@
 """Cached features -> batches, read on demand: memory grows with the batch, not the release.
 
-Three modalities: visual, audio, text. Each is the concatenation of one or more cache
-streams (e.g. visual = hog + organizer:vit). A release's videos find their cache entries by
-the identity of their source files (solution.cache.source_key), so another release's
-entries with the same video ids are never read.
+Three modalities (visual, audio, text), each the concatenation of one or more cache streams
+(e.g. visual = hog + organizer:vit), found by the identity of the video's source files, so
+another release's entries with the same ids are never read. `VideoStore.load(key)` puts each
+modality on a time grid by linear interpolation (its own rate, one shared grid, or for a
+frame-level track the label frames thinned to `shared_rate`, read `label_delay` seconds
+early), normalises, and keeps videos in an LRU cache with a byte budget (`cache_mb`).
 
-Time. Every cached frame carries its time in seconds. Each modality is put on a time grid
-by linear interpolation at the grid's times: at its own rate (visual 5 Hz, audio 10 Hz) or
-on one shared grid (`grid = "shared"`). A frame-level track's grid is its label frames, frame
-k (0-based) at k / fps - label_delay with fps read from the video, thinned to `shared_rate`
-(10 Hz by default; 0 = every frame): the frame nearest every 1/shared_rate seconds. Models
-train on those steps' labels; predictions are carried back to every label frame by linear
-interpolation (`gather`), so each frame gets exactly one. A stream whose rate is unknown
-(organizer pickles in a release without videos) is spread over the video's duration as the
-other streams give it; wav2vec2's rate is its fixed 50 frames a second.
-
-Text. A plain transcript is one vector per video, (B, 1, d) in a batch, as always. When any
-video the store reads has a word-timed transcript (cache entries with span `ends`: ASR JSON),
-the text modality goes on a time grid like visual and audio (`VideoStore.text_timed`): its
-own grid at `shared_rate` (10 Hz by default; grid = "shared": the shared grid; frame-level:
-the label-frame grid). Each word's embedding is held on the grid steps whose time falls in its
-span [start, end); a word too short to contain a step takes the step nearest its middle if
-no other word holds it (so no word vanishes between the steps of a coarse grid). Steps
-without a word are masked (`text_mask` False, zeros after normalisation), not filled with
-the last word: silence says nothing, and a word held into the pause after it would be
-aligned with faces and voices it was not spoken over; the masks keep "no word here" apart
-from "this word", which a model can still pool or carry forward itself. Where some videos
-have timed transcripts and others plain ones, a plain transcript's vector is held over the
-whole video, every step unmasked: it says what is said without saying when, which is what
-it said as one vector. Normalisation statistics count word steps only. There is no separate
-text rate setting (a new train setting would make every finished fold refuse to be reused).
-
-Reading. `VideoStore.load(key)` reads one video's entries, aligns and normalises them, and
-keeps them in a least-recently-used cache with a byte budget (`cache_mb`). Batches come from
-a torch DataLoader over `Piece`s: a random crop of a video (video-level training), a chunk
-(video-level prediction: chunks are averaged), or a window of grid steps (frame-level;
-`window` and `hop` are given in label frames and converted per video).
-
-Quality cues per modality (fixed order, CUE_NAMES): share of frames with a face and its
-confidence, SNR, speech share, level, word count, missing; and per grid step the face
-confidence or voice activity (`<modality>_quality`).
+Text is one vector per video unless some video has a word-timed transcript: then each word is
+held over the grid steps of its span and steps without a word are masked, not filled with the
+last word (silence says nothing; a word held into the pause would meet faces it was not spoken
+over). docs/features.md has the details. Batches are `Piece`s: a random crop (video-level
+training), chunks averaged (video-level prediction) or windows of grid steps (frame-level),
+carried back to every label frame by `gather`.
 """
 from __future__ import annotations
 
