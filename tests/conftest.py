@@ -2,11 +2,13 @@
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from solution import synth  # noqa: E402
+from solution import cache, synth  # noqa: E402
+from solution.layouts import release_videos  # noqa: E402
 
 SMALL_EMI = dict(videos=60, subjects=12, seconds=3.0, fps=10.0, size=64, label_noise=0.06)
 SMALL_VA = dict(videos=8, seconds=8.0, fps=10.0, size=64, other_fps=12.0, long_seconds=30.0)
@@ -88,3 +90,53 @@ def features_only_release(emi_data, dest):
     for folder in ("vit", "wav2vec2"):
         shutil.copytree(emi_data / folder, dest / folder)
     return dest
+
+
+# ------------------------------------------------------------------ word-timed transcripts
+
+TINY = dict(workers=1, videos=12, subjects=6, seconds=3.0, fps=8.0, size=48)
+TEXT_ONLY = ["--visual", "hog", "--face", "none", "--audio", "none", "--text", "minilm", "--workers", "1"]
+
+
+@pytest.fixture(scope="session")
+def timed_release(tmp_path_factory):
+    """12 videos, half of the transcripts word-timed JSON, through the default text extractor."""
+    from solution import features
+
+    root = tmp_path_factory.mktemp("timed")
+    data, work = root / "release", root / "work"
+    synth.generate("emi", data, seed=3, timed_transcripts=0.5, **TINY)
+    assert features.main(["--data", str(data), "--work", str(work)] + TEXT_ONLY) == 0
+    return data, work
+
+
+def sources(data) -> dict:
+    return {s.vid: s for s in release_videos("emi", data)}
+
+
+def text_folder(work):
+    return next(p for p in (work / "features").iterdir() if p.name.startswith("text-"))
+
+
+def text_entry(work, src):
+    folder = text_folder(work)
+    return cache.read_entry(folder, src.vid, cache.source_key(src, "text"))
+
+
+def expected_on_grid(entry, at):
+    """The rule, computed the slow way: a step holds the word whose span contains its time
+    (the latest start among several); a word containing no step takes the nearest step to
+    its middle if that is free and within half a step of the grid."""
+    index = np.full(len(at), -1)
+    for k, t in enumerate(at):
+        inside = [w for w in range(len(entry.times)) if entry.times[w] <= t < entry.ends[w]]
+        if inside:
+            index[k] = max(inside, key=lambda w: (entry.times[w], w))
+    step = at[1] - at[0]
+    for w in np.argsort(entry.times, kind="stable"):
+        if not any(entry.times[w] <= t < entry.ends[w] for t in at):
+            middle = (entry.times[w] + entry.ends[w]) / 2
+            k = int(np.argmin(np.abs(at - middle)))
+            if at[0] - step / 2 <= middle < at[-1] + step / 2 and index[k] < 0:
+                index[k] = w
+    return index

@@ -1,7 +1,8 @@
 """Word-timed transcripts end to end: ASR JSON parsed (and refused, naming the file), one
-cache row per word with its span, the words held over their spans on the time grid with the
-gaps masked, crops and windows that keep text aligned with the faces, the ASR path that asks
-for word times, and the generator's timed transcripts. Plain transcripts stay one vector."""
+cache row per word with its span, the ASR path that asks for word times (and its text held on
+a frame-level track's label frames), and the generator's timed transcripts. Plain transcripts
+stay one vector. How the store holds words on the time grid, masks the gaps and keeps text
+aligned in crops and chunks: tests/test_data.py."""
 import json
 
 import numpy as np
@@ -12,47 +13,13 @@ import torch
 from solution import cache, extraction, features, synth
 from solution.cache import Entry
 from solution.config import TrainConfig
-from solution.data import Normalizer, Piece, VideoStore, collate, hold_spans, prediction_pieces, training_pieces
+from solution.data import Normalizer, VideoStore, collate, prediction_pieces
 from solution.errors import DataError
 from solution.extractors import AsrTranscriber, asr_transcript
 from solution.layouts import (EmiRelease, open_release, parse_transcript, read_transcript,
                               release_videos)
-from solution.windows import grid_times
 
-TINY = dict(workers=1, videos=12, subjects=6, seconds=3.0, fps=8.0, size=48)
-TEXT_ONLY = ["--visual", "hog", "--face", "none", "--audio", "none", "--text", "minilm", "--workers", "1"]
-
-
-def sources(data) -> dict:
-    return {s.vid: s for s in release_videos("emi", data)}
-
-
-def text_folder(work):
-    return next(p for p in (work / "features").iterdir() if p.name.startswith("text-"))
-
-
-def text_entry(work, src):
-    folder = text_folder(work)
-    return cache.read_entry(folder, src.vid, cache.source_key(src, "text"))
-
-
-def expected_on_grid(entry, at):
-    """The rule, computed the slow way: a step holds the word whose span contains its time
-    (the latest start among several); a word containing no step takes the nearest step to
-    its middle if that is free and within half a step of the grid."""
-    index = np.full(len(at), -1)
-    for k, t in enumerate(at):
-        inside = [w for w in range(len(entry.times)) if entry.times[w] <= t < entry.ends[w]]
-        if inside:
-            index[k] = max(inside, key=lambda w: (entry.times[w], w))
-    step = at[1] - at[0]
-    for w in np.argsort(entry.times, kind="stable"):
-        if not any(entry.times[w] <= t < entry.ends[w] for t in at):
-            middle = (entry.times[w] + entry.ends[w]) / 2
-            k = int(np.argmin(np.abs(at - middle)))
-            if at[0] - step / 2 <= middle < at[-1] + step / 2 and index[k] < 0:
-                index[k] = w
-    return index
+from conftest import TINY, expected_on_grid, sources, text_entry, text_folder
 
 
 # ------------------------------------------------------------------ the formats
@@ -144,45 +111,7 @@ def test_a_timed_entry_round_trips_and_old_entries_still_read(tmp_path):
                                                              ends=timed.ends[:3]))
 
 
-# ------------------------------------------------------------------ the grid
-
-def test_words_hold_over_their_spans_and_gaps_are_masked():
-    at = grid_times(3.0, 10.0)                                  # 0.0, 0.1, ..., 2.9
-    values = np.arange(1, 6, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
-    starts = np.array([0.2, 0.65, 0.72, 1.5, 3.4])              # the last one is after the video's end
-    ends = np.array([0.6, 0.7, 1.1, 1.55, 3.6])                 # word 1 (0.65-0.7) contains no step
-    out, held = hold_spans(values, starts, ends, at)
-    index = np.full(len(at), -1)
-    index[2:6] = 0                                              # 0.2 .. 0.5: word 0
-    index[8:11] = 2                                             # 0.8 .. 1.0: word 2
-    index[15] = 3                                               # 1.5: word 3
-    index[7] = 1                                                # 0.7 is word 1's nearest step, and free
-    np.testing.assert_array_equal(held, index >= 0)
-    np.testing.assert_array_equal(out[:, 0], np.where(index >= 0, index + 1, 0))
-    # Overlapping words: the one that started last holds the step.
-    out, held = hold_spans(values[:2], np.array([0.0, 0.3]), np.array([1.0, 0.6]), at)
-    np.testing.assert_array_equal(out[:10, 0], [1, 1, 1, 2, 2, 2, 1, 1, 1, 1])
-    assert not held[10:].any()
-    # The rule the test file states independently agrees with the implementation on random words.
-    rng = np.random.default_rng(5)
-    starts = np.sort(rng.uniform(0, 3.2, 25))
-    ends = starts + rng.exponential(0.2, 25)
-    out, held = hold_spans(np.arange(25, dtype=np.float32)[:, None], starts, ends, at)
-    expected = expected_on_grid(Entry(None, starts, None, ends=ends), at)
-    np.testing.assert_array_equal(np.where(held, out[:, 0], -1), expected)
-
-
 # ------------------------------------------------------------------ a tiny release, end to end
-
-@pytest.fixture(scope="module")
-def timed_release(tmp_path_factory):
-    """12 videos, half of the transcripts word-timed JSON, through the default text extractor."""
-    root = tmp_path_factory.mktemp("timed")
-    data, work = root / "release", root / "work"
-    synth.generate("emi", data, seed=3, timed_transcripts=0.5, **TINY)
-    assert features.main(["--data", str(data), "--work", str(work)] + TEXT_ONLY) == 0
-    return data, work
-
 
 def test_the_generator_writes_timed_transcripts(timed_release, tmp_path):
     data, _ = timed_release
@@ -239,104 +168,6 @@ def test_features_write_one_row_per_word(timed_release):
     assert checked
     manifest = cache.read_manifest(text_folder(work))
     assert sum(bool(e.get("timed")) for e in manifest["entries"].values()) == checked
-
-
-def test_the_store_holds_words_on_the_grid_and_masks_gaps(timed_release):
-    data, work = timed_release
-    release, srcs = open_release("emi", data), sources(data)
-    store = VideoStore.from_cache(work, release, srcs, TrainConfig(grid="shared", shared_rate=10.0))
-    assert store.text_timed and store.rate("text") == 10.0
-    timed = [k for k, s in srcs.items() if s.transcript is not None and s.transcript.suffix == ".json"]
-    plain = [k for k, s in srcs.items() if s.transcript is not None and s.transcript.suffix == ".txt"]
-    for key in timed:
-        entry, video = text_entry(work, srcs[key]), store.load(key, normalise=False)
-        seq, mask = video.seqs["text"], video.masks["text"]
-        assert len(seq) == len(video.seqs["visual"]) == len(grid_times(video.duration, 10.0))
-        index = expected_on_grid(entry, grid_times(video.duration, 10.0))
-        np.testing.assert_array_equal(mask, index >= 0)
-        np.testing.assert_array_equal(seq[mask], entry.features[index[mask]])
-        assert not seq[~mask].any() and (~mask).any() and mask.any()
-        np.testing.assert_array_equal(video.quality["text"], mask.astype(np.float32))
-    for key in plain:  # a plain transcript among timed ones: its one vector over the whole video
-        entry, video = text_entry(work, srcs[key]), store.load(key, normalise=False)
-        assert video.masks["text"].all() and len(video.seqs["text"]) == len(video.seqs["visual"])
-        np.testing.assert_allclose(video.seqs["text"], np.repeat(entry.features, len(video.seqs["text"]), 0))
-    # Statistics from word steps only; after normalisation a gap is still zeros.
-    normalizer = Normalizer.fit(store, list(srcs))
-    words = np.concatenate([store.load(k, normalise=False).seqs["text"][store.load(k, normalise=False).masks["text"]]
-                            for k in srcs if store.load(k, normalise=False).seqs["text"] is not None])
-    np.testing.assert_allclose(normalizer.stats["text"][0], words.mean(0), atol=1e-5)
-    store.set_normalizer(normalizer)
-    video = store.load(timed[0])
-    assert not video.seqs["text"][~video.masks["text"]].any() and video.seqs["text"][video.masks["text"]].any()
-    # A store of plain transcripts alone is untimed, exactly as before: one vector, (B, 1, d).
-    untimed = VideoStore.from_cache(work, release, {k: srcs[k] for k in plain}, TrainConfig())
-    assert not untimed.text_timed
-    video = untimed.load(plain[0])
-    assert video.seqs["text"].shape == (1, 384) and video.rates["text"] is None and not video.masks
-    batch = collate([untimed.piece(Piece(k, 0.0, 1.0)) for k in plain[:3]], untimed.modalities, untimed.dims, False)
-    assert batch["text"].shape == (3, 1, 384) and batch["text_mask"].all()
-    # Forced off (a checkpoint built for one vector): a timed transcript is its words' mean.
-    pooled = VideoStore.from_cache(work, release, srcs, TrainConfig(), text_timed=False).load(timed[0], normalise=False)
-    np.testing.assert_allclose(pooled.seqs["text"][0], text_entry(work, srcs[timed[0]]).features.mean(0), rtol=1e-5)
-
-
-@pytest.mark.parametrize("grid", ["shared", "own"])
-def test_crops_and_chunks_keep_text_aligned(timed_release, grid):
-    data, work = timed_release
-    release, srcs = open_release("emi", data), sources(data)
-    store = VideoStore.from_cache(work, release, srcs, TrainConfig(grid=grid, crop_seconds=1.2))
-    store.set_normalizer(Normalizer.fit(store, list(srcs)))
-    timed = [k for k, s in srcs.items() if s.transcript is not None and s.transcript.suffix == ".json"]
-    rate = store.rate("text")
-    for key in timed:
-        whole = store.load(key)
-        pieces = prediction_pieces(store, [key]) + [Piece(key, crop_seed=s) for s in range(4)]
-        assert len(pieces) > 4, "the crop must be shorter than the videos"
-        for piece in pieces:
-            item = store.piece(piece)
-            start = piece.start
-            if start is None:  # a random crop: where piece() put it
-                length = min(store.cfg.crop_seconds, whole.duration)
-                start = float(np.random.default_rng(piece.crop_seed).uniform(0, whole.duration - length))
-            a = min(int(np.floor(start * rate + 1e-6)), len(whole.seqs["text"]) - 1)
-            text, mask = item["seqs"]["text"], item["masks"]["text"]
-            np.testing.assert_array_equal(text, whole.seqs["text"][a:a + len(text)])
-            np.testing.assert_array_equal(mask, whole.masks["text"][a:a + len(text)])
-            if grid == "shared":  # the same steps as the faces: step j of both is the same instant
-                assert len(text) == len(item["seqs"]["visual"])
-                np.testing.assert_array_equal(item["seqs"]["visual"], whole.seqs["visual"][a:a + len(text)])
-    # Batches: text is a sequence with its gaps masked, padding masked too.
-    items = [store.piece(p) for p in training_pieces(store, timed + [k for k in srcs if k not in timed],
-                                                     np.random.default_rng(0))]
-    batch = collate(items, store.modalities, store.dims, False, store.text_timed)
-    assert batch["text"].shape[1] == max(len(it["seqs"]["text"]) for it in items if it["seqs"]["text"] is not None)
-    for j, it in enumerate(items):
-        if it["seqs"]["text"] is None:
-            assert not batch["text_mask"][j].any()
-            continue
-        n = len(it["seqs"]["text"])
-        np.testing.assert_array_equal(batch["text_mask"][j, :n].numpy(), it["masks"]["text"])
-        assert not batch["text_mask"][j, n:].any()
-    # On the shared grid every timed modality has one length in a batch, even where the
-    # longest video of the batch has no transcript (step t is one instant in all of them).
-    if grid == "shared":
-        longest = max(srcs, key=lambda k: store.load(k).duration)
-        shorter = [k for k in timed if store.load(k).duration < store.load(longest).duration]
-        pair = [store.piece(Piece(k)) for k in (longest, shorter[0])]
-        pair[0]["seqs"]["text"] = None                            # as if its transcript were missing
-        both = collate(pair, store.modalities, store.dims, False, True, shared_grid=True)
-        assert both["text"].shape[1] == both["visual"].shape[1] == len(pair[0]["seqs"]["visual"])
-        np.testing.assert_array_equal(both["text_mask"][1, :len(pair[1]["seqs"]["text"])].numpy(),
-                                      pair[1]["masks"]["text"])
-        assert not both["text_mask"][0].any() and not both["text_mask"][1, len(pair[1]["seqs"]["text"]):].any()
-    # A model that pools with the mask takes it as it is (the linear baseline).
-    from solution.data import cue_slices
-    from solution.models import InputSpec, create_model
-    spec = InputSpec(store.modalities, store.dims, cue_slices(store.modalities), 6, 0.0, 1.0, "video",
-                     extra={"text_timed": store.text_timed})
-    out = create_model("linear", spec).eval()(batch)["pred"]
-    assert out.shape == (len(items), 6) and torch.isfinite(out).all()
 
 
 def test_bad_timed_transcript_is_a_recorded_failure(timed_release, tmp_path, capsys):
