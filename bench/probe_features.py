@@ -39,7 +39,7 @@ def pooled(folder: Path, src: VideoSources, key: str, dim: int) -> np.ndarray | 
     if cache.status(folder, src.vid, key) is None:
         return None
     entry = cache.read_entry(folder, src.vid, key, dim)
-    if entry.missing or not len(entry.features):
+    if not entry.has_rows:
         return np.zeros(3 * dim + 1)
     f = entry.features
     return np.concatenate([f.mean(0), f.max(0), f.std(0), [1.0]])

@@ -83,6 +83,11 @@ class Entry:
     def timed(self) -> bool:
         return self.ends is not None
 
+    @property
+    def has_rows(self) -> bool:
+        """Whether the entry holds features to align (not missing, not empty)."""
+        return not self.missing and len(self.features) > 0
+
 
 # ------------------------------------------------------------------ what an entry was computed from
 

@@ -125,7 +125,7 @@ def align_frames(pairs: list, at: np.ndarray, duration: float) -> tuple[np.ndarr
     frame quality there (ones when none has it); a missing stream is zeros."""
     parts, q = [], None
     for s, e in pairs:
-        if e.missing or not len(e.features):
+        if not e.has_rows:
             parts.append(np.zeros((len(at), s.dim), np.float32))
             continue
         times = entry_times(s, e, duration)
@@ -140,7 +140,7 @@ def hold_timed_text(pairs: list, at: np.ndarray) -> tuple[np.ndarray, np.ndarray
     and which steps hold a word; a plain transcript among them is held over the whole video."""
     parts, mask = [], np.zeros(len(at), bool)
     for s, e in pairs:
-        if e.missing or not len(e.features):
+        if not e.has_rows:
             parts.append(np.zeros((len(at), s.dim), np.float32))
         elif e.ends is None:
             parts.append(np.repeat(e.features.mean(0, keepdims=True), len(at), 0).astype(np.float32))
@@ -154,7 +154,7 @@ def hold_timed_text(pairs: list, at: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def text_vector_steps(pairs: list) -> np.ndarray:
     """Untimed text streams as one step: each stream's mean vector side by side."""
-    parts = [e.features.mean(0, keepdims=True) if not e.missing and len(e.features) else
+    parts = [e.features.mean(0, keepdims=True) if e.has_rows else
              np.zeros((1, s.dim), np.float32) for s, e in pairs]
     return np.concatenate(parts, 1)
 
@@ -328,7 +328,7 @@ class VideoStore:
 
     def _duration(self, entries: dict) -> float:
         """Seconds a video lasts by its timed streams (word times only when nothing else says)."""
-        timed = [(s, e) for m in self.modalities if m != "text" for s, e in entries[m] if not e.missing and len(e.features)]
+        timed = [(s, e) for m in self.modalities if m != "text" for s, e in entries[m] if e.has_rows]
         known = [e.times[-1] + 1 / e.fps for s, e in timed if e.fps] + \
                 [len(e.features) / KNOWN_RATES[s.kind] for s, e in timed if not e.fps and s.kind in KNOWN_RATES]
         spans = [float(e.ends.max()) for s, e in entries.get("text", []) if not e.missing and e.ends is not None
@@ -351,7 +351,7 @@ class VideoStore:
             target = self.release.video_targets(key)
         seqs, quality, rates, cues, present, masks = {}, {}, {}, [], [], {}
         for m in self.modalities:
-            have = any(not e.missing and len(e.features) for _, e in entries[m])
+            have = any(e.has_rows for _, e in entries[m])
             cues += _cues(m, merged_quality(entries[m]), not have)
             present.append(have)
             untimed_text = m == "text" and not self.text_timed

@@ -12,7 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-
 from solution import fileio
 from solution.layouts import DataError, annotated_mask, read_emi_labels, read_va_annotation
 from solution.metrics import format_score_table, per_video_score, score, score_predictions

@@ -9,9 +9,10 @@
         report.json, predictions/           the report; blend.json and the blended predictions
 
 The fold file (folds.csv, folds.json) is written by python -m solution.folds and read here by
-every stage (read_folds, fold_count). The fingerprint hashes the labelled video keys only, so a second release in the same WORK
-never meets the first one's folds, runs or predictions, while a test listing that arrives
-later in the same release folder still finds the trained folds.
+every stage (read_folds, fold_count). The fingerprint hashes the labelled video keys only, so
+a second release in the same WORK never meets the first one's folds, runs or predictions,
+while a test listing that arrives later in the same release folder still finds the trained
+folds.
 """
 from __future__ import annotations
 
