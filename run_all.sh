@@ -9,7 +9,7 @@
 #   PREDICT_DATA=/data/test bash run_all.sh   # later: a new release or test listing through the trained models
 #
 # Environment:
-#   TRACK          emi | va (default emi)
+#   TRACK          emi | va (default: the track of DATA_DIR, else emi)
 #   DATA_DIR       a release to read instead of generating the demo
 #   WORK_DIR       intermediate files (default ./work); SUBMISSIONS_DIR (default ./submissions)
 #   CONFIG         a TOML file with [features], [folds], [train], [model] tables, read by every stage
@@ -43,6 +43,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source solution/venv.sh
 
+if [ -z "${TRACK:-}" ] && [ -n "${DATA_DIR:-}" ] && [ -d "$DATA_DIR" ]; then
+  # A release says its track (train_split.csv: EMI; a VA_Estimation_Challenge folder: VA);
+  # one that says neither is read as EMI, and the preflight check names what is missing.
+  TRACK="$("$PY" -c 'import sys; from solution.layouts import detect_track; print(detect_track(sys.argv[1]))' \
+    "$DATA_DIR" 2>/dev/null || echo emi)"
+  echo "[run_all] $DATA_DIR: track $TRACK (set TRACK=emi|va to choose)"
+fi
 TRACK="${TRACK:-emi}"
 WORK_DIR="${WORK_DIR:-work}"
 SUBMISSIONS_DIR="${SUBMISSIONS_DIR:-submissions}"

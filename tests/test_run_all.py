@@ -153,3 +153,14 @@ def test_venv_script_returns_instead_of_closing_the_shell(tmp_path):
     assert "-m venv --clear" in (tmp_path / "calls").read_text()
     new = done.stdout.split("new=")[1].split("\n")[0].split()
     assert new == [], f"venv.sh left variables behind: {new}"
+
+
+def test_a_release_names_its_own_track(va_data, emi_data, tmp_path):
+    """DATA_DIR without TRACK: the release's layout decides the track (an invalid FOLDS stops
+    the run right after, before any work). TRACK, when given, wins."""
+    for data, track in ((va_data, "va"), (emi_data, "emi")):
+        done = run_all(tmp_path, DATA_DIR=str(data), FOLDS="0", TRACK="")
+        assert done.returncode == 2 and "FOLDS must be" in done.stderr, done.stderr[-2000:]
+        assert f"[run_all] {data}: track {track}" in done.stdout
+    done = run_all(tmp_path, DATA_DIR=str(va_data), FOLDS="0", TRACK="emi")
+    assert done.returncode == 2 and "[run_all]" not in done.stdout
