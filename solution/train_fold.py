@@ -11,8 +11,9 @@ oof.csv and test.csv (the seeds' predictions averaged), metrics.json, fusion_wei
 per seed best.pt, last.pt, log.csv and predictions.pkl (solution/checkpoints.py).
 
 The held-out fold is never looked at before the end: each seed holds out its own share of
-the training groups (`inner_fraction`) and chooses its epoch there (or, with `refit`, then
-trains on every training video for that many epochs); the seeds' predictions are averaged.
+the training groups (`inner_fraction`) and chooses its epoch count there; with `refit` (the
+default of dual_stage and rcma) it then trains again on every training video for that many
+epochs and predicts with that model; the seeds' predictions are averaged.
 The model decides its phases (e.g. a contrastive stage 1, then the task). A finished fold is
 skipped when trained with these settings, fold file and feature entries, refused otherwise;
 an interrupted one resumes from last.pt; a damaged file is made again. The same seed and

@@ -333,28 +333,40 @@ def test_truncated_cache_files_are_named_then_extracted_again(emi_data, referenc
     assert cache_content(work) == cache_content(reference)
 
 
-def test_truncated_checkpoints_are_redone(emi_data, reference, tmp_path, caplog):
+@pytest.mark.parametrize("refit", [False, True])
+def test_truncated_checkpoints_are_redone(emi_data, reference, tmp_path, caplog, refit):
     """A fold's files cut short (the behaviour is train_fold's): metrics.json redoes the fold
     from its seeds' predictions, predictions.pkl is made again from best.pt, an unreadable
     best.pt trains its seed again, an unreadable last.pt starts its seed over. Each says so
-    in a warning naming the file, and the fold ends as the uninterrupted one did."""
+    in a warning naming the file, and the fold ends as the uninterrupted one did. With refit
+    the files the seed predicts with are its refit's, under seed0/refit/."""
     caplog.set_level(logging.INFO)
     work = features_and_folds(reference, emi_data, tmp_path / "work")
-    rw, ref = release_work(work, emi_data), release_work(reference, emi_data)
-    shutil.copytree(ref.run("linear"), rw.run("linear"))
-    fold, seed = rw.fold("linear", 0), rw.seed("linear", 0, 0)
-    metrics, done, best, last = fold / "metrics.json", seed / "predictions.pkl", seed / "best.pt", seed / "last.pt"
+    rw = release_work(work, emi_data)
+    for k in range(K):
+        assert train_main(train_args("linear", k, emi_data, work) + ["--set", f"refit={str(refit).lower()}"]) == 0
+    args = train_args("linear", 0, emi_data, work) + ["--set", f"refit={str(refit).lower()}"]
+    fold = rw.fold("linear", 0)
+    uninterrupted = {name: (fold / name).read_bytes() for name in ("oof.csv", "test.csv")}
+    seed_done = rw.seed_files("linear", 0, 0).predictions  # the seed's outcome, read before its files
+    predicting = rw.seed_files("linear", 0, 0, refit)  # the files the seed predicts with
+    assert rw.refit_dir("linear", 0, 0).is_dir() == refit
+    metrics, done, best, last = fold / "metrics.json", predicting.predictions, predicting.best, predicting.last
 
     def rerun(damaged: Path) -> None:
         caplog.clear()
-        assert train_main(train_args("linear", 0, emi_data, work)) == 0
+        assert train_main(args) == 0
         assert warned(caplog, damaged), f"no warning names {damaged}"
         json.loads(metrics.read_text())
         for name in ("oof.csv", "test.csv"):
-            assert (fold / name).read_bytes() == (ref.fold("linear", 0) / name).read_bytes(), name
+            assert (fold / name).read_bytes() == uninterrupted[name], name
 
     def stamp(path: Path) -> int:
         return path.stat().st_mtime_ns
+
+    def cut(*paths: Path) -> None:
+        for path in {metrics, seed_done, *paths}:
+            truncate(path)
 
     truncate(metrics)
     with pytest.raises(DataError, match=re.escape(f"{metrics}: unreadable") + ".* redoes the fold"):
@@ -363,18 +375,15 @@ def test_truncated_checkpoints_are_redone(emi_data, reference, tmp_path, caplog)
     rerun(metrics)
     assert {p: stamp(p) for p in (done, best, last)} == before, "the seed's predictions were not reused"
 
-    truncate(metrics)
-    truncate(done)
+    cut(done)
     rerun(done)
     assert (stamp(best), stamp(last)) == (before[best], before[last]), "trained again instead of reading best.pt"
 
-    truncate(metrics)
-    truncate(done)
-    truncate(best)
+    cut(done, best)
     rerun(best)
     assert stamp(last) != before[last], "best.pt was unreadable: the seed should have trained again"
 
-    metrics.unlink()
-    done.unlink()
+    for path in {metrics, seed_done, done}:
+        path.unlink()
     truncate(last)
     rerun(last)

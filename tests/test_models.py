@@ -179,7 +179,7 @@ def test_rcma_refuses_modalities_on_different_grids():
     batch["audio_mask"] = torch.repeat_interleave(batch["audio_mask"], 2, dim=1)
     with pytest.raises(ValueError, match="grid"):
         model(batch)
-    assert model_class("rcma").train_defaults == {"grid": "shared"}
+    assert model_class("rcma").train_defaults["grid"] == "shared"
 
 
 def test_bottleneck_tcn_keeps_padding_out():

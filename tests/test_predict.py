@@ -194,12 +194,13 @@ def test_missing_checkpoints_and_blend_are_named(emi_run, tmp_path, capsys):
     run["work"] = tmp_path / "work"
     shutil.copytree(emi_run["work"], run["work"], ignore=shutil.ignore_patterns("predict"))
     rw = release_work(run["work"], run["data"])
-    (rw.seed("dual_stage", 1, 0) / "best.pt").unlink()
+    checkpoint = predict.find_checkpoints(rw, "dual_stage")[1][0]
+    checkpoint.unlink()
     (rw.fold("dual_stage", 0) / "metrics.json").unlink()
     assert _predict(run, None, "missing") == 2
     err = capsys.readouterr().err
     assert "run 'dual_stage': 2 checkpoint(s) missing" in err
-    assert f"{rw.fold('dual_stage', 0)} (fold not finished" in err and str(rw.seed("dual_stage", 1, 0) / "best.pt") in err
+    assert f"{rw.fold('dual_stage', 0)} (fold not finished" in err and str(checkpoint) in err
     # Without a saved blend: said, with the way out; --runs averages runs with equal weights.
     (rw.predictions / "blend.json").unlink()
     assert _predict(run, None, "noblend") == 2

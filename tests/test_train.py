@@ -18,6 +18,7 @@ from solution.inference import run_predictions
 from solution.layouts import EmiRelease, open_release, release_videos
 from solution.metrics import score_predictions
 from solution.models import all_model_fields, model_class
+from solution.predict import find_checkpoints
 from solution.predictions import read_predictions
 from solution.report import build_report
 from solution.runs import release_work
@@ -62,7 +63,7 @@ def test_training_outputs_and_scores(emi_data, trained):
 def test_checkpoint_rebuilds_the_model(emi_data, trained):
     """best.pt alone rebuilds the model and its normalisation; it predicts what the fold predicted."""
     rw = release_work(trained, emi_data)
-    model, normalizer, payload = load_checkpoint(rw.fold("linear", 0) / "seed0" / "best.pt")
+    model, normalizer, payload = load_checkpoint(find_checkpoints(rw, "linear")[0][0])  # the one it predicted with
     release = open_release("emi", emi_data)
     sources = {s.vid: s for s in release_videos("emi", emi_data)}
     store = VideoStore.from_cache(trained, release, sources, TrainConfig(**payload["settings"]["train"]))
@@ -198,8 +199,6 @@ def test_seeds_are_averaged(emi_data, trained, tmp_path):
 
 
 def test_refit_trains_on_every_training_video_for_the_chosen_epochs(emi_data, trained, tmp_path, capsys):
-    from solution.predict import find_checkpoints
-
     work = _work_copy(trained, tmp_path, "refit", emi_data)
     args = ["--model", "linear", "--fold", "0", "--data", str(emi_data), "--work", str(work), "--threads", "1",
             "--set", "epochs=12", "--set", "patience=4", "--set", "seeds=1", "--set", "refit=true"]
@@ -250,6 +249,20 @@ def test_bad_inputs_fail_before_training(emi_data, trained, tmp_path, capsys):
     assert train_main(["--model", "linear", "--fold", "7", "--data", str(emi_data), "--work", str(work)]) == 2
     assert "fold 7 is not in" in capsys.readouterr().err
     assert not release_work(work, emi_data).run("dual_stage").exists()
+
+
+def test_refit_is_on_where_the_tune_releases_favoured_it(tmp_path):
+    """dual_stage and rcma refit unless told otherwise; foalnet and linear do not; --set and a
+    TOML file decide for every model."""
+    def refit(model, config=None, overrides=()):
+        cls = model_class(model)
+        return resolve_settings(model, config, list(overrides), cls.Config, all_model_fields(), cls.train_defaults)[0].refit
+
+    assert {m: refit(m) for m in ("dual_stage", "rcma", "foalnet", "linear")} == \
+        {"dual_stage": True, "rcma": True, "foalnet": False, "linear": False}
+    assert not refit("dual_stage", overrides=["refit=false"]) and refit("foalnet", overrides=["train.refit=true"])
+    (tmp_path / "c.toml").write_text("[train]\nrefit = false\n")
+    assert not refit("rcma", tmp_path / "c.toml")
 
 
 def test_config_file_and_scoped_settings(tmp_path):

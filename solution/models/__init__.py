@@ -116,7 +116,7 @@ class HarnessModel(nn.Module):
     """Defaults of the hooks: one phase trained on the task loss."""
 
     levels: tuple = ("video",)
-    train_defaults: dict = {}  # TrainConfig values this model needs unless told otherwise (e.g. one time grid)
+    train_defaults: dict = {}  # TrainConfig values this model trains with unless told otherwise (e.g. one time grid, refit)
     augment: bool = True  # random training-time augmentations on; tests of exact outputs turn them off
 
     @dataclass
