@@ -43,8 +43,8 @@ class TrainConfig:
     seeds: int = 2                  # models per fold, each with its own seed and inner split; predictions averaged
     inner_fraction: float = 0.2     # share of the training groups held out to choose the epoch (never the fold)
     refit: bool = False             # after choosing the epoch count, train each seed again on every training
-    #                                 video for that many epochs and predict with that model (on by default for
-    #                                 the models whose train_defaults say so: dual_stage and rcma)
+    #                                 video for that many epochs and predict with that model (a model's
+    #                                 train_defaults may turn it on; --help lists which do)
     grid: str = "own"               # "own": each modality at its own rate; "shared": one grid for all
     visual_rate: float = 5.0        # Hz, grid of the visual modality (grid = own)
     audio_rate: float = 10.0        # Hz, grid of the audio modality (grid = own)

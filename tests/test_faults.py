@@ -343,9 +343,10 @@ def test_truncated_checkpoints_are_redone(emi_data, reference, tmp_path, caplog,
     caplog.set_level(logging.INFO)
     work = features_and_folds(reference, emi_data, tmp_path / "work")
     rw = release_work(work, emi_data)
+    refit_args = ["--set", f"refit={str(refit).lower()}"]
     for k in range(K):
-        assert train_main(train_args("linear", k, emi_data, work) + ["--set", f"refit={str(refit).lower()}"]) == 0
-    args = train_args("linear", 0, emi_data, work) + ["--set", f"refit={str(refit).lower()}"]
+        assert train_main(train_args("linear", k, emi_data, work) + refit_args) == 0
+    args = train_args("linear", 0, emi_data, work) + refit_args
     fold = rw.fold("linear", 0)
     uninterrupted = {name: (fold / name).read_bytes() for name in ("oof.csv", "test.csv")}
     seed_done = rw.seed_files("linear", 0, 0).predictions  # the seed's outcome, read before its files
