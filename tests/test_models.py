@@ -121,6 +121,26 @@ def test_foalnet_losses_switch_off_for_the_ablations(level):
     assert "aux_loss" not in out and torch.isfinite(out["pred"]).all()
 
 
+@pytest.mark.parametrize("level", ["video", "frame"])
+def test_gated_fusion_starts_as_no_fusion_and_learns_its_gate(level):
+    """With fusion_gate, Foal-Net starts as the same network without cross-attention (layers=0)
+    and a training step opens the gates."""
+    spec = make_spec(level)
+    batch = make_batch(spec, 12, seed=1)
+    torch.manual_seed(0)
+    gated = create_model("foalnet", spec, {"fusion_gate": True, "modality_dropout": 0.0})
+    unfused = create_model("foalnet", spec, {"layers": 0, "modality_dropout": 0.0})
+    missing, unexpected = unfused.load_state_dict(gated.state_dict(), strict=False)
+    assert not missing and all(k.startswith("fuse.") for k in unexpected)
+    with torch.no_grad():
+        torch.testing.assert_close(gated.eval()(batch)["pred"], unfused.eval()(batch)["pred"])
+    gated.train()
+    out = gated(batch)
+    (out["pred"].pow(2).mean() + out["aux_loss"]).backward()
+    gates = [layer.gate for layers in gated.fuse.values() for layer in layers]
+    assert all(g.grad is not None and g.grad.abs() > 0 for g in gates)
+
+
 # ------------------------------------------------------------------ RCMA: length-agnostic attention
 
 def test_cross_modal_attention_does_not_saturate_as_videos_grow():

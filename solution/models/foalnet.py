@@ -67,23 +67,35 @@ class AlignmentHead(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Queries one stream, keys and values the other; residual and post-LayerNorm. A sample whose
-    other stream has no real frame gets no attention term (attention over nothing is NaN): its
-    stream passes through the residual and the LayerNorm only."""
+    """Queries one stream, keys and values the other. A sample whose other stream has no real
+    frame gets no attention term (attention over nothing is NaN).
 
-    def __init__(self, dim: int, heads: int, dropout: float):
+    Ungated (the paper's form): residual and post-LayerNorm. Gated (`fusion_gate`, Flamingo's
+    form): pre-LayerNorm, and the attention term is scaled by tanh of a learnt scalar that starts
+    at 0, so the layer starts as the identity and takes from the other stream only as far as
+    training finds it useful: on wide, noisy features the ungated layers mix noise into both
+    streams (see the Foal-Net note in bench/README.md)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, gate: bool = False):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)  # dropout: self.drop, on the output
         self.drop = Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
+        self.gate = nn.Parameter(torch.zeros(())) if gate else None
+        self.key_norm = nn.LayerNorm(dim) if gate else None
 
     def forward(self, query, query_mask, keys, key_mask):
         has_keys = key_mask.any(1)
         safe = key_mask.clone()
         safe[~has_keys, 0] = True
-        out, _ = self.attn(query, keys, keys, key_padding_mask=~safe, need_weights=False)
+        if self.gate is None:
+            out, _ = self.attn(query, keys, keys, key_padding_mask=~safe, need_weights=False)
+            out = out * has_keys.view(-1, 1, 1).to(out.dtype)
+            return self.norm(query + self.drop(out)) * query_mask.unsqueeze(-1).to(out.dtype)
+        normed_keys = self.key_norm(keys)
+        out, _ = self.attn(self.norm(query), normed_keys, normed_keys, key_padding_mask=~safe, need_weights=False)
         out = out * has_keys.view(-1, 1, 1).to(out.dtype)
-        return self.norm(query + self.drop(out)) * query_mask.unsqueeze(-1).to(out.dtype)
+        return (query + torch.tanh(self.gate) * self.drop(out)) * query_mask.unsqueeze(-1).to(out.dtype)
 
 
 def hard_negatives(similarity: torch.Tensor, labels: torch.Tensor, margin: float,
@@ -121,6 +133,7 @@ class FoalNet(HarnessModel):
         dim: int = 128
         heads: int = 4
         layers: int = 2                # cross-attention layers per direction
+        fusion_gate: bool = False      # gated, pre-LayerNorm cross-attention that starts as the identity
         encoder_levels: int = 1        # TCN levels of local context before alignment
         proj_dim: int = 128
         dropout: float = 0.1
@@ -156,7 +169,7 @@ class FoalNet(HarnessModel):
             self.align_heads = nn.ModuleDict({m: AlignmentHead(d, config.proj_dim, config.dropout) for m in self.streams})
             self.temperature = LearnableTemperature()
             # fuse["audio"]: the voice queries the face; fuse["visual"]: the face queries the voice.
-            self.fuse = nn.ModuleDict({m: nn.ModuleList(CrossAttention(d, config.heads, config.dropout)
+            self.fuse = nn.ModuleDict({m: nn.ModuleList(CrossAttention(d, config.heads, config.dropout, config.fusion_gate)
                                                         for _ in range(config.layers)) for m in self.streams})
             self.match_heads = nn.ModuleDict({m: nn.Linear(d, 1) for m in self.streams})
         if "text" in self.static:
