@@ -88,14 +88,12 @@ class CrossAttention(nn.Module):
         has_keys = key_mask.any(1)
         safe = key_mask.clone()
         safe[~has_keys, 0] = True
-        if self.gate is None:
-            out, _ = self.attn(query, keys, keys, key_padding_mask=~safe, need_weights=False)
-            out = out * has_keys.view(-1, 1, 1).to(out.dtype)
-            return self.norm(query + self.drop(out)) * query_mask.unsqueeze(-1).to(out.dtype)
-        normed_keys = self.key_norm(keys)
-        out, _ = self.attn(self.norm(query), normed_keys, normed_keys, key_padding_mask=~safe, need_weights=False)
-        out = out * has_keys.view(-1, 1, 1).to(out.dtype)
-        return (query + torch.tanh(self.gate) * self.drop(out)) * query_mask.unsqueeze(-1).to(out.dtype)
+        gated = self.gate is not None
+        q, k = (self.norm(query), self.key_norm(keys)) if gated else (query, keys)
+        out, _ = self.attn(q, k, k, key_padding_mask=~safe, need_weights=False)
+        out = self.drop(out * has_keys.view(-1, 1, 1).to(out.dtype))
+        fused = query + torch.tanh(self.gate) * out if gated else self.norm(query + out)
+        return fused * query_mask.unsqueeze(-1).to(out.dtype)
 
 
 def hard_negatives(similarity: torch.Tensor, labels: torch.Tensor, margin: float,
