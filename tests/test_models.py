@@ -141,6 +141,31 @@ def test_gated_fusion_starts_as_no_fusion_and_learns_its_gate(level):
     assert all(g.grad is not None and g.grad.abs() > 0 for g in gates)
 
 
+@pytest.mark.parametrize("level", ["video", "frame"])
+def test_head_unfused_reads_each_stream_before_and_after_fusion(level):
+    """With head_unfused the head's input holds both streams as fused and as they were before
+    cross-attention, and a training step reaches the unfused part through its own pooling."""
+    spec = make_spec(level)
+    batch = make_batch(spec, 12, seed=1)
+    torch.manual_seed(0)
+    both = create_model("foalnet", spec, {"head_unfused": True, "modality_dropout": 0.0})
+    fused_only = create_model("foalnet", spec, {"head_unfused": False, "modality_dropout": 0.0})  # the paper's
+    d = both.config.dim
+    assert both.head[0].in_features == fused_only.head[0].in_features + 2 * d
+    out = both.train()(batch)
+    (out["pred"].pow(2).mean() + out["aux_loss"]).backward()
+    unfused_columns = both.head[0].weight.grad[:, 2 * d:4 * d]  # after the two fused streams
+    assert unfused_columns.abs().sum() > 0
+    if level == "video":
+        assert all(p.grad is not None and p.grad.abs().sum() > 0
+                   for m in both.streams for p in both.pools[f"{m}_unfused"].parameters())
+    # Without the pairing (one stream) there is nothing fused: the option adds nothing.
+    alone = InputSpec(("visual", "text"), {m: spec.dims[m] for m in ("visual", "text")},
+                      {}, spec.n_targets, spec.low, spec.high, level)
+    assert create_model("foalnet", alone, {"head_unfused": True}).head[0].in_features == \
+        create_model("foalnet", alone, {"head_unfused": False}).head[0].in_features
+
+
 # ------------------------------------------------------------------ RCMA: length-agnostic attention
 
 def test_cross_modal_attention_does_not_saturate_as_videos_grow():
