@@ -22,8 +22,8 @@ TCN level; then
    The head also reads each stream as it was before fusion (`head_unfused`, default; the paper
    feeds it the fused streams only): the cross-attention's output replaces its input, and on
    wide, noisy features it mixes noise into both streams. On the six tune releases of the
-   quality panel this scored 0.548 mean held-back test against 0.525 (media-only +0.040,
-   features-only +0.034, VA -0.008; out of fold +0.035), ahead of no fusion at all (0.536).
+   quality panel this scored 0.548 mean held-back test against 0.525 (media-only +0.041,
+   features-only +0.034, VA -0.007; out of fold +0.035), ahead of no fusion at all (0.536).
 3. Label matching (MEM). A binary head on each fused stream tells whether the face and voice
    come from the same sample. Negatives are hard: for each sample i, a partner j whose label
    differs (RMS label distance above `match_margin` of the target range) is drawn with
