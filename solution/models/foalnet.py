@@ -166,11 +166,11 @@ class FoalNet(HarnessModel):
             raise ValueError(f"foalnet: pool must be mean or attention, got {config.pool!r}")
         self.paired = len(self.streams) == 2
         self.head_unfused = config.head_unfused and self.paired
-        self.pools, self.pool_out = nn.ModuleDict(), nn.ModuleDict()
-        if config.pool == "attention" and spec.level == "video":
-            keys = self.streams + ([f"{m}_unfused" for m in self.streams] if self.head_unfused else [])
-            self.pools = nn.ModuleDict({key: AttentionPool(d) for key in keys})
-            self.pool_out = nn.ModuleDict({key: nn.Linear(2 * d, d) for key in keys})
+        pooled = self.streams + [f"{m}_unfused" for m in self.streams if self.head_unfused]
+        if config.pool != "attention" or spec.level != "video":
+            pooled = []  # frame-level tracks keep every frame; "mean" has nothing to learn
+        self.pools = nn.ModuleDict({key: AttentionPool(d) for key in pooled})
+        self.pool_out = nn.ModuleDict({key: nn.Linear(2 * d, d) for key in pooled})
         if self.paired:
             self.align_heads = nn.ModuleDict({m: AlignmentHead(d, config.proj_dim, config.dropout) for m in self.streams})
             self.temperature = LearnableTemperature()
