@@ -374,12 +374,16 @@ def compare_blends(track: Track, stack: Stack, rescale: bool = True) -> list[Fit
 
 
 def choose(fits: list[Fit], equal: bool = False) -> Fit:
-    """The way (equal weights, or fitted shared or per target; with or without the rescale)
-    with the best honest estimate; with `equal`, the best equal-weight way. On a tie the
-    simpler one (listed first) wins. The winner's honest score carries this choice among a
-    handful of ways, so it is a little optimistic; the weights themselves never saw the
-    fold they are scored on."""
-    wanted = [f for f in fits if f.method != "fitted"] if equal else fits
+    """The fitted way (shared or per target; with or without the rescale) with the best honest
+    estimate; with `equal`, the best equal-weight way; with one run, that run. On a tie the
+    simpler one (listed first) wins. Equal weights are scored for the table but never chosen
+    unaided: on the tune releases their honest estimate ran ahead of the fitted ways' while on
+    held-back test they trailed (bench/README, "How the blend is chosen"), because each run's
+    out-of-fold predictions come from one fold's model, whose noise an average of runs cancels,
+    while its test predictions are already averaged over the folds. The winner's honest score
+    carries this choice among a handful of ways, so it is a little optimistic; the weights
+    themselves never saw the fold they are scored on."""
+    wanted = [f for f in fits if (f.method != "fitted") == equal]
     return max(wanted or fits, key=lambda f: f.honest["mean"])
 
 

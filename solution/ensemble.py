@@ -18,7 +18,8 @@ also estimated honestly: each fold's videos are blended with weights (and rescal
 the other folds only, and all folds are scored together. The table shows each run alone,
 equal weights, and both fitted modes, in-sample and honest (with and without the rescale on
 CCC tracks). The blend used is the fitted mode, with or without the rescale, whose honest
-estimate is best (--equal: equal weights); no test label is ever read. Its weights are then
+estimate is best (--equal: equal weights; they are shown, never chosen unaided, see
+docs/training.md); no test label is ever read. Its weights are then
 fit on every out-of-fold row. With one run the blend is that run, weight 1. Frame-level
 tracks (VA): the blend is then smoothed over time per video, with a width chosen out of fold
 as well (the table lists every width's score; `smooth_seconds` in blend.json).
@@ -105,7 +106,8 @@ def format_table(track: Track, runs, singles: dict, fits: list[Fit], chosen: Fit
         mark = " *" if fit is chosen else "  "
         lines.append(f"{label(fit) + mark:<30}{fit.in_sample['mean']:>10.4f}{fit.honest['mean']:>10.4f}"
                      + "".join(f"{v:>10.4f}" for v in fit.honest["per_dim"].values()))
-    lines.append(f"* chosen by the honest estimate: {label(chosen)}")
+    among = "equal-weight ways (--equal)" if chosen.method == "equal" else "fitted ways"
+    lines.append(f"* chosen by the honest estimate among the {among}: {label(chosen)}")
     if track.metric == "pearson":
         lines.append("  (Pearson track: an affine rescale would change nothing, so none is fit)")
     lines.append(f"{'weights':<30}" + "".join(f"{t:>10}" for t in short))
