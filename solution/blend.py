@@ -378,9 +378,9 @@ def choose(fits: list[Fit], equal: bool = False) -> Fit:
     estimate; with `equal`, the best equal-weight way; with one run, that run. On a tie the
     simpler one (listed first) wins. Equal weights are scored for the table but never chosen
     unaided: on the tune releases their honest estimate ran ahead of the fitted ways' while on
-    held-back test they trailed (bench/README, "How the blend is chosen"), because each run's
-    out-of-fold predictions come from one fold's model, whose noise an average of runs cancels,
-    while its test predictions are already averaged over the folds. The winner's honest score
+    held-back test they trailed (bench/README, "How the blend is chosen"), plausibly because a
+    run's out-of-fold predictions come from one fold's model, whose noise an average of runs
+    cancels, while its test predictions are already averaged over the folds. The winner's honest score
     carries this choice among a handful of ways, so it is a little optimistic; the weights
     themselves never saw the fold they are scored on."""
     wanted = [f for f in fits if (f.method != "fitted") == equal]
