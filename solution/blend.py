@@ -380,9 +380,9 @@ def choose(fits: list[Fit], equal: bool = False) -> Fit:
     unaided: on the tune releases their honest estimate ran ahead of the fitted ways' while on
     held-back test they trailed (bench/README, "How the blend is chosen"), plausibly because a
     run's out-of-fold predictions come from one fold's model, whose noise an average of runs
-    cancels, while its test predictions are already averaged over the folds. The winner's honest score
-    carries this choice among a handful of ways, so it is a little optimistic; the weights
-    themselves never saw the fold they are scored on."""
+    cancels, while its test predictions are already averaged over the folds. The winner's
+    honest score carries this choice among a handful of ways, so it is a little optimistic;
+    the weights themselves never saw the fold they are scored on."""
     wanted = [f for f in fits if (f.method != "fitted") == equal]
     return max(wanted or fits, key=lambda f: f.honest["mean"])
 

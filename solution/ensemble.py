@@ -106,8 +106,9 @@ def format_table(track: Track, runs, singles: dict, fits: list[Fit], chosen: Fit
         mark = " *" if fit is chosen else "  "
         lines.append(f"{label(fit) + mark:<30}{fit.in_sample['mean']:>10.4f}{fit.honest['mean']:>10.4f}"
                      + "".join(f"{v:>10.4f}" for v in fit.honest["per_dim"].values()))
-    among = "equal-weight ways (--equal)" if chosen.method == "equal" else "fitted ways"
-    lines.append(f"* chosen by the honest estimate among the {among}: {label(chosen)}")
+    among = {"equal": "among the equal-weight ways (--equal)", "fitted": "among the fitted ways",
+             "single": "(the only way)"}[chosen.method]
+    lines.append(f"* chosen by the honest estimate {among}: {label(chosen)}")
     if track.metric == "pearson":
         lines.append("  (Pearson track: an affine rescale would change nothing, so none is fit)")
     lines.append(f"{'weights':<30}" + "".join(f"{t:>10}" for t in short))
