@@ -47,8 +47,9 @@ from _common import ROOT, emit, machine_info, progress  # noqa: E402
 
 KINDS = ("emi-media", "emi-features", "va")
 # Seeds per kind and panel: tune and report never share one.
-PANELS = {"tune": {"emi-media": [101, 102], "emi-features": [201, 202], "va": [301, 302]},
-          "report": {"emi-media": [111, 112, 113], "emi-features": [211, 212, 213], "va": [311, 312, 313]}}
+PANELS = {"tune": {"emi-media": [101, 102, 111, 112, 113], "emi-features": [201, 202, 211, 212, 213],
+                   "va": [301, 302, 311, 312, 313]},
+          "report": {"emi-media": [121, 122, 123], "emi-features": [221, 222, 223], "va": [321, 322, 323]}}
 DEFAULT_MODELS, BASELINE = "dual_stage,foalnet,rcma", "linear"
 
 

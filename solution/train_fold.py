@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from solution import checkpoints, distributed, fileio
+from solution import checkpoints, distributed, fileio, provenance
 from solution.config import TrainConfig, resolve_settings, settings_help
 from solution.data import Normalizer, VideoStore, cue_slices, loader, to_device, training_pieces
 from solution.errors import DataError
@@ -123,6 +123,7 @@ class Fold:
     task_loss: object = None
     autocast: object = None
     scale_gradients: bool = False
+    cpu_here: float = 0.0  # CPU seconds of the seeds trained by this process (the rest were read from disk)
 
 
 def open_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: TrainConfig, model_cfg: dict,
@@ -225,7 +226,8 @@ def run_seed(job: Fold, seed_index: int) -> dict | None:
     if refitted is None or chosen is None:
         return None
     outcome = {**refitted, "best_epoch": chosen["best_epoch"], "inner_score": chosen["inner_score"],
-               "settings": seed_settings}
+               "settings": seed_settings,
+               "cpu_seconds": round(chosen.get("cpu_seconds", 0.0) + refitted.get("cpu_seconds", 0.0), 1)}
     fileio.write_pickle(files.predictions, outcome)
     return outcome
 
@@ -266,6 +268,7 @@ def train_seed(job: Fold, seed_index: int, seed_settings: dict, files: SeedFiles
                refit_epochs: int | None = None) -> dict | None:
     """One seed: its epoch chosen on its inner split, or (refit_epochs) every training video
     for that many epochs of the chosen phase."""
+    cpu_start = provenance.cpu_seconds()
     seed = start_seed(job, seed_index, seed_settings, files, refit_epochs)
     files.dir.mkdir(parents=True, exist_ok=True)
     while seed.state["phase"] < len(seed.phases):
@@ -275,8 +278,11 @@ def train_seed(job: Fold, seed_index: int, seed_settings: dict, files: SeedFiles
         return None
     held_pred, held_weights = predict(seed.model, job.store, job.held_keys, job.device)
     test_pred, _ = predict(seed.model, job.store, job.test_keys, job.device)
+    cpu = provenance.cpu_seconds() - cpu_start
+    job.cpu_here += cpu
     outcome = {"held": held_pred, "test": test_pred, "weights": held_weights, "best_epoch": int(best["epoch"]),
-               "settings": seed_settings, "inner_score": float(best["score"]) if seed.choose_keys else None}
+               "settings": seed_settings, "inner_score": float(best["score"]) if seed.choose_keys else None,
+               "cpu_seconds": round(cpu, 1)}
     fileio.write_pickle(done, outcome)
     return outcome
 
@@ -423,7 +429,12 @@ def finish_fold(job: Fold, outcomes: list[dict], seconds: float) -> dict:
                "inner_scores": [None if o["inner_score"] is None else round(o["inner_score"], 4) for o in outcomes],
                "held_score": result["mean"], "per_dim": {k: round(v, 4) for k, v in result["per_dim"].items()},
                "train_videos": len(job.train_keys), "held_videos": len(job.held_keys),
-               "test_videos": len(job.test_keys), "seconds": round(seconds, 1), "settings": job.settings}
+               "test_videos": len(job.test_keys), "seconds": round(seconds, 1),
+               # This process's CPU, with the recorded CPU of seeds an earlier process trained (a seed
+               # resumed from last.pt counts from its resumption only).
+               "cpu_seconds": round(provenance.cpu_seconds() - job.cpu_here
+                                    + sum(o.get("cpu_seconds", 0.0) for o in outcomes), 1),
+               **provenance.stamp(), "settings": job.settings}
     fileio.write_json(job.files.metrics, metrics)
     return metrics
 
