@@ -20,7 +20,9 @@
 #   GPUS           DEVICE=cuda: how many GPUs the JOBS parallel folds share, one a fold at a time
 #                  (default: the GPUs found; CUDA_VISIBLE_DEVICES, when set, lists the ones to use)
 #   SCHEME         grouped (default: K folds over train+valid) | official (train on train, score on valid)
-#   LABEL_DELAY    VA: seconds the labels lag the media; auto (default) chooses it out of fold (solution.delay)
+#   LABEL_DELAY    VA: seconds the labels lag the media; auto (default) chooses each fold's own on that
+#                  fold's training videos alone (solution.delay -> delay.json; solution.jobs --label-delays);
+#                  a number (e.g. 0.4) trains every fold with it
 #   DEVICE         cpu | cuda (default cpu); SEED: demo generator seed (default 0)
 #   FEATURE_ARGS   extra flags for solution.features, shell-quoted (e.g. "--visual 'hog,timm:resnet50?weights=/m/r50.safetensors'")
 #   TRAIN_ARGS     extra flags for every solution.train_fold run, shell-quoted
@@ -174,20 +176,23 @@ run "$PY" -m solution.features --data "$DATA_DIR" --work "$WORK_DIR" --workers "
 stage "4/8 folds ($SCHEME: $FOLDS, grouped by subject where the release says who the subjects are) -> $RELEASE_WORK"
 run "$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS" --scheme "$SCHEME" \
     ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
-DELAY_ARGS=()  # frame-level tracks: how late the annotators are, chosen out of fold unless given
+# Frame-level tracks: how late the annotators are. auto: each fold's own delay, chosen on its training
+# videos alone (nested), given to its command by solution.jobs --label-delays; else one delay for every fold.
+JOBS_DELAY_ARGS=() DELAY_ARGS=()
 if [ "$TRACK" = va ]; then
-  CHOSEN_DELAY="$LABEL_DELAY"
   if [ "$LABEL_DELAY" = auto ]; then
     run "$PY" -m solution.delay --data "$DATA_DIR" --work "$WORK_DIR" ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
-    CHOSEN_DELAY="$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["label_delay"])' "$RELEASE_WORK/delay.json")"
+    JOBS_DELAY_ARGS=(--label-delays "$RELEASE_WORK/delay.json")
+  else
+    DELAY_ARGS=(--set "label_delay=$LABEL_DELAY")
   fi
-  DELAY_ARGS=(--set "label_delay=$CHOSEN_DELAY")
 fi
 
 RUNS="$MODELS${BASELINE:+,$BASELINE}"
 stage "5/8 training $RUNS, $FOLDS folds each, $JOBS at a time"
 run "$PY" -m solution.jobs run --data "$DATA_DIR" --work "$WORK_DIR" --models "$RUNS" --folds "$FOLDS" \
-    --jobs "$JOBS" --device "$DEVICE" -- --log-every 10 ${DELAY_ARGS[@]+"${DELAY_ARGS[@]}"} \
+    --jobs "$JOBS" --device "$DEVICE" ${JOBS_DELAY_ARGS[@]+"${JOBS_DELAY_ARGS[@]}"} \
+    -- --log-every 10 ${DELAY_ARGS[@]+"${DELAY_ARGS[@]}"} \
     ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
 
 stage "6/8 the blend of $MODELS, its weights fit out of fold"

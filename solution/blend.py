@@ -9,8 +9,10 @@ scores. Both metrics of a weighted average depend on the runs only through means
 covariances, so the SLSQP objective costs runs² numbers per target whatever the release size.
 For CCC the rescale matches the labels' mean and spread (then CCC equals the blend's Pearson r;
 the least-squares map would shrink the spread by r), so weights a rescale will follow are fit
-on Pearson r. `cross_fit` is the honest estimate (each part blended with weights fit on the
-others); frame-level blends are smoothed over time by a width chosen out of fold too.
+on Pearson r. `cross_fit` is a way's honest estimate (each part blended with weights fit on
+the others); `nest` is the whole procedure's (each part blended by the way chosen, and fit,
+without it), and `nested_smoothing` chooses each part's smoothing width (frame-level tracks)
+without it too.
 docs/training.md describes the choices a user sees.
 """
 from __future__ import annotations
@@ -74,39 +76,59 @@ def smooth_over_time(values: np.ndarray, sigma_frames: float) -> np.ndarray:
     return gaussian_filter1d(np.asarray(values, np.float64), sigma_frames, axis=0, mode="nearest")
 
 
-def choose_smoothing(track: Track, blended: dict, targets: dict, part_of: dict, fps_of: dict,
-                     candidates=(0.0, 0.1, 0.2, 0.4, 0.8, 1.6)) -> tuple[float, dict, dict]:
-    """The smoothing width (sigma, seconds) with the best score on the honest out-of-fold
-    blend `blended` ({key: (frames, targets)}), chosen out of fold: (width on every part,
-    {key: smoothed with the width best on the other parts}, {width: score on every part})."""
+SMOOTHING_WIDTHS = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6)  # Gaussian sigma, seconds
+
+
+def smoothing_scores(track: Track, preds: dict, targets: dict, fps_of: dict,
+                     candidates=SMOOTHING_WIDTHS) -> dict:
+    """{width: the score of `preds` ({key: (frames, targets)}) smoothed by that width, pooled
+    over the annotated frames of the videos in `targets`}."""
     keys = sorted(targets)
-    parts = sorted({part_of[k] for k in keys})
-    rows = {}  # width -> (predictions, truth, part) of every annotated frame, pooled
+    out = {}
     for sigma in candidates:
-        preds, truth, part = [], [], []
+        rows, truth = [], []
         for key in keys:
             label = np.asarray(targets[key], np.float64)
             keep = annotated_mask(label)
-            value = smooth_over_time(blended[key], sigma * fps_of[key])[: len(label)]
-            preds.append(value[keep])
+            rows.append(smooth_over_time(preds[key], sigma * fps_of[key])[: len(label)][keep])
             truth.append(label[keep])
-            part.append(np.full(int(keep.sum()), part_of[key]))
-        rows[sigma] = tuple(map(np.concatenate, (preds, truth, part)))
+        out[sigma] = score_rows(track, np.concatenate(rows), np.concatenate(truth))["mean"]
+    return out
 
-    def score_on(sigma, mask=None):
-        p, t, _ = rows[sigma]
-        return score_rows(track, p if mask is None else p[mask], t if mask is None else t[mask])["mean"]
 
-    by_width = {sigma: score_on(sigma) for sigma in candidates}
-    best = max(candidates, key=lambda c: (round(by_width[c], 6), -c))
+def best_width(by_width: dict) -> float:
+    """The width with the best score; on a tie (to 6 decimals) the smaller one."""
+    return max(by_width, key=lambda c: (round(by_width[c], 6), -c))
+
+
+def choose_smoothing(track: Track, blended: dict, targets: dict, part_of: dict, fps_of: dict,
+                     candidates=SMOOTHING_WIDTHS) -> tuple[float, dict, dict]:
+    """The smoothing width (sigma, seconds) with the best score on the out-of-fold predictions
+    `blended` ({key: (frames, targets)}), and its honest use: (width best on every part,
+    {key: smoothed with the width best on the other parts}, {width: score on every part}).
+    Predictions that were fit to some rows (a blend's) need `nested_smoothing` instead."""
+    by_width = smoothing_scores(track, blended, targets, fps_of, candidates)
+    parts = sorted({part_of[k] for k in targets})
     honest = {}
     for held in parts:
-        others = rows[candidates[0]][2] != held
-        width = max(candidates, key=lambda c: (round(score_on(c, others), 6), -c)) if len(parts) > 1 else best
-        for key in keys:
-            if part_of[key] == held:
-                honest[key] = smooth_over_time(blended[key], width * fps_of[key])
-    return best, honest, by_width
+        others = {k: v for k, v in targets.items() if part_of[k] != held}
+        width = best_width(smoothing_scores(track, blended, others, fps_of, candidates)) if others else best_width(by_width)
+        honest.update({k: smooth_over_time(blended[k], width * fps_of[k]) for k in targets if part_of[k] == held})
+    return best_width(by_width), honest, by_width
+
+
+def nested_smoothing(track: Track, outer: dict, inner: dict, targets: dict, part_of: dict, fps_of: dict,
+                     candidates=SMOOTHING_WIDTHS) -> tuple[dict, dict]:
+    """Each part's videos of `outer` ({key: prediction made without the key's part})
+    smoothed by the width that scores best on `inner[part]` ({key: prediction of a video of
+    another part, made without that part either}): ({key: smoothed}, {part: width}). Nothing
+    the width of a part is chosen on has seen that part's labels."""
+    out, widths = {}, {}
+    for held in sorted({part_of[k] for k in targets}):
+        others = {k: targets[k] for k in inner[held]}
+        widths[held] = best_width(smoothing_scores(track, inner[held], others, fps_of, candidates))
+        out.update({k: smooth_over_time(outer[k], widths[held] * fps_of[k]) for k in targets if part_of[k] == held})
+    return out, widths
 
 
 def write_blend(path, blend: dict) -> None:
@@ -363,17 +385,17 @@ def single_scores(track: Track, stack: Stack) -> dict:
     return {run: score_rows(track, stack.preds[i], stack.truth) for i, run in enumerate(stack.runs)}
 
 
-def compare_blends(track: Track, stack: Stack, rescale: bool = True) -> list[Fit]:
+def compare_blends(track: Track, stack: Stack, rescale: bool = True, parts: dict | None = None) -> list[Fit]:
     """Equal weights and both fitted modes, each also with the rescale on CCC tracks."""
     methods = [("equal" if len(stack.runs) > 1 else "single", "shared")]
     if len(stack.runs) > 1:
         methods += [("fitted", mode) for mode in MODES]
     options = (False, True) if rescale and track.metric == "ccc" else (False,)
-    parts = part_moments(stack)
+    parts = parts or part_moments(stack)
     return [fit_blend(track, stack, mode, method, r, parts) for method, mode in methods for r in options]
 
 
-def choose(fits: list[Fit], equal: bool = False) -> Fit:
+def choose(fits: list[Fit], equal: bool = False, score=lambda fit: fit.honest["mean"]) -> Fit:
     """The fitted way (shared or per target; with or without the rescale) with the best honest
     estimate; with `equal`, the best equal-weight way; with one run, that run. On a tie the
     simpler one (listed first) wins. Equal weights are scored for the table but never chosen
@@ -382,9 +404,10 @@ def choose(fits: list[Fit], equal: bool = False) -> Fit:
     run's out-of-fold predictions come from one fold's model, whose noise an average of runs
     cancels, while its test predictions are already averaged over the folds. The winner's
     honest score carries this choice among a handful of ways, so it is a little optimistic;
-    the weights themselves never saw the fold they are scored on."""
+    the weights themselves never saw the fold they are scored on; `nest` estimates the whole
+    procedure, this choice included. `score` ranks the ways (default: their honest estimate)."""
     wanted = [f for f in fits if (f.method != "fitted") == equal]
-    return max(wanted or fits, key=lambda f: f.honest["mean"])
+    return max(wanted or fits, key=score)
 
 
 def to_blend(track: Track, runs, chosen: Fit, fits: list[Fit], singles: dict, parts: int) -> dict:
@@ -397,6 +420,7 @@ def to_blend(track: Track, runs, chosen: Fit, fits: list[Fit], singles: dict, pa
 
     scores = {"metric": track.metric, "chosen": chosen.name, "parts": parts,
               "single": {run: round(s["mean"], 6) for run, s in singles.items()},
+              "single_per_target": {run: [round(v, 6) for v in s["per_dim"].values()] for run, s in singles.items()},
               "blends": {f.name: {"in_sample": round(f.in_sample["mean"], 6), "honest": round(f.honest["mean"], 6),
                                   "honest_per_target": {k: round(v, 6) for k, v in f.honest["per_dim"].items()}}
                          for f in fits},
@@ -406,8 +430,78 @@ def to_blend(track: Track, runs, chosen: Fit, fits: list[Fit], singles: dict, pa
             "scores": scores}
 
 
+def blend_with(blend: dict, weights: np.ndarray, affine) -> dict:
+    """The saved form `blend` with other weights and rescale, unsmoothed."""
+    return {**blend, "weights": {run: weights[i].tolist() for i, run in enumerate(blend["runs"])},
+            "rescale": None if affine is None else {"scale": affine[0].tolist(), "shift": affine[1].tolist()},
+            "smooth_seconds": 0.0}
+
+
 def part_blend(blend: dict, fit: Fit, part) -> dict:
     """The saved form of what part `part`'s rows were blended with in the honest estimate."""
-    weights, affine = fit.by_part[part]
-    return {**blend, "weights": {run: weights[i].tolist() for i, run in enumerate(blend["runs"])},
-            "rescale": None if affine is None else {"scale": affine[0].tolist(), "shift": affine[1].tolist()}}
+    return blend_with(blend, *fit.by_part[part])
+
+
+# ---------------------------------------------------------------- the whole procedure, nested
+
+@dataclass
+class Nested:
+    """The blend's whole procedure estimated honestly. For each held-out part, the way is
+    chosen by a cross-fit over the other parts only (each inner part blended with weights
+    fit on neither it nor the held-out part), then fit on all other parts and applied to the
+    held-out one. Scoring every part so gives the estimate of the procedure as a user runs
+    it, the choice among the ways included."""
+    way_of: dict        # part -> the Fit chosen without that part; its by_part[part] blends the part
+    inner: dict         # part -> {inner part -> (weights, rescale)}: the chosen way fit without both
+    inner_scores: dict  # part -> {way name -> the inner cross-fit's score}
+
+
+def nest(track: Track, stack: Stack, fits: list[Fit], equal: bool = False, parts: dict | None = None) -> Nested:
+    """The way each part would get from the procedure run without it (see Nested). With only
+    two parts an inner part has nothing left to be fit on, so its ways are fit on itself (in
+    sample) to be ranked."""
+    parts = parts or part_moments(stack)
+    way_of, inner, inner_scores = {}, {}, {}
+    for held in parts:
+        others = stack.part != held
+        scores, weights_of = {}, {}
+        for fit in fits:
+            fit_on = fitter(track, fit.mode, fit.method, fit.rescale is not None)
+            rows, weights_of[fit.name] = np.empty(stack.truth.shape), {}
+            for part in parts:
+                if part == held:
+                    continue
+                rest = [m for p, m in parts.items() if p not in (held, part)]
+                weights_of[fit.name][part] = fit_on(pool(rest) if rest else parts[part])
+                rows[stack.part == part] = blend_rows(stack.preds[:, stack.part == part], *weights_of[fit.name][part])
+            scores[fit.name] = score_rows(track, rows[others], stack.truth[others])["mean"]
+        way_of[held] = choose(fits, equal, score=lambda f: scores[f.name])
+        inner[held], inner_scores[held] = weights_of[way_of[held].name], scores
+    return Nested(way_of, inner, inner_scores)
+
+
+def nested_rows(stack: Stack, nested: Nested) -> np.ndarray:
+    """(rows, targets): each part's rows blended by the way chosen and fit without it."""
+    out = np.empty(stack.truth.shape)
+    for part, fit in nested.way_of.items():
+        held = stack.part == part
+        out[held] = blend_rows(stack.preds[:, held], *fit.by_part[part])
+    return out
+
+
+def nested_predictions(blend: dict, nested: Nested, preds_by_run: dict, part_of: dict, track: Track) -> tuple[dict, dict]:
+    """Per video, unsmoothed: ({key: its part's nested blend}, {part: {key of another part:
+    that part's inner blend}}): what `nested_smoothing` chooses each part's width from."""
+    def apply(saved, keys):
+        return apply_blend(saved, {r: {k: preds_by_run[r][k] for k in keys} for r in blend["runs"]}, track.low, track.high)
+
+    keys_of = {}
+    for key, part in part_of.items():
+        keys_of.setdefault(part, []).append(key)
+    outer, inner = {}, {}
+    for held, fit in nested.way_of.items():
+        outer.update(apply(part_blend(blend, fit, held), keys_of[held]))
+        inner[held] = {}
+        for part, weights in nested.inner[held].items():
+            inner[held].update(apply(blend_with(blend, *weights), keys_of[part]))
+    return outer, inner

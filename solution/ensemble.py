@@ -19,16 +19,24 @@ the other folds only, and all folds are scored together. The table shows each ru
 equal weights, and both fitted modes, in-sample and honest (with and without the rescale on
 CCC tracks). The blend used is the fitted mode, with or without the rescale, whose honest
 estimate is best (--equal: equal weights; they are shown, never chosen unaided, see
-docs/training.md); no test label is ever read. Its weights are then
-fit on every out-of-fold row. With one run the blend is that run, weight 1. Frame-level
-tracks (VA): the blend is then smoothed over time per video, with a width chosen out of fold
-as well (the table lists every width's score; `smooth_seconds` in blend.json).
+docs/training.md); no test label is ever read. Its weights are then fit on every
+out-of-fold row. With one run the blend is that run, weight 1. Frame-level tracks (VA): the
+blend is then smoothed over time per video, by the width that scores best on the chosen
+way's honest blend (the table lists every width's score; `smooth_seconds` in blend.json).
+
+The best of several honest estimates is itself optimistic, so the score reported for the
+blend is that of the whole procedure, nested: for each fold, the way is chosen by a
+cross-fit over the other folds only, fit on them, applied to the fold, and (VA) smoothed by
+the width that scores best on what the same procedure predicts for the other folds. No
+choice that shapes a fold's predictions has seen its labels. On VA each run alone is scored
+the same way (its rescale and smoothing chosen out of fold), so the table compares a run
+and the blend as each would be submitted.
 
 Writes to WORK/<track>-<fingerprint>/predictions/ (or --out): blend.json (solution/blend.py
 gives the format; solution.predict applies it to new data), test predictions (the blend of
-the fold-averaged test predictions), and oof predictions, the blend's own out-of-fold
-predictions (each fold blended without its labels), so scoring them gives the honest
-estimate; oof.csv/test.csv for EMI, oof.txt/test.txt for VA. --zip NAME also writes the
+the fold-averaged test predictions), and oof predictions, the procedure's own out-of-fold
+predictions (each fold blended as the procedure does without its labels), so scoring them
+gives the nested estimate; oof.csv/test.csv for EMI, oof.txt/test.txt for VA. --zip NAME also writes the
 submission zip through solution.submission and validates it.
 
 The test predictions average the folds' models, so their spread is somewhat smaller than
@@ -38,13 +46,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from solution import submission
-from solution.blend import (Fit, apply_blend, choose, choose_smoothing, compare_blends, holdout_parts, part_blend,
-                            single_scores, stack_predictions, to_blend, write_blend)
+from solution.blend import (Fit, Nested, apply_blend, best_width, choose, compare_blends, holdout_parts, nest,
+                            nested_predictions, nested_smoothing, part_blend, part_moments, single_scores,
+                            smoothing_scores, stack_predictions, to_blend, write_blend)
 from solution.errors import DataError
 from solution.inference import run_predictions
 from solution.layouts import open_release
@@ -95,13 +105,66 @@ def label(fit: Fit) -> str:
     return name[fit.method] + (" + rescale" if fit.rescale is not None else "")
 
 
-def format_table(track: Track, runs, singles: dict, fits: list[Fit], chosen: Fit) -> str:
+@dataclass
+class Procedure:
+    """One blend made as solution.ensemble makes it, and its honest estimate."""
+    blend: dict        # the saved form (blend.json), without the test predictions
+    oof: dict          # {key: the procedure's prediction made without the key's part}
+    fits: list         # every way, fit on every part, with its own honest estimate
+    chosen: Fit        # the way used on the test set
+    nested: Nested     # the way each part got from the procedure run without it
+    singles: dict      # {run: its score alone, as trained}
+    score: dict        # the score of `oof`: the whole procedure's honest estimate
+
+
+def blend_procedure(track: Track, oof_by_run: dict, targets: dict, part_of: dict, fps_of: dict | None = None,
+                    equal: bool = False, rescale: bool = True) -> Procedure:
+    """Choose the way (and on frame-level tracks the smoothing) on the out-of-fold predictions,
+    fit it on every part; and the same procedure run without each part in turn, applied to
+    that part (blend.nest, blend.nested_smoothing), so its score is the honest estimate of
+    everything chosen here."""
+    runs = list(oof_by_run)
+    stack = stack_predictions(track, oof_by_run, targets, part_of)
+    parts = part_moments(stack)
+    fits = compare_blends(track, stack, rescale=rescale, parts=parts)
+    chosen = choose(fits, equal=equal)
+    nested = nest(track, stack, fits, equal, parts)
+    singles = single_scores(track, stack)
+    blend = to_blend(track, runs, chosen, fits, singles, len(chosen.by_part))
+    oof, inner = nested_predictions(blend, nested, oof_by_run, part_of, track)
+    scores = blend["scores"]
+    scores["nested"] = {"way_by_part": {str(p): f.name for p, f in nested.way_of.items()},
+                        "inner_scores": {str(p): {w: round(v, 6) for w, v in ways.items()}
+                                         for p, ways in nested.inner_scores.items()}}
+    if track.level == "frame":
+        # The width the test set gets is chosen on the chosen way's honest blend; each part's
+        # own is chosen on what the procedure without it predicts for the other parts.
+        honest = {}
+        for part in chosen.by_part:
+            held = [k for k in targets if part_of[k] == part]
+            honest.update(apply_blend(part_blend(blend, chosen, part), {r: {k: oof_by_run[r][k] for k in held} for r in runs},
+                                      track.low, track.high))
+        by_width = smoothing_scores(track, honest, targets, fps_of)
+        blend["smooth_seconds"] = best_width(by_width)
+        oof, widths = nested_smoothing(track, oof, inner, targets, part_of, fps_of)
+        scores["smoothing"] = {"by_sigma": {f"{w:g}": round(v, 6) for w, v in by_width.items()},
+                               "by_part": {str(p): w for p, w in widths.items()}}
+    score = score_predictions(track, oof, targets)
+    scores["nested"].update(score=round(score["mean"], 6), per_target={k: round(v, 6) for k, v in score["per_dim"].items()})
+    return Procedure(blend, oof, fits, chosen, nested, {r: s["mean"] for r, s in singles.items()}, score)
+
+
+def format_table(track: Track, procedure: Procedure, alone: dict | None = None) -> str:
+    """The ways, their scores and the chosen weights; `alone` ({run: Procedure of that run
+    alone}) adds each run as it would be submitted alone (rescale and smoothing chosen out of
+    fold, as for the blend)."""
+    runs, fits, chosen, blend = procedure.blend["runs"], procedure.fits, procedure.chosen, procedure.blend
     short = [t[:9] for t in track.targets]
     lines = [f"{'blend (' + track.metric + ')':<30}{'in-sample':>10}{'honest':>10}  honest per target",
              f"{'':<50}" + "".join(f"{t:>10}" for t in short)]
-    for run, result in singles.items():
-        lines.append(f"{run + ' alone':<30}{result['mean']:>10.4f}{result['mean']:>10.4f}"
-                     + "".join(f"{v:>10.4f}" for v in result["per_dim"].values()))
+    for run, score in procedure.singles.items():
+        per_dim = blend["scores"]["single_per_target"][run]
+        lines.append(f"{run + ' alone':<30}{score:>10.4f}{score:>10.4f}" + "".join(f"{v:>10.4f}" for v in per_dim))
     for fit in fits:
         mark = " *" if fit is chosen else "  "
         lines.append(f"{label(fit) + mark:<30}{fit.in_sample['mean']:>10.4f}{fit.honest['mean']:>10.4f}"
@@ -117,11 +180,24 @@ def format_table(track: Track, runs, singles: dict, fits: list[Fit], chosen: Fit
     if chosen.rescale is not None:
         lines.append(f"{'rescale: scale':<30}" + "".join(f"{a:>10.3f}" for a in chosen.rescale[0]))
         lines.append(f"{'         shift':<30}" + "".join(f"{b:>10.3f}" for b in chosen.rescale[1]))
+    smoothing = blend["scores"].get("smoothing")
+    if smoothing:
+        lines.append("smoothing over time (Gaussian sigma, s; the chosen way's honest blend): "
+                     + ", ".join(f"{w} {v:.4f}" for w, v in smoothing["by_sigma"].items())
+                     + f"\n* chosen: sigma {blend['smooth_seconds']:g} s")
+    ways = ", ".join(f"{p}: {w}" for p, w in blend["scores"]["nested"]["way_by_part"].items())
+    widths = ("; smoothing " + ", ".join(f"{p}: {w:g} s" for p, w in smoothing["by_part"].items())) if smoothing else ""
+    lines.append(f"the whole procedure, honest (each part blended by what it chooses without that part: {ways}{widths}): "
+                 f"{track.metric} {procedure.score['mean']:.4f}")
+    for run, alone_run in (alone or {}).items():
+        lines.append(f"  {run} alone as submitted alone (its rescale and smoothing chosen the same way): "
+                     f"{track.metric} {alone_run.score['mean']:.4f}")
     return "\n".join(lines)
 
 
 def blend_runs(data, rw: ReleaseWork, runs: list[str], equal: bool = False, rescale: bool = True):
-    """Fit, choose and apply the blend: (blend dict, honest oof predictions, test predictions, table text)."""
+    """Fit, choose and apply the blend: (blend dict, its honest oof predictions, test
+    predictions, table text)."""
     if len(set(runs)) != len(runs):
         raise DataError(f"a run is named twice in {runs}")
     track = rw.track
@@ -130,30 +206,19 @@ def blend_runs(data, rw: ReleaseWork, runs: list[str], equal: bool = False, resc
     part_of = holdout_of(rw, keys)
     release = open_release(track, data)
     targets = {k: release.video_targets(k) for k in keys}
-    stack = stack_predictions(track, oof_by_run, targets, part_of)
-    fits = compare_blends(track, stack, rescale=rescale)
-    chosen = choose(fits, equal=equal)
-    singles = single_scores(track, stack)
-    blend = to_blend(track, runs, chosen, fits, singles, len(chosen.by_part))
-    oof = {}
-    for part in chosen.by_part:
-        held = [k for k in keys if part_of[k] == part]
-        oof.update(apply_blend(part_blend(blend, chosen, part), {r: {k: oof_by_run[r][k] for k in held} for r in runs},
-                               track.low, track.high))
-    table = format_table(track, runs, singles, fits, chosen)
     fps_of = None
     if track.level == "frame":
         fps_of = {k: release.video_fps(k) for k in sorted(set(keys) | set(test_by_run[runs[0]]))}
-        width, oof, by_width = choose_smoothing(track, oof, targets, part_of, fps_of)
-        honest = score_predictions(track, oof, targets)["mean"]
-        blend["smooth_seconds"] = width
-        blend["scores"]["smoothing"] = {"by_sigma": {f"{w:g}": round(v, 6) for w, v in by_width.items()},
-                                        "honest": round(honest, 6)}
-        table += ("\nsmoothing over time (Gaussian sigma, s): "
-                  + ", ".join(f"{w:g} {v:.4f}" for w, v in by_width.items())
-                  + f"\n* chosen out of fold: sigma {width:g} s; honest {track.metric} of the smoothed blend {honest:.4f}")
+    procedure = blend_procedure(track, oof_by_run, targets, part_of, fps_of, equal, rescale)
+    # Frame-level runs alone get their rescale and smoothing chosen as the blend's are, so a
+    # run and the blend are compared as each would be submitted.
+    alone = ({run: blend_procedure(track, {run: oof_by_run[run]}, targets, part_of, fps_of, rescale=rescale)
+              for run in runs} if track.level == "frame" and len(runs) > 1 else None)
+    blend = procedure.blend
+    if alone:
+        blend["scores"]["alone_nested"] = {run: round(p.score["mean"], 6) for run, p in alone.items()}
     test = apply_blend(blend, test_by_run, track.low, track.high, fps_of)
-    return blend, oof, test, table
+    return blend, procedure.oof, test, format_table(track, procedure, alone)
 
 
 def main(argv=None) -> int:

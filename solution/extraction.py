@@ -254,8 +254,8 @@ def _organizer(plan, job: Job, specs) -> list[tuple]:
         path = src.organizer.get(extractors[spec].argument)
         if path is None:
             raise FileNotFoundError(f"no {extractors[spec].argument} pickle for this video")
-        feats = extractors[spec](path)
-        rate = len(feats) / duration if duration else None
+        feats, stated = extractors[spec](path)  # a rate the pickle states wins over the video's duration
+        rate = stated or (len(feats) / duration if duration else None)
         times = (np.arange(len(feats)) / rate if rate else np.arange(len(feats))).astype(np.float32)
         return Entry(feats, times, np.ones(len(feats), np.float32), {"missing": 0.0}, rate, source=str(path))
 

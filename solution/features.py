@@ -21,6 +21,11 @@ solution.layouts.read_transcript) is one embedding per word or ASR chunk, the ro
 their starts and `ends` their ends (see solution/cache.py); a malformed one is a recorded
 failure naming the file. `--asr` transcribes videos without a transcript with word
 timestamps, and saves each as WORK/transcripts/<id>.txt and .json.
+
+Organizer-style folders (`<folder>/<id>.pkl`, cached as organizer:<folder>): `--organizer auto`
+takes the organizers' vit/ and wav2vec2/; the synthetic generator's clean latent streams
+(latent_face/, latent_voice/, EMI and VA; solution.synth latents=true) only when named, e.g.
+`--visual none --audio none --text none --organizer latent_face,latent_voice`.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ from solution.config import apply_stage_config
 from solution.extraction import Plan, run
 from solution.extractors import REGISTRY, parse_spec
 from solution.faces import DETECTORS, resolve_detector
-from solution.layouts import DataError, VideoSources, detect_track, release_videos
+from solution.layouts import ORGANIZER_FOLDERS, DataError, VideoSources, detect_track, release_videos
 from solution.listing import add_test_listing_option, export_listing
 
 log = logging.getLogger("features")
@@ -67,7 +72,8 @@ def choose_specs(args, sources: list[VideoSources]) -> dict:
                 continue
             value = DEFAULTS[modality]
         specs[modality] = [] if value == "none" else [s for s in value.split(",") if s]
-    kinds = sorted({k for s in sources for k in s.organizer})
+    # auto: the organizers' folders present; the generator's latent streams only when named.
+    kinds = sorted({k for s in sources for k in s.organizer if k in ORGANIZER_FOLDERS})
     value = args.organizer
     if value == "auto":
         specs["organizer"] = [f"organizer:{k}" for k in kinds]
@@ -91,7 +97,10 @@ def main(argv=None) -> int:
     parser.add_argument("--visual", help=f"comma list of visual extractors, or none (default {DEFAULTS['visual']})")
     parser.add_argument("--audio", help=f"comma list of audio extractors, or none (default {DEFAULTS['audio']})")
     parser.add_argument("--text", help=f"comma list of text extractors, or none (default {DEFAULTS['text']})")
-    parser.add_argument("--organizer", default="auto", help="organizer feature folders to cache (auto: all present; none)")
+    parser.add_argument("--organizer", default="auto",
+                        help="comma list of organizer-style feature folders to cache, e.g. latent_face,latent_voice "
+                             "(the generator's clean latent streams); auto: the organizers' vit and wav2vec2 when "
+                             "present (default); none")
     parser.add_argument("--fps", type=float, default=5.0, help="face frames sampled per second")
     parser.add_argument("--face", choices=DETECTORS, default="auto", help="face detector (see solution/faces.py)")
     parser.add_argument("--face-size", type=int, default=112, help="face crop side in pixels")

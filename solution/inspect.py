@@ -7,7 +7,8 @@
 
 Says what the stages will read: the track found; each split with its counts; the media of
 each kind (video, audio, face crops, transcripts) present and missing; the organizers'
-features (vit/, wav2vec2/) with their widths (from the first pickle of each folder); the test
+features (vit/, wav2vec2/; and the generator's latent_face/, latent_voice/) with their widths
+(from the first pickle of each folder); the test
 listing found and where; for VA, each video's frame count (from its container header: a
 probe of milliseconds, no decoding) against its annotation's lines, or the test listing's
 frames; and every problem, with the file that has it. It reads no media beyond the headers,
@@ -201,12 +202,12 @@ def _emi_media(found: Inspection, data: Path, files: dict, every: list[int]) -> 
 
 
 def _emi_organizer(found: Inspection, data: Path, files: dict, every: list[int]) -> dict:
-    """The organizers' vit/ and wav2vec2/ folders that exist: their pickles present and missing
-    among `every` video, and their width."""
-    from solution.layouts import EMI_KINDS, emi_key, load_feature_pickle
+    """The organizers' vit/ and wav2vec2/ folders (and the generator's latent_face/ and
+    latent_voice/) that exist: their pickles present and missing among `every` video, and their width."""
+    from solution.layouts import EMI_KINDS, LATENT_FOLDERS, ORGANIZER_FOLDERS, emi_key, load_feature_pickle
 
     organizer = {}
-    for kind in ("vit", "wav2vec2"):
+    for kind in ORGANIZER_FOLDERS + LATENT_FOLDERS:
         folder = data / EMI_KINDS[kind][0]
         table = files.get(kind, {})
         if not folder.is_dir():
@@ -287,8 +288,36 @@ def inspect_va(found: Inspection, data: Path, folds: int | None) -> None:
     spare = sorted(set(release._video_files) - {release.video_path(v).stem for v in where if release.video_path(v)})
     if spare:
         found.add("note", data, f"{len(spare)} video file(s) under batch*/ in no split, ignored ({_some(spare)})")
-    found.facts["organizer"] = {}
+    found.facts["organizer"] = _va_organizer(found, data, release, sorted(where))
     _metadata_and_groups(found, release, data, labelled, folds, per="recording")
+
+
+def _va_organizer(found: Inspection, data: Path, release, videos: list[str]) -> dict:
+    """The organizer-style folders a VA release can hold (the generator's latent_face/ and
+    latent_voice/; Aff-Wild2 has none): their pickles present and missing, and their width."""
+    from solution.layouts import LATENT_FOLDERS, load_feature_pickle
+
+    organizer = {}
+    for kind in LATENT_FOLDERS:
+        folder = data / kind
+        if not folder.is_dir():
+            continue
+        table = {v: p for v in videos if (p := release.organizer_paths(v).get(kind)) is not None}
+        missing = [v for v in videos if v not in table]
+        fact = {"folder": str(folder), "files": len(list(folder.glob("*.pkl"))), "present": len(table),
+                "missing": len(missing), "missing_ids": missing, "width": None, "read": None}
+        for path in sorted(table.values())[:3]:  # the first readable pickle gives the width
+            try:
+                array = load_feature_pickle(path)
+            except DataError as exc:
+                found.error_from(exc, path, level="warning")
+                continue
+            fact.update(width=int(array.shape[1]), read=str(path), frames=int(array.shape[0]))
+            break
+        if missing and table:
+            found.add("warning", folder, f"{len(missing)} of {len(videos)} video(s) have no {kind} pickle ({_some(missing)})")
+        organizer[kind] = fact
+    return organizer
 
 
 def _va_labelled_splits(found: Inspection, release, data: Path) -> dict[str, list[str]]:
@@ -609,7 +638,7 @@ def summary(found: Inspection, all_videos: bool = False) -> str:
             lines.append("  organizer features  none" + (" (not in this layout)" if track == "va" else ""))
         for kind, fact in organizer.items():
             width = f"width {fact['width']} (read {_rel(fact['read'], data)})" if fact["width"] else "width unknown"
-            lines.append(f"  organizer {kind:<10}{fact['files']} pickles, {fact['present']} present, "
+            lines.append(f"  organizer {(kind + ' '):<10}{fact['files']} pickles, {fact['present']} present, "
                          f"{fact['missing']} missing; {width}")
     meta = facts.get("metadata")
     if meta:

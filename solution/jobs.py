@@ -12,6 +12,12 @@ makes it, and the features, before any fold is trained). Data and work paths are
 absolute and the interpreter is this one, so the commands run from any folder of a machine
 that sees the same files (with the checkout on PYTHONPATH, or from the checkout).
 
+--label-delays FILE (frame-level tracks): solution.delay's delay.json; fold k's command gets
+`--set label_delay=<d_k>`, d_k being FILE's by_fold entry for fold k, the delay chosen on
+fold k's training videos alone (run_all.sh passes it with LABEL_DELAY=auto). A FILE that is
+missing or damaged, a planned fold it has no delay for, or a `--set label_delay` after `--`
+as well, is an error; one delay for every fold is `-- --set label_delay=0.4` instead.
+
 list: one shell-quoted command per line, models in the given order and folds in order, for
 any scheduler (GNU parallel, a cluster's array jobs, a notebook loop).
 
@@ -125,6 +131,43 @@ def planned_folds(rw, data, folds: int | None) -> list[int]:
     return list(range(folds))
 
 
+def set_keys(extra: list[str]) -> list[str]:
+    """The setting names of the `--set KEY=VALUE` (or `--set=KEY=VALUE`) flags among train_fold flags."""
+    values = [extra[i + 1] for i, token in enumerate(extra[:-1]) if token == "--set"]
+    values += [token.split("=", 1)[1] for token in extra if token.startswith("--set=")]
+    return [value.partition("=")[0].strip() for value in values]
+
+
+def read_label_delays(path: Path, folds: list[int], extra: list[str]) -> dict[int, float]:
+    """--label-delays FILE -> {fold: label delay} for every planned fold, from FILE's by_fold
+    (solution.delay's delay.json: each fold's delay chosen on its training videos alone)."""
+    from solution import fileio
+
+    if any(key in ("label_delay", "train.label_delay") for key in set_keys(extra)):
+        raise DataError(f"--label-delays {path} and --set label_delay after --: both were given; give one "
+                        "(each fold its own delay from the file, or the --set delay for every fold)")
+    if not Path(path).is_file():
+        raise DataError(f"--label-delays {path}: no such file; python -m solution.delay writes it "
+                        "(WORK/<track>-<fingerprint>/delay.json)")
+    info = fileio.read_json(path, "label delay file", "run python -m solution.delay again")
+    by_fold = info.get("by_fold") if isinstance(info, dict) else None
+    if not isinstance(by_fold, dict):
+        raise DataError(f"{path}: no by_fold table (fold -> label delay), damaged or written by an older "
+                        "solution.delay; run python -m solution.delay again")
+    missing = [k for k in folds if str(k) not in by_fold]
+    if missing:
+        raise DataError(f"{path}: no label delay for fold(s) {missing} (it has fold(s) {', '.join(sorted(by_fold))}); "
+                        "run python -m solution.delay again on this fold file")
+    delays = {}
+    for k in folds:
+        value = by_fold[str(k)]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise DataError(f"{path}: fold {k}'s label delay {value!r} is not a number of seconds >= 0; "
+                            "run python -m solution.delay again")
+        delays[k] = float(value)
+    return delays
+
+
 def fold_command(python: str, model: str, fold: int, data: Path, work: Path, device: str | None,
                  threads: int | None, gpus_per_fold: int, extra: list[str]) -> tuple:
     head = [python]
@@ -161,8 +204,13 @@ def plan(args, extra: list[str], threads: int | None) -> tuple[list[Job], object
     folds = planned_folds(rw, data, args.folds)
     if not folds:
         raise DataError(f"{rw.folds_csv}: no fold to train")
-    jobs = [Job(m, k, fold_command(args.python, m, k, data, work, args.device, threads, args.gpus_per_fold, extra),
-                rw.fold(m, k))
+    delays = read_label_delays(args.label_delays, folds, extra) if args.label_delays else {}
+
+    def own_extra(k: int) -> list[str]:
+        return extra + (["--set", f"label_delay={delays[k]}"] if k in delays else [])
+
+    jobs = [Job(m, k, fold_command(args.python, m, k, data, work, args.device, threads, args.gpus_per_fold,
+                                   own_extra(k)), rw.fold(m, k))
             for m in models for k in folds]
     return jobs, rw, data, work
 
@@ -570,6 +618,9 @@ def _parser() -> argparse.ArgumentParser:
                         "or cuda with --gpus-per-fold")
     common.add_argument("--gpus-per-fold", type=int, default=0, metavar="G",
                         help="GPUs per fold; more than 1 trains each fold with torchrun on G processes")
+    common.add_argument("--label-delays", type=Path, metavar="FILE",
+                        help="solution.delay's delay.json: fold k is trained with --set label_delay=<its by_fold "
+                        "delay>, chosen on its training videos alone (not with --set label_delay after --)")
     common.add_argument("--python", default=sys.executable, help="the interpreter of the commands (default: this one)")
     add_test_listing_option(common)
     after = " Flags after -- go to every python -m solution.train_fold (e.g. -- --config run.toml --set epochs=30)."

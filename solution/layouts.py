@@ -4,7 +4,10 @@ The synthetic generator writes these same layouts, so one set of readers serves 
 demo data and a user's real release. Every malformed input raises DataError with the file
 and the problem. Accepted variants (the real layouts are only partly documented):
 ids zero-padded or not, `.mp3` or `.wav` audio, organizer pickles holding numpy arrays,
-lists, or a dict with one array. Transcripts are plain text (`<id>.txt`) or, with word
+lists, or a dict with one array (and optionally `fps`, the rate of its rows: read_feature_pickle).
+Organizer folders: the organizers' vit/ and wav2vec2/ (EMI), and the synthetic generator's
+clean latent streams latent_face/ and latent_voice/ (EMI and VA; ORGANIZER_FOLDERS,
+LATENT_FOLDERS). Transcripts are plain text (`<id>.txt`) or, with word
 times, ASR JSON (`<id>.json`, see `read_transcript`).
 
 Test listings: VA reads this project's `test_set.csv` (video,frames) or the organizers'
@@ -189,7 +192,21 @@ def coerce_feature_array(obj, source) -> np.ndarray:
     return array
 
 
-def load_feature_pickle(path) -> np.ndarray:
+def stated_fps(obj, source) -> float | None:
+    """The frame rate an organizer pickle states for its rows: a dict's `fps` (a positive
+    number of rows a second, row k at k / fps seconds), else None (the rate is then taken
+    from the video's duration, or the folder's known rate: solution.data.entry_times)."""
+    if not isinstance(obj, dict) or "fps" not in obj:
+        return None
+    fps = obj["fps"]
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(fps)) or float(fps) <= 0:
+        raise DataError(f"{source}: 'fps' must be a positive number of rows a second, got {fps!r}")
+    return float(fps)
+
+
+def read_feature_pickle(path) -> tuple[np.ndarray, float | None]:
+    """An organizer pickle -> (float32 (frames, dim), the rate it states or None)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: feature file not found")
@@ -198,7 +215,11 @@ def load_feature_pickle(path) -> np.ndarray:
             obj = pickle.load(handle)
     except Exception as exc:  # a truncated or foreign pickle can raise almost anything
         raise DataError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from exc
-    return coerce_feature_array(obj, path)
+    return coerce_feature_array(obj, path), stated_fps(obj, path)
+
+
+def load_feature_pickle(path) -> np.ndarray:
+    return read_feature_pickle(path)[0]
 
 
 # Folder and accepted extensions of each per-video file kind in the EMI release.
@@ -209,7 +230,15 @@ EMI_KINDS = {
     "timed_transcript": ("transcripts", (".json",)),   # ASR output with word times (read_transcript)
     "vit": ("vit", (".pkl",)),
     "wav2vec2": ("wav2vec2", (".pkl",)),
+    "latent_face": ("latent_face", (".pkl",)),
+    "latent_voice": ("latent_voice", (".pkl",)),
 }
+# Organizer-style feature folders (`<folder>/<video>.pkl`, read by the extractor organizer:<folder>).
+# The organizers' own: cached by default when present (python -m solution.features --organizer auto).
+ORGANIZER_FOLDERS = ("vit", "wav2vec2")
+# The synthetic generator's clean latent streams (solution.synth, latents=true), in EMI and VA
+# releases: read only when named (--organizer latent_face,latent_voice), never by default.
+LATENT_FOLDERS = ("latent_face", "latent_voice")
 
 
 # Names of the EMI test listing looked for at the release root, in this order (the organizers'
@@ -295,6 +324,11 @@ class EmiRelease:
                    "videos are those with media or features but no label", self.root, ", ".join(EMI_TEST_NAMES),
                    TEST_LISTING_ENV)
         return sorted(seen - labelled)
+
+    def organizer_paths(self, vid: int) -> dict[str, Path]:
+        """{folder: pickle} of the video's organizer-style features (ORGANIZER_FOLDERS and
+        LATENT_FOLDERS) that the release has."""
+        return {k: p for k in ORGANIZER_FOLDERS + LATENT_FOLDERS if (p := self.path(k, vid)) is not None}
 
     def load_feature(self, kind: str, vid: int) -> np.ndarray:
         path = self.path(kind, vid)
@@ -916,6 +950,17 @@ class VaRelease:
     def frames_dir(self, video: str) -> Path:
         return self.root / "cropped_aligned" / video
 
+    @cached_property
+    def _organizer_files(self) -> dict[str, dict[str, Path]]:
+        """folder -> {video: pickle} of the organizer-style folders an Aff-Wild2 release can hold
+        (the generator's LATENT_FOLDERS; Aff-Wild2 itself has none), each listed once."""
+        return {kind: {p.stem: p for p in sorted((self.root / kind).glob("*.pkl"))}
+                for kind in LATENT_FOLDERS if (self.root / kind).is_dir()}
+
+    def organizer_paths(self, video: str) -> dict[str, Path]:
+        """{folder: pickle} of the video's organizer-style features (`<folder>/<video>.pkl`)."""
+        return {k: table[video] for k, table in self._organizer_files.items() if video in table}
+
     def face_frames(self, video: str, frames: int) -> np.ndarray | None:
         """(frames,) bool: which frames have a face crop (`<frame:05d>.jpg`, 1-based); None
         when the release has no crops folder for the video."""
@@ -1092,17 +1137,16 @@ def release_videos(track: str, data, test_listing=None) -> list[VideoSources]:
         labelled = release.labelled()
         splits = {**{int(v): s for v, s in labelled["split"].items()}, **dict.fromkeys(release.test_ids(), "test")}
         for vid, split in sorted(splits.items()):
-            video = release.path("video", vid)
-            organizer = {k: p for k in ("vit", "wav2vec2") if (p := release.path(k, vid)) is not None}
-            out.append(VideoSources(emi_key(vid), split, video, release.path("audio", vid),
-                                    release.transcript_path(vid), None, organizer))
+            out.append(VideoSources(emi_key(vid), split, release.path("video", vid), release.path("audio", vid),
+                                    release.transcript_path(vid), None, release.organizer_paths(vid)))
         return out
     release = VaRelease(data, test_listing=test_listing)
     for split in ("train", "valid", "test"):
         for name in release.videos(split):
             video = release.video_path(name)
             crops = release.frames_dir(name)
-            out.append(VideoSources(name, split, video, video, None, crops if crops.is_dir() else None))
+            out.append(VideoSources(name, split, video, video, None, crops if crops.is_dir() else None,
+                                    release.organizer_paths(name)))
     keys = [s.vid for s in out]
     if len(set(keys)) != len(keys):
         dup = sorted({k for k in keys if keys.count(k) > 1})

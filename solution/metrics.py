@@ -75,6 +75,17 @@ def ccc_per_dim(pred, target, names=None) -> np.ndarray:
     return np.where(safe, 2 * cov / np.where(safe, denom, 1.0), 0.0)
 
 
+def ccc_from_sums(n, sum_p, sum_t, sum_pp, sum_tt, sum_pt) -> np.ndarray:
+    """ccc_per_dim from running sums (count, sum of p, of t, of p^2, of t^2, of p*t; arrays
+    per column), for pools too large to keep; 0.0 where the denominator vanishes."""
+    mp, mt = np.asarray(sum_p) / n, np.asarray(sum_t) / n
+    var_p, var_t = np.asarray(sum_pp) / n - mp**2, np.asarray(sum_tt) / n - mt**2
+    cov = np.asarray(sum_pt) / n - mp * mt
+    denom = var_p + var_t + (mp - mt) ** 2
+    safe = denom > 0
+    return np.where(safe, 2 * cov / np.where(safe, denom, 1.0), 0.0)
+
+
 METRICS = {"pearson": pearson_per_dim, "ccc": ccc_per_dim}
 
 

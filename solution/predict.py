@@ -122,13 +122,13 @@ def listing_sources(track, release, keys: list[str]) -> dict[str, VideoSources]:
         transcript = getattr(release, "transcript_path", None) or (lambda vid: release.path("transcript", vid))
         for key in keys:
             vid = int(key)
-            organizer = {k: p for k in ("vit", "wav2vec2") if (p := release.path(k, vid)) is not None}
             video, audio, text = release.path("video", vid), release.path("audio", vid), transcript(vid)
-            sources[key] = VideoSources(key, "test", video, audio, text, None, organizer)
+            sources[key] = VideoSources(key, "test", video, audio, text, None, release.organizer_paths(vid))
         return sources
     for name in keys:
         video, crops = release.video_path(name), release.frames_dir(name)
-        sources[name] = VideoSources(name, "test", video, video, None, crops if crops.is_dir() else None)
+        sources[name] = VideoSources(name, "test", video, video, None, crops if crops.is_dir() else None,
+                                     release.organizer_paths(name))
     return sources
 
 

@@ -178,10 +178,13 @@ def blend_entry(rw: ReleaseWork, release, blend_dir: Path, flags, hidden) -> dic
     entry = {"dir": str(blend_dir), "runs": blend["runs"], "weights": blend["weights"], "mode": blend.get("mode"),
              "method": blend.get("method"), "rescale": blend.get("rescale"), "chosen": chosen,
              "smooth_seconds": blend.get("smooth_seconds"), "in_sample": way.get("in_sample"),
-             "honest_unsmoothed": way.get("honest") if smoothing else None,
-             # The smoothing is chosen out of fold after the weights, so its score is the final honest one.
-             "honest": smoothing.get("honest", way.get("honest")),
-             "ways": scores.get("blends", {}), "single": scores.get("single", {})}
+             "honest_way": way.get("honest"),
+             # The way, its weights and the smoothing chosen without each fold: the whole procedure's estimate.
+             "honest": scores.get("nested", {}).get("score", smoothing.get("honest", way.get("honest"))),
+             "way_by_part": scores.get("nested", {}).get("way_by_part"),
+             "smooth_by_part": smoothing.get("by_part"),
+             "ways": scores.get("blends", {}), "single": scores.get("single", {}),
+             "alone_nested": scores.get("alone_nested", {})}
     oof_path = blend_dir / prediction_filename(rw.track, "oof")
     if oof_path.is_file():
         oof = read_predictions(oof_path, rw.track)
@@ -546,15 +549,21 @@ def summary_blend(blend: dict | None, targets, blend_dir: Path) -> list[str]:
     lines = ["## Blend", ""]
     if blend is None:
         return lines + [f"No blend.json in `{blend_dir}`: run `python -m solution.ensemble` first.", ""]
-    smoothed = blend.get("honest_unsmoothed") is not None
+    smoothed = bool(blend.get("smooth_seconds"))
     lines += [f"From `{blend['dir']}/blend.json`. Chosen by the honest estimate: **{blend['chosen']}** (mode "
               f"{blend['mode']}, method {blend['method']}, rescale {'yes' if blend.get('rescale') else 'no'}"
-              + (f"; smoothed over time, Gaussian sigma {blend['smooth_seconds']:g} s" if blend.get("smooth_seconds") else "")
+              + (f"; smoothed over time, Gaussian sigma {blend['smooth_seconds']:g} s" if smoothed else "")
               + ").", ""]
-    honest = f"- honest (out-of-fold) estimate: **{cell(blend.get('honest'))}** (each fold blended with weights fit without it"
-    if smoothed:
-        honest += f", then smoothed with a width chosen without it; before smoothing {cell(blend['honest_unsmoothed'])}"
-    lines += [honest + ")", f"- in-sample: {cell(blend.get('in_sample'))} (weights fit on the very rows they are "
+    honest = (f"- honest (out-of-fold) estimate of the whole procedure: **{cell(blend.get('honest'))}** (each fold "
+              "blended by the way chosen, and fit, without it")
+    if blend.get("way_by_part"):
+        honest += ": " + ", ".join(f"fold {p} {w}" for p, w in blend["way_by_part"].items())
+    if blend.get("smooth_by_part"):
+        honest += "; then smoothed with a width chosen without it: " + ", ".join(
+            f"fold {p} {w:g} s" for p, w in blend["smooth_by_part"].items())
+    lines += [honest + ")", f"- the chosen way's own honest estimate: {cell(blend.get('honest_way'))} (its weights fit "
+              f"without each fold, but the way chosen on every fold{', before smoothing' if smoothed else ''})",
+              f"- in-sample: {cell(blend.get('in_sample'))} (weights fit on the very rows they are "
               f"scored on{', before smoothing' if smoothed else ''})"]
     if "oof" in blend:
         lines.append(f"- the saved out-of-fold predictions of the blend score {cell(blend['oof'])}")
@@ -564,6 +573,8 @@ def summary_blend(blend: dict | None, targets, blend_dir: Path) -> list[str]:
         lines += table(["rescale", *targets], [["scale", *(cell(v, 3) for v in blend["rescale"]["scale"])],
                                                 ["shift", *(cell(v, 3) for v in blend["rescale"]["shift"])]])
     ways = [[f"{run} alone", cell(v), cell(v)] for run, v in blend["single"].items()]
+    ways += [[f"{run} alone, rescale and smoothing chosen out of fold", "", cell(v)]
+             for run, v in blend.get("alone_nested", {}).items()]
     ways += [[name + (" (chosen)" if name == blend["chosen"] else ""), cell(w.get("in_sample")), cell(w.get("honest"))]
              for name, w in blend["ways"].items()]
     return lines + ["Every way of blending tried:", ""] + table(["way", "in-sample", "honest"], ways)

@@ -15,10 +15,13 @@ from pathlib import Path
 
 from solution import cache, fileio
 from solution.errors import DataError
+from solution.layouts import LATENT_FOLDERS
 
 log = logging.getLogger(__name__)
 MODALITIES = ("visual", "audio", "text")
-ORGANIZER_MODALITY = {"vit": "visual", "face": "visual", "wav2vec2": "audio", "audio": "audio"}
+ORGANIZER_MODALITY = {"vit": "visual", "face": "visual", "wav2vec2": "audio", "audio": "audio",
+                      "latent_face": "visual", "latent_voice": "audio"}  # latent_*: solution.synth latents=true
+LATENT_KINDS = LATENT_FOLDERS  # the generator's clean latent streams: never mixed in by default
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,10 @@ def stream_modality(info: dict) -> tuple[str, str]:
 
 def resolve_streams(work, sources: dict, wanted: dict | None = None) -> dict[str, list[Stream]]:
     """modality -> the cache streams that cover every video in `sources` ({key: VideoSources}).
-    `wanted` maps a modality to extractor specs (None: every cached stream). Where one spec
-    was extracted with several settings, the newest folder that covers every video is used."""
+    `wanted` maps a modality to extractor specs (None: every cached stream, except that the
+    synthetic generator's clean latent streams are never mixed in with others: they are read by
+    default only when the cache holds nothing else for these videos). Where one spec was
+    extracted with several settings, the newest folder that covers every video is used."""
     root = cache.features_root(work)
     cache.load_identities(work)
     folders = [info | {"folder": p} for p in sorted(root.glob("*/")) if (info := _folder_info(p))]
@@ -99,6 +104,14 @@ def resolve_streams(work, sources: dict, wanted: dict | None = None) -> dict[str
         streams[chosen[spec]].append(Stream(spec, chosen[spec], best["folder"], int(best["dim"]), best["modality"], kind,
                                             entry_keys))
     streams = {m: s for m, s in streams.items() if s}
+    if wanted is None:
+        kept = {m: [s for s in items if s.kind not in LATENT_KINDS] for m, items in streams.items()}
+        kept = {m: items for m, items in kept.items() if items}
+        if kept and kept != streams:  # clean latents beside real features: a leak unless asked for by name
+            log.info("not reading the generator's latent streams (%s) beside the other features; name them in "
+                     "streams to train on them", ", ".join(s.spec for items in streams.values() for s in items
+                                                          if s.kind in LATENT_KINDS))
+            streams = kept
     if not streams:
         raise DataError(f"{root}: no cached stream covers this release's videos; run python -m solution.features "
                         "--data DATA --work WORK")

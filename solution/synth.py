@@ -19,7 +19,12 @@ be a fair benchmark rather than a toy:
 * with `--timed-transcripts SHARE` (EMI; default 0), that share of the transcripts is written
   as word-timed ASR JSON (`transcripts/<id>.json`, in the transformers pipeline's `chunks`
   form or the whisperX `words` form, drawn per video) instead of `.txt`: fillers spread over
-  the video, each emotion's words spoken inside that emotion's burst.
+  the video, each emotion's words spoken inside that emotion's burst;
+* with `--set latents=true` (default off), the generator's clean latent streams beside the
+  release, for every video: `latent_face/<video>.pkl` and `latent_voice/<video>.pkl`, per
+  video frame, what the emotions drive on the face and in the voice before rendering,
+  extraction, corruption and feature noise (write_latents; a headroom study trains on them
+  with `--organizer latent_face,latent_voice`, docs/synthetic.md).
 
 Every random draw for a video comes from (seed, video id), so the same seed writes the same
 bytes whatever the number of worker processes.
@@ -39,6 +44,7 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from solution import fileio
+from solution.layouts import LATENT_FOLDERS
 from solution.media import SAMPLE_RATE, write_audio, write_video
 from solution.metrics import ccc_per_dim, pearson_per_dim
 from solution.progress import progress
@@ -324,6 +330,32 @@ def wav2vec2_standin(samples, controls, fps, audio_kind, subject: Subject, dim, 
     return _embed(inputs, _feature_net(seed, inputs.shape[1], dim, 2), STANDIN_NOISE, rng)
 
 
+# ============================================================== clean latent streams
+
+def write_latents(out: Path, stem: str, face: np.ndarray, voice: np.ndarray, fps: float) -> None:
+    """The clean latent streams of one video (Config.latents), for a headroom study ("how much
+    do the features lose?"): latent_face/<stem>.pkl and latent_voice/<stem>.pkl, each a dict
+    {"features": (frames, dims) float32, "fps": the video's frame rate}, row k being the
+    video's frame k (k / fps seconds), in the organizer-pickle form `organizer:<folder>`
+    reads (the stated fps puts them on the time grid even in a release without media).
+
+    What they hold is the emotion drive, per frame, in the labels' own coordinates (EMI: the
+    six EMI_TARGETS; VA: valence, arousal): on the face, the intensities after the subject's
+    mapping (Style.drive) times its expressivity, before they are mixed into facial actions;
+    in the voice, what the voice hears of them (`heard`), before it becomes voice controls.
+    Not the actions and controls themselves: those also carry what emotion does not explain
+    (the resting face, talk, small motion), clip at their limits, and spread six emotions
+    over ten actions in each subject's own way; they are the first step of rendering. The
+    drive is what is expressed before any of that, so a model trained on these streams shows
+    what the rendering, extraction, corruption (occlusion, lost face, noisy, silent or
+    missing audio, VA's detector gaps and silences) and feature noise cost, and the gap left
+    between it and ceiling.json is the labelling alone. Deterministic functions of what the
+    generator computes anyway, drawing nothing: the rest of the release keeps its bytes."""
+    for folder, values in zip(LATENT_FOLDERS, (face, voice)):
+        fileio.write_pickle(out / folder / f"{stem}.pkl",
+                            {"features": np.asarray(values, np.float32), "fps": float(fps)})
+
+
 # ============================================================== shared per-video pieces
 
 def _corruptions(rng, rates: dict) -> dict:
@@ -402,6 +434,7 @@ class Config:
     wav2vec2_dim: int = 64           # width of the wav2vec2/ stand-in (the organizers': 768)
     standins: bool = True            # EMI: write the organizer stand-ins vit/ and wav2vec2/
     media: bool = True               # EMI: write raw/, audio/ and transcripts/ (False: features only)
+    latents: bool = False            # write the clean latent streams latent_face/ and latent_voice/ (write_latents)
 
 
 def _marker_config(cfg: "Config") -> dict:
@@ -412,7 +445,7 @@ def _marker_config(cfg: "Config") -> dict:
         if not settings[name]:
             settings.pop(name)
     defaults = Config.__dataclass_fields__
-    for name in WORLD_KNOBS + ("standins", "media"):
+    for name in WORLD_KNOBS + ("standins", "media", "latents"):
         if settings[name] == defaults[name].default:
             settings.pop(name)
     return settings
@@ -425,6 +458,8 @@ GENERATOR_VERSION = 2
 WORLD_KNOBS = ("mapping", "style", "gain_spread", "voice_gain", "word_rate", "onset_spread", "hold_scale",
                "report_bias", "silences", "occlusion_seconds", "gap_seconds", "annotator_lag",
                "annotator_smooth", "annotator_bias")
+# What is written, rather than the world it comes from (also set with --set NAME=VALUE).
+RELEASE_SETTINGS = ("vit_dim", "wav2vec2_dim", "standins", "media", "latents")
 
 
 @dataclass
@@ -588,6 +623,8 @@ def _emi_video(job):
         fileio.write_pickle(out / "wav2vec2" / f"{stem}.pkl",
                             wav2vec2_standin(voice, controls, cfg.fps, flags["audio"], subject,
                                              cfg.wav2vec2_dim, cfg.seed, rng))
+    if cfg.latents:  # the face's drive (expressivity included) and the voice's, before actions and controls
+        write_latents(out, stem, style.gain * drive, heard, cfg.fps)
     return video.vid, z, flags
 
 
@@ -726,6 +763,9 @@ def _va_video(job):
     face = _va_face(cfg, actions, drive, flags["face"], rng, world, fps)
     voice, flags["audio"] = _va_voice(cfg, subject, style, drive, flags["audio"], rng, world, fps)
     _write_va_media(cfg, out, name, index, subject, face, voice, fps)
+    if cfg.latents:  # signed valence and arousal drive: on the face (expressivity included), in the voice
+        write_latents(out, name, style.gain * np.stack([drive.pos - drive.neg, drive.high - drive.low], 1),
+                      np.stack(_va_heard(cfg, subject, style, drive), 1), fps)
     lagged, noisy, lag = _va_annotation(cfg, clean, style.bias, rng, world, fps)
     flags.update(lag=round(lag / fps, 3), no_crop_frames=int((~face.cropped).sum()))
     # The ceiling is that of a perfect model of what the annotator saw (late and smoothed: a
@@ -781,10 +821,9 @@ def _va_face(cfg: Config, actions: np.ndarray, drive: _VaDrive, face: str, rng, 
 def _va_voice(cfg: Config, subject: Subject, style: Style, drive: _VaDrive, audio: str, rng, world,
               fps: float) -> tuple[np.ndarray, str]:
     """The video's audio track, and its condition as metadata.csv records it."""
-    g = 1.0 if (cfg.voice_gain == 1 and style.gain == subject.expressivity) else \
-        cfg.voice_gain * style.gain / subject.expressivity
+    g = _va_voice_gain(cfg, subject, style)
     pos, neg, high, low = drive.pos, drive.neg, drive.high, drive.low
-    heard_v, heard_a = g * (pos - neg), g * (high - low)
+    heard_v, heard_a = _va_heard(cfg, subject, style, drive)
     controls = {"f0": 1 + 0.35 * heard_a + 0.05 * heard_v, "energy": np.clip(0.6 + 0.35 * heard_a, 0.1, 1.2),
                 "rate": 1 + 0.3 * heard_a, "tilt": 1.4 - 0.4 * heard_v - 0.2 * heard_a,
                 "breath": np.clip(0.1 + 0.4 * g * neg * (0.5 + 0.5 * low), 0, 0.9),
@@ -796,6 +835,18 @@ def _va_voice(cfg: Config, subject: Subject, style: Style, drive: _VaDrive, audi
     if audio == "missing":
         return np.zeros_like(voice), "silent"  # an Aff-Wild2 video always has a track; "missing" = mute
     return voice, audio
+
+
+def _va_voice_gain(cfg: Config, subject: Subject, style: Style) -> float:
+    """How strongly a VA subject's voice follows valence and arousal (voice_gain, gain_spread)."""
+    return 1.0 if (cfg.voice_gain == 1 and style.gain == subject.expressivity) else \
+        cfg.voice_gain * style.gain / subject.expressivity
+
+
+def _va_heard(cfg: Config, subject: Subject, style: Style, drive: _VaDrive) -> tuple[np.ndarray, np.ndarray]:
+    """The valence and arousal the voice follows, per frame, before any silence or corruption."""
+    g = _va_voice_gain(cfg, subject, style)
+    return g * (drive.pos - drive.neg), g * (drive.high - drive.low)
 
 
 def _write_va_media(cfg: Config, out: Path, name: str, index: int, subject: Subject, face: _VaFace,
@@ -986,8 +1037,8 @@ def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool =
         raise SystemExit("[synth] --other-fps and --long-seconds must be positive (0: off)")
     if cfg.mapping not in ("linear", "nonlinear"):
         raise SystemExit(f"[synth] mapping must be linear or nonlinear, got {cfg.mapping!r}")
-    if not (cfg.standins or cfg.media):
-        raise SystemExit("[synth] standins=false and media=false leave nothing to learn from")
+    if not (cfg.standins or cfg.media or cfg.latents):
+        raise SystemExit("[synth] standins=false and media=false (without latents=true) leave nothing to learn from")
     if track == "va" and cfg.timed_transcripts:
         raise SystemExit("[synth] --timed-transcripts: a VA release has no transcripts")
     if track == "emi" and cfg.subjects > cfg.videos:
@@ -1008,9 +1059,8 @@ def world_settings(items: list[str], parser) -> dict:
     for item in items:
         name, sep, value = item.partition("=")
         field = Config.__dataclass_fields__.get(name)
-        if not sep or field is None or name not in WORLD_KNOBS + ("vit_dim", "wav2vec2_dim", "standins", "media"):
-            parser.error(f"--set {item}: use NAME=VALUE with NAME one of {', '.join(WORLD_KNOBS)}, "
-                         "vit_dim, wav2vec2_dim, standins, media")
+        if not sep or field is None or name not in WORLD_KNOBS + RELEASE_SETTINGS:
+            parser.error(f"--set {item}: use NAME=VALUE with NAME one of {', '.join(WORLD_KNOBS + RELEASE_SETTINGS)}")
         kind = type(field.default)
         try:
             out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
@@ -1044,7 +1094,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="world",
                         help="a setting of the world the release comes from, repeatable: "
                              + ", ".join(f"{k} (default {Config.__dataclass_fields__[k].default!r})"
-                                         for k in WORLD_KNOBS + ("vit_dim", "wav2vec2_dim", "standins", "media")))
+                                         for k in WORLD_KNOBS + RELEASE_SETTINGS))
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: 0, up to 4, one per core)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")

@@ -97,6 +97,59 @@ def test_honest_estimate_never_sees_the_fold_it_scores(mode, rescale):
     assert set(by_part) == {0, 1, 2, 3, 4}
 
 
+def test_the_whole_procedure_never_sees_the_part_it_scores():
+    """The nested estimate: the way a part is blended by is chosen, and fit, without that
+    part's labels; so changing them changes nothing of its own blend, while every other
+    part (which learnt from them) does change."""
+    stack = known_stack([0.8, 0.3], rows=800, parts=4)
+    fits = blend.compare_blends(VA, stack)
+    nested = blend.nest(VA, stack, fits)
+    rows = blend.nested_rows(stack, nested)
+    held = stack.part == 2
+    other_truth = stack.truth.copy()
+    other_truth[held] = stack.preds[2, held] * 3 - 1  # part 2's labels now follow the useless run
+    changed = Stack(stack.runs, stack.preds, other_truth, stack.part)
+    changed_nested = blend.nest(VA, changed, blend.compare_blends(VA, changed))
+    changed_rows = blend.nested_rows(changed, changed_nested)
+    np.testing.assert_array_equal(changed_rows[held], rows[held])
+    assert changed_nested.way_of[2].name == nested.way_of[2].name
+    assert changed_nested.inner_scores[2] == nested.inner_scores[2]
+    assert np.abs(changed_rows[~held] - rows[~held]).max() > 1e-3
+    # On clean data every part chooses a fitted way, and the nested estimate is the honest one
+    # of the way chosen there.
+    assert all(f.method == "fitted" for f in nested.way_of.values())
+    assert blend.score_rows(VA, rows, stack.truth)["mean"] == pytest.approx(blend.choose(fits).honest["mean"], abs=0.01)
+
+
+def test_nested_smoothing_and_rescale_never_see_the_part_they_score():
+    """A frame-level blend: the way, the weights, the rescale and the smoothing width of a
+    part all come from the other parts; its out-of-fold predictions do not move when its
+    labels do."""
+    rng = np.random.default_rng(8)
+    t = np.arange(450) / 30.0
+    targets, part_of, fps_of, preds = {}, {}, {}, {"a": {}, "b": {}}
+    for i in range(8):
+        truth = np.stack([np.sin(t * 0.7 + i), np.cos(t * 0.5 + 2 * i)], 1) * 0.8
+        truth[50:70] = -5
+        key = f"v{i}"
+        targets[key], part_of[key], fps_of[key] = truth, i % 4, 30.0
+        clean = np.where(truth == -5, 0.0, truth)
+        preds["a"][key] = 0.4 * clean + rng.normal(0, 0.3, truth.shape)
+        preds["b"][key] = 0.4 * clean + rng.normal(0, 0.2, truth.shape)
+    first = ensemble.blend_procedure(VA, preds, targets, part_of, fps_of)
+    assert first.blend["smooth_seconds"] > 0 and first.blend["rescale"] is not None
+    moved = {k: (v if part_of[k] != 1 else np.where(v == -5, -5.0, -0.5 * v)) for k, v in targets.items()}
+    second = ensemble.blend_procedure(VA, preds, moved, part_of, fps_of)
+    for key in targets:
+        if part_of[key] == 1:
+            np.testing.assert_array_equal(second.oof[key], first.oof[key])
+        else:
+            assert np.abs(second.oof[key] - first.oof[key]).max() > 1e-6
+    nested = first.blend["scores"]["nested"]
+    assert nested["score"] == pytest.approx(score_predictions(VA, first.oof, targets)["mean"], abs=1e-6)
+    assert set(nested["way_by_part"]) == set(first.blend["scores"]["smoothing"]["by_part"]) == {"0", "1", "2", "3"}
+
+
 def test_honest_estimate_is_below_in_sample_when_weights_overfit():
     """Few rows, many useless runs: fitted weights flatter themselves in sample; the honest
     estimate is lower."""
@@ -376,8 +429,11 @@ def test_ensemble_command_rescales_shrunk_va_blends(tmp_path, capsys):
     assert scores[saved["scores"]["chosen"]]["honest"] > scores["shared"]["honest"] + 0.1
     oof = read_predictions(rw.predictions / "oof.txt", VA)
     assert {k: len(v) for k, v in oof.items()} == {k: len(v) for k, v in truth.items()}
-    # oof.txt is the honest blend after the smoothing chosen out of fold
-    assert score_predictions(VA, oof, truth)["mean"] == pytest.approx(saved["scores"]["smoothing"]["honest"], abs=1e-5)
+    # oof.txt is the whole procedure's honest prediction: way, weights, rescale and smoothing
+    # of each fold chosen without it
+    assert score_predictions(VA, oof, truth)["mean"] == pytest.approx(saved["scores"]["nested"]["score"], abs=1e-5)
+    # Each run alone is scored as it would be submitted alone: rescaled and smoothed as chosen out of fold.
+    assert "a alone as submitted alone" in out and set(saved["scores"]["alone_nested"]) == {"a", "b"}
     test = read_predictions(rw.predictions / "test.txt", VA)
     assert {k: len(v) for k, v in test.items()} == counts
     assert check_zip(tmp_path / "subs" / "va.zip", data, "va") == []

@@ -99,7 +99,10 @@ def test_blend_weights_and_estimates_are_blend_json(emi_report):
     for run, values in blend["weights"].items():
         assert [float(c) for c in row(weights, run)] == pytest.approx(values, abs=5e-4)
     chosen = blend["scores"]["blends"][blend["scores"]["chosen"]]
-    assert f"honest (out-of-fold) estimate: **{chosen['honest']:.4f}**" in summary
+    nested = blend["scores"]["nested"]
+    assert f"honest (out-of-fold) estimate of the whole procedure: **{nested['score']:.4f}**" in summary
+    assert all(f"fold {p} {way}" in summary for p, way in nested["way_by_part"].items())
+    assert f"the chosen way's own honest estimate: {chosen['honest']:.4f}" in summary
     assert f"in-sample: {chosen['in_sample']:.4f}" in summary
     assert f"**{blend['scores']['chosen']}**" in summary
 

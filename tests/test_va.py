@@ -1,19 +1,23 @@
 """The VA track's own machinery: the label-frame grid, window averaging, -5 masking, label
-delay, frames without a face, smoothing chosen out of fold, bounded memory on long videos."""
+delay (nested: each fold's chosen on its training videos), frames without a face, smoothing
+chosen out of fold, bounded memory on long videos."""
 import json
+import shlex
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from solution import delay, folds
+from solution import delay, folds, jobs
 from solution.blend import apply_blend, choose_smoothing
 from solution.config import TrainConfig
 from solution.data import VideoStore, collate, frame_steps, gather, prediction_pieces, training_pieces
 from solution.faces import face_chunks_from_crops, faces_from_crops
 from solution.inference import frame_counts_to_predict
 from solution.layouts import annotated_mask, open_release, release_videos
-from solution.metrics import make_loss, per_video_score, score_predictions
+from solution.metrics import ccc_from_sums, ccc_per_dim, make_loss, per_video_score, score_predictions
 from solution.report import frame_level_scores
 from solution.runs import release_work
 from solution.tracks import VA
@@ -109,15 +113,64 @@ def test_label_delay_reads_the_media_earlier(va_data, va_features):
     np.testing.assert_array_equal(a.target, b.target)  # the labels stay where they are
 
 
+def _work_beside(features_work, data, work, folds_table=None):
+    """A work folder reading `features_work`'s features and fold file (or `folds_table`)."""
+    work.mkdir()
+    (work / "features").symlink_to(features_work / "features")
+    source, rw = release_work(features_work, data), release_work(work, data)
+    shutil.copy(source.folds_json, rw.folds_json)
+    if folds_table is None:
+        shutil.copy(source.folds_csv, rw.folds_csv)
+    else:
+        folds_table.to_csv(rw.folds_csv, index=False)
+    return rw
+
+
+def test_pooled_ccc_of_the_probe_follows_from_sums():
+    """X1'X1, X1'Y and sum y^2 per part are all a cross-validation of the probe needs: its pooled
+    CCC from them equals the CCC of the predictions themselves (features far from 0 included)."""
+    rng = np.random.default_rng(3)
+    rows = {}
+    for part, n in enumerate((40, 25, 60)):
+        x = rng.normal(size=(n, 6)) + np.array([0, 0, 50, 0, -20, 0]) + part
+        y = np.tanh(x[:, :2] @ rng.normal(size=(2, 2)) * 0.3 + rng.normal(scale=0.3, size=(n, 2)))
+        rows[part] = (x, y)
+    sums = {part: delay.Sums.of(x[:10], y[:10]) + delay.Sums.of(x[10:], y[10:]) for part, (x, y) in rows.items()}
+    pool = list(rows)
+    preds, truth = [], []
+    for part in pool:
+        others = [q for q in pool if q != part]
+        w = delay.fit_probe(delay.Sums.of(np.vstack([rows[q][0] for q in others]),
+                                          np.vstack([rows[q][1] for q in others])), 0.1)
+        x, y = rows[part]
+        preds.append(np.hstack([x, np.ones((len(x), 1))]) @ w)
+        truth.append(y)
+        np.testing.assert_allclose(ccc_from_sums(*delay.probe_moments(w, sums[part])), ccc_per_dim(preds[-1], y),
+                                   rtol=1e-9, atol=1e-12)
+    direct = float(np.mean(ccc_per_dim(np.concatenate(preds), np.concatenate(truth))))
+    assert delay.cv_score(sums, pool, [[q] for q in pool], 0.1) == pytest.approx(direct, rel=1e-9, abs=1e-12)
+    assert abs(direct) > 0.1  # the probe predicts something: the check is not one of zeros
+
+
 def test_delay_probe_finds_the_annotators_lag(va_data, va_features, capsys):
-    """The synthetic annotators lag by about half a second; the out-of-fold probe finds it, on
-    the grouped folds and on the official split (trained on train, scored on valid)."""
+    """The synthetic annotators lag by about half a second; the probe finds it on all folds
+    pooled and for each fold on its training videos alone (2 folds: the other fold, split by
+    group), and on the official split (fold 0 trained on fold -1, split by group)."""
     assert delay.main(["--data", str(va_data), "--work", str(va_features), "--candidates", "0:1.5:0.25"]) == 0
     rw = release_work(va_features, va_data)
     found = json.loads((rw.root / "delay.json").read_text())
     assert 0.25 <= found["label_delay"] <= 0.75, found
     assert found["scores"][f"{found['label_delay']:g}"] > found["scores"]["0"] + 0.02, found
-    assert "chosen:" in capsys.readouterr().out
+    assert sorted(found["by_fold"]) == ["0", "1"], found
+    table = pd.read_csv(rw.folds_csv, dtype={"id": str, "group": str})
+    for fold, chosen in found["by_fold"].items():
+        assert 0.25 <= chosen <= 0.75, found
+        assert found["scores_by_fold"][fold][f"{chosen:g}"] > found["scores_by_fold"][fold]["0"] + 0.02, found
+        other = 1 - int(fold)
+        parts = min(5, table.group[table.fold == other].nunique())
+        assert found["inner_parts"][fold] == f"fold {other} in {parts} parts by group", found
+    out = capsys.readouterr().out
+    assert "chosen:" in out and "[delay] fold 0: " in out and "[delay] fold 1: " in out
     official = va_features.parent / "official_work"
     official.mkdir(exist_ok=True)
     (official / "features").symlink_to(va_features / "features")
@@ -125,7 +178,79 @@ def test_delay_probe_finds_the_annotators_lag(va_data, va_features, capsys):
     assert delay.main(["--data", str(va_data), "--work", str(official), "--candidates", "0,0.5,1"]) == 0
     scored = json.loads((release_work(official, va_data).root / "delay.json").read_text())
     assert scored["folds"] == 1 and scored["scored_videos"] == len(open_release("va", va_data).videos("valid"))
+    train_videos = len(open_release("va", va_data).videos("train"))
+    assert scored["by_fold"] == {"0": 0.5}, scored
+    assert scored["inner_parts"] == {"0": f"fold -1 in {min(5, train_videos)} parts by group"}, scored
     assert delay.main(["--data", str(va_data), "--work", str(va_features), "--candidates", "x"]) == 2
+
+
+def test_each_folds_delay_is_chosen_without_its_own_labels(va_data, va_features, tmp_path):
+    """Nested: scrambling the labels of fold 0's videos (in a copy of the release) leaves fold
+    0's delay and inner scores exactly as they were; fold 1's, which train on those videos, and
+    the pooled scores, which score them, change."""
+    candidates = ["--candidates", "0,0.5,1"]
+    assert delay.main(["--data", str(va_data), "--work", str(va_features), *candidates]) == 0
+    before = json.loads((release_work(va_features, va_data).root / "delay.json").read_text())
+    copy = tmp_path / "release"
+    shutil.copytree(va_data, copy)
+    table = pd.read_csv(release_work(va_features, va_data).folds_csv, dtype={"id": str})
+    rng = np.random.default_rng(0)
+    for key in table.id[table.fold == 0]:
+        [path] = [p for p in copy.rglob(f"{key}.txt") if "private" not in p.parts]
+        header, *lines = path.read_text().splitlines()
+        values = np.array([[float(v) for v in line.split(",")] for line in lines])
+        annotated = annotated_mask(values)
+        values[annotated] = values[annotated][rng.permutation(annotated.sum())]
+        path.write_text("\n".join([header] + [f"{v:.6g},{a:.6g}" for v, a in values]) + "\n")
+    rw = _work_beside(va_features, copy, tmp_path / "work")
+    assert delay.main(["--data", str(copy), "--work", str(tmp_path / "work"), *candidates]) == 0
+    after = json.loads((rw.root / "delay.json").read_text())
+    assert after["by_fold"]["0"] == before["by_fold"]["0"]
+    assert after["scores_by_fold"]["0"] == before["scores_by_fold"]["0"]
+    assert after["scores_by_fold"]["1"] != before["scores_by_fold"]["1"]
+    assert after["scores"] != before["scores"]
+
+
+def test_delay_needs_two_groups_in_a_single_training_fold(va_data, va_features, tmp_path, capsys):
+    """Fold 0's training videos are all of fold 1; with one group there, no inner split exists."""
+    table = pd.read_csv(release_work(va_features, va_data).folds_csv, dtype={"id": str, "group": str})
+    table.loc[table.fold == 1, "group"] = "everyone"
+    _work_beside(va_features, va_data, tmp_path / "work", table)
+    assert delay.main(["--data", str(va_data), "--work", str(tmp_path / "work"), "--candidates", "0,0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "fold 0's training videos" in err and "one group (everyone)" in err
+
+
+def test_jobs_train_each_fold_with_its_own_label_delay(va_data, va_features, tmp_path, capsys):
+    """--label-delays FILE: fold k's command gets --set label_delay=<FILE's by_fold[k]>; a missing
+    or damaged FILE, a fold without a delay, or --set label_delay after -- too, is an error."""
+    flags = ["--data", str(va_data), "--work", str(va_features), "--models", "linear,rcma"]
+    delays = tmp_path / "delay.json"
+    delays.write_text(json.dumps({"label_delay": 0.5, "by_fold": {"0": 0.25, "1": 0.75}}))
+    assert jobs.main(["list", *flags, "--label-delays", str(delays), "--", "--set", "epochs=3"]) == 0
+    given = {}
+    for line in capsys.readouterr().out.splitlines():
+        argv = shlex.split(line)
+        fold = int(argv[argv.index("--fold") + 1])
+        sets = [argv[i + 1] for i, token in enumerate(argv) if token == "--set"]
+        given.setdefault(fold, []).append(sets)
+    assert given == {0: [["epochs=3", "label_delay=0.25"]] * 2, 1: [["epochs=3", "label_delay=0.75"]] * 2}
+
+    def error(path, *extra) -> str:
+        assert jobs.main(["list", *flags, "--label-delays", str(path), *extra]) == 2
+        return capsys.readouterr().err
+
+    assert "no such file" in error(tmp_path / "none.json")
+    (tmp_path / "cut.json").write_text('{"by_fold": {"0": 0.')
+    assert "cut.json: unreadable" in error(tmp_path / "cut.json")
+    (tmp_path / "old.json").write_text(json.dumps({"label_delay": 0.5, "scores": {}}))
+    assert "no by_fold" in error(tmp_path / "old.json")
+    (tmp_path / "one.json").write_text(json.dumps({"by_fold": {"0": 0.5}}))
+    assert "no label delay for fold(s) [1]" in error(tmp_path / "one.json")
+    (tmp_path / "text.json").write_text(json.dumps({"by_fold": {"0": 0.5, "1": "half"}}))
+    assert "fold 1's label delay 'half'" in error(tmp_path / "text.json")
+    for both in (["--set", "label_delay=0.4"], ["--set=train.label_delay=0.4"]):
+        assert "both were given" in error(delays, "--", *both)
 
 
 def test_frames_without_a_face_are_predicted_and_counted(va_data, va_features):
