@@ -22,7 +22,8 @@
 #   SCHEME         grouped (default: K folds over train+valid) | official (train on train, score on valid)
 #   LABEL_DELAY    VA: seconds the labels lag the media; auto (default) chooses each fold's own on that
 #                  fold's training videos alone (solution.delay -> delay.json; solution.jobs --label-delays);
-#                  a number (e.g. 0.4) trains every fold with it
+#                  a number (e.g. 0.4) trains every fold with it; pooled: every fold with the one delay
+#                  chosen on all folds pooled (not nested: for measuring what nesting costs)
 #   DEVICE         cpu | cuda (default cpu); SEED: demo generator seed (default 0)
 #   FEATURE_ARGS   extra flags for solution.features, shell-quoted (e.g. "--visual 'hog,timm:resnet50?weights=/m/r50.safetensors'")
 #   TRAIN_ARGS     extra flags for every solution.train_fold run, shell-quoted
@@ -65,6 +66,8 @@ case "$TRACK" in emi) EXT=csv ;; va) EXT=txt ;; *) echo "TRACK must be emi or va
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a whole number of at least 1, got '$JOBS'" >&2; exit 2; }
 [[ "$FOLDS" =~ ^[1-9][0-9]*$ ]] || { echo "FOLDS must be a whole number of at least 1, got '$FOLDS'" >&2; exit 2; }
 case "$SCHEME" in grouped|official) ;; *) echo "SCHEME must be grouped or official, got '$SCHEME'" >&2; exit 2 ;; esac
+case "${LABEL_DELAY:-auto}" in auto|pooled) ;; *) [[ "$LABEL_DELAY" =~ ^[0-9]*\.?[0-9]+$ ]] ||
+  { echo "LABEL_DELAY must be auto, pooled or a number of seconds, got '$LABEL_DELAY'" >&2; exit 2; } ;; esac
 CONFIG_ARGS=()
 if [ -n "${CONFIG:-}" ]; then
   [ -f "$CONFIG" ] || { echo "CONFIG=$CONFIG is not a file" >&2; exit 2; }
@@ -180,9 +183,14 @@ run "$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS" -
 # videos alone (nested), given to its command by solution.jobs --label-delays; else one delay for every fold.
 JOBS_DELAY_ARGS=() DELAY_ARGS=()
 if [ "$TRACK" = va ]; then
-  if [ "$LABEL_DELAY" = auto ]; then
+  if [ "$LABEL_DELAY" = auto ] || [ "$LABEL_DELAY" = pooled ]; then
     run "$PY" -m solution.delay --data "$DATA_DIR" --work "$WORK_DIR" ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
     JOBS_DELAY_ARGS=(--label-delays "$RELEASE_WORK/delay.json")
+    if [ "$LABEL_DELAY" = pooled ]; then
+      JOBS_DELAY_ARGS=()
+      DELAY_ARGS=(--set "label_delay=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["label_delay"])' \
+        "$RELEASE_WORK/delay.json")")
+    fi
   else
     DELAY_ARGS=(--set "label_delay=$LABEL_DELAY")
   fi

@@ -185,7 +185,7 @@ def children_cpu() -> float:
 
 
 def run_release(data: Path, work: Path, models: str, baseline: str, folds: int, train_args: str, jobs: int,
-                log: Path, feature_args: str = "") -> tuple[float, float]:
+                log: Path, feature_args: str = "", env: dict | None = None) -> tuple[float, float]:
     """bash run_all.sh on the release, output to `log`: (wall seconds, CPU seconds of every
     process it ran: features, training, blend, report)."""
     from solution.layouts import detect_track
@@ -193,7 +193,7 @@ def run_release(data: Path, work: Path, models: str, baseline: str, folds: int, 
     env = {**os.environ, "TRACK": detect_track(data), "DATA_DIR": str(data), "WORK_DIR": str(work),
            "MODELS": models, "BASELINE": baseline,
            "FOLDS": str(folds), "JOBS": str(jobs), "TRAIN_ARGS": train_args, "FEATURE_ARGS": feature_args,
-           "SUBMISSIONS_DIR": str(work / "submissions")}
+           "SUBMISSIONS_DIR": str(work / "submissions"), **(env or {})}
     start, cpu = time.time(), children_cpu()
     with open(log, "w") as out:
         done = subprocess.run(["bash", str(ROOT / "run_all.sh")], env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -308,19 +308,27 @@ def score_release(data: Path, work: Path, runs: list[str], started: float | None
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for run in runs:
-            _, _, metrics = run_predictions(rw, run)
-            blend, oof, test, _ = blend_runs(data, rw, [run])
-            path = Path(tmp) / prediction_filename(track, "test")
+        path = Path(tmp) / prediction_filename(track, "test")
+
+        def scored(test: dict) -> float:
             write_predictions(path, track, test)
-            rows.append({"run": run, **oof_scores(oof), "test": test_score(path), **way_of(blend),
-                         **run_provenance(metrics, started)})
+            return test_score(path)
+
+        for run in runs:
+            raw_oof, raw_test, metrics = run_predictions(rw, run)
+            blend, oof, test, _ = blend_runs(data, rw, [run])
+            row = {"run": run, **oof_scores(oof), "test": scored(test), **way_of(blend), **run_provenance(metrics, started)}
+            if track.level == "frame":  # the run's own predictions, before the rescale and smoothing chosen for it
+                row.update(oof_raw=round(blend["scores"]["single"][run], 4), test_raw=round(scored(raw_test), 4))
+            rows.append(row)
     pred = rw.predictions
     blend = json.loads(rw.blend_json.read_text())
     costs = [r["cpu"] for r in rows if r["run"] in blend["runs"]]
     rows.append({"run": "blend", **oof_scores(read_predictions(pred / prediction_filename(track, "oof"), track)),
                  "test": test_score(pred / prediction_filename(track, "test")), **way_of(blend),
                  "weights": blend.get("weights"), "runs": blend["runs"],
+                 # the chosen way's own honest estimate (the way chosen on every fold), before nesting
+                 "oof_way": round(blend["scores"]["blends"][blend["scores"]["chosen"]]["honest"], 4),
                  "cpu": round(sum(costs), 1) if None not in costs and len(costs) == len(blend["runs"]) else None})
     for row in rows:
         row["oof"], row["test"] = round(row["oof"], 4), round(row["test"], 4)
@@ -589,6 +597,8 @@ def main(argv=None) -> int:
     parser.add_argument("--latents", action="store_true",
                         help="releases that also hold the generator's clean latent streams (train on them with "
                              "--feature-args and --train-args, see bench/README.md)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a further run_all.sh setting, repeatable (e.g. LABEL_DELAY=pooled); recorded")
     parser.add_argument("--tag", default="default", help="names this variant's runs and results file")
     parser.add_argument("--reuse", default="", metavar="TAG:MODELS",
                         help="link the finished folds of MODELS (comma list) from tag TAG's work instead of training "
@@ -631,9 +641,12 @@ def main(argv=None) -> int:
         parser.error("--reuse TAG:MODELS, e.g. --reuse base:dual_stage,foalnet,linear")
     machine = machine_info(threads=None)
     code = stamp()
+    env = dict(item.split("=", 1) for item in args.env if "=" in item)
+    if len(env) != len(args.env):
+        parser.error("--env takes NAME=VALUE")
     settings = {"panel": args.panel, "models": models, "baseline": args.baseline, "folds": args.folds,
                 "train_args": args.train_args, "feature_args": args.feature_args, "videos_scale": args.videos_scale,
-                "latents": args.latents}
+                "latents": args.latents, "env": env}
     records, results = [], args.dir / f"results-{args.tag}.jsonl"
     plan = [(kind, seed) for kind in kinds for seed in PANELS[args.panel][kind][: 1 if args.quick else None]]
     if args.only:
@@ -644,7 +657,7 @@ def main(argv=None) -> int:
                          ", ".join(f"{k}-{s}" for k in KINDS for s in PANELS[args.panel][k]))
         plan = [(kind, seed) for kind, seed in plan if f"{kind}-{seed}" in only]
     kept = earlier_records(results, {f"{kind}-{seed}" for kind, seed in plan}, args.panel, args.train_args,
-                           {k: settings[k] for k in ("feature_args", "videos_scale", "latents")})
+                           {k: settings[k] for k in ("feature_args", "videos_scale", "latents", "env")})
     for i, (kind, seed) in enumerate(plan):
         name = f"{kind}-{seed}"
         progress(f"[{i + 1}/{len(plan)}] {name}: writing the release (cached)")
@@ -666,13 +679,13 @@ def main(argv=None) -> int:
         progress(f"[{i + 1}/{len(plan)}] {name}: bash run_all.sh (log {work / (name + '.log')})")
         started = time.time()
         seconds, cpu = run_release(data, release_work_dir, ",".join(models), args.baseline, args.folds,
-                                   args.train_args, args.jobs, work / f"{name}.log", args.feature_args)
+                                   args.train_args, args.jobs, work / f"{name}.log", args.feature_args, env)
         for row in score_release(data, release_work_dir, runs, started):
             if row["run"] in reused:
                 row["reused_from"] = reuse_tag
             record = {"bench": "quality", "panel": args.panel, "tag": args.tag, "release": name, "kind": kind,
                       "seconds": round(seconds), "cpu_release": round(cpu), "train_args": args.train_args,
-                      **{k: settings[k] for k in ("feature_args", "videos_scale", "latents") if settings[k]}, **row,
+                      **{k: settings[k] for k in ("feature_args", "videos_scale", "latents", "env") if settings[k]}, **row,
                       "code": code, "settings_digest": digest({**settings, "release": release_digest}),
                       "machine": machine}
             records.append(record)
