@@ -991,10 +991,13 @@ def _run(worker, jobs, workers: int, what: str):
         return list(progress(pool.map(worker, jobs, chunksize=2), total=len(jobs), desc=what, unit="video"))
 
 
+# The demo's sizes (what run_all.sh trains on without DATA_DIR): a smoke test through every stage and
+# model that ends within ten minutes of stages on 2 CPU cores (bench/README.md, "End-to-end time of
+# the demo"). Real releases are far larger; nothing else is sized by these.
 DEFAULTS = {
-    "emi": dict(videos=240, subjects=30, seconds=6.0, length_spread=0.5, fps=15.0, size=112, label_noise=0.12),
-    "va": dict(videos=24, subjects=24, seconds=15.0, length_spread=0.5, fps=30.0, size=112, label_noise=0.2,
-               other_fps=25.0, long_seconds=180.0),
+    "emi": dict(videos=96, subjects=16, seconds=4.0, length_spread=0.5, fps=15.0, size=112, label_noise=0.12),
+    "va": dict(videos=16, subjects=16, seconds=12.0, length_spread=0.5, fps=30.0, size=112, label_noise=0.2,
+               other_fps=25.0, long_seconds=120.0),
 }
 
 
@@ -1076,9 +1079,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solution.synth", description=summary[0].upper() + summary[1:])
     parser.add_argument("--track", choices=["emi", "va"], default="emi", help="which release (default: emi)")
     parser.add_argument("--out", required=True, type=Path, help="folder to write the release into")
-    parser.add_argument("--videos", type=int, help="number of videos (default: emi 240, va 24)")
-    parser.add_argument("--subjects", type=int, help="number of subjects (emi; default: 30)")
-    parser.add_argument("--seconds", type=float, help="mean length of a video (default: emi 6, va 15)")
+    parser.add_argument("--videos", type=int, help="number of videos (default: emi 96, va 16)")
+    parser.add_argument("--subjects", type=int, help="number of subjects (emi; default: 16)")
+    parser.add_argument("--seconds", type=float, help="mean length of a video (default: emi 4, va 12)")
     parser.add_argument("--length-spread", type=float,
                         help="lengths vary over about (1 +/- spread) x seconds, a few up to (1 + 2 spread) x; "
                              "0 gives every video the same length (default: 0.5)")
@@ -1090,7 +1093,7 @@ def main(argv=None) -> int:
     parser.add_argument("--other-fps", type=float, metavar="FPS",
                         help="VA: the second video (in test) at this frame rate; 0 for none (default: 25)")
     parser.add_argument("--long-seconds", type=float, metavar="S",
-                        help="VA: the first video (in train) this long; 0 for none (default: 180)")
+                        help="VA: the first video (in train) this long; 0 for none (default: 120)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="world",
                         help="a setting of the world the release comes from, repeatable: "
                              + ", ".join(f"{k} (default {Config.__dataclass_fields__[k].default!r})"
