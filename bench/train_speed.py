@@ -6,6 +6,7 @@
     python bench/train_speed.py --lengths 40,80 --batches 8 --steps 3 --json
     python bench/train_speed.py --rjcma                      # RCMA at the public RJCMA shape, frames/s
     python bench/train_speed.py --model rcma --level frame --batch 12 --visual 300x512 --audio 300x128 --text 300x768
+    python bench/train_speed.py --fold-cost                  # + what one fold of each model costs at the organizers' size
 
 The default shape is the organizers' EMI features: batch 32, visual 160 x 768 (ViT at 5 Hz over
 32 s), audio 400 x 768 (wav2vec2 resampled to 12.5 Hz), text 1 x 384 (one MiniLM vector).
@@ -31,6 +32,15 @@ shape. A point equal to the fixed shape is measured once and reported as both.
 frame-level, batch 12, windows of 300 frames, inputs 512/128/768 (face/voice/text), TCN
 channels 512/128/512, 4 levels, kernel 5, two recursions, one output. That code's fusion
 network trains at 1,057 frames/s at this shape with Adam on 2 CPU threads with torch 2.14.1.
+
+--fold-cost turns each model's videos/s at the fixed shape into the time of one fold of a
+release of --fold-videos labelled videos (default 12,700, the EMI release) in --fold-k folds,
+with each model's default seeds, inner split, patience, refit and contrastive stage-1 epochs,
+and --best-epoch as the epoch its early stopping settles on (an assumption: printed with the
+result). Per seed: the inner-split run (stage 1, then best + patience epochs on the fit videos,
+the inner split scored every epoch at a third of a training step's cost), the refit (stage 1
+and best epochs on every training video) where the model refits, and the held-out and test
+videos predicted. Data loading is not included.
 
 Output (stdout): one JSON line per model at the fixed shape ("bench": "train": videos/s, or
 frames/s for frame-level, ms per step, CPU ms per step, peak MB, the shape, parameters) and one
@@ -234,6 +244,13 @@ def main(argv=None) -> int:
                         help="stop a point's timed steps once they took this long, after at least two (default: no limit)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--fold-cost", action="store_true",
+                        help="also estimate one fold of each model at --fold-videos labelled videos (see above)")
+    parser.add_argument("--fold-videos", type=int, default=12_700, help="labelled videos of the release (default 12,700)")
+    parser.add_argument("--fold-test", type=int, default=4_000, help="test videos predicted by each fold (default 4,000)")
+    parser.add_argument("--fold-k", type=int, default=5, help="folds (default 5)")
+    parser.add_argument("--best-epoch", type=int, default=20,
+                        help="the epoch early stopping settles on, assumed for --fold-cost (default 20)")
     parser.add_argument("--json", action="store_true", help="JSON lines only, no Markdown tables after them")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -322,9 +339,42 @@ def main(argv=None) -> int:
                     record["rjcma"] = True
                 emit(record)
                 records.append(record)
+    if args.fold_cost:
+        for record in [r for r in records if r["bench"] == "train" and "videos_per_s" in r]:
+            cost = fold_cost(record, args)
+            emit(cost)
+            if not args.json:
+                print(f"one fold of {cost['model']} at {cost['videos']:,} labelled videos ({cost['folds']} folds): "
+                      f"{cost['hours']:.1f} h at {cost['videos_per_s']:g} videos/s ({cost['assumed']})", flush=True)
     if not args.json:
         print("\n" + render(records), flush=True)
     return 1 if any("error" in r for r in records) else 0
+
+
+def fold_cost(record: dict, args) -> dict:
+    """--fold-cost: one fold's training time from the model's measured videos/s at the fixed
+    shape and its default schedule (module docstring)."""
+    from solution.config import TrainConfig
+    from solution.models import model_class
+
+    cls = model_class(record["model"])
+    train = {**{f: getattr(TrainConfig, f) for f in ("seeds", "patience", "inner_fraction", "refit")},
+             **{k: v for k, v in cls.train_defaults.items() if k in ("seeds", "patience", "inner_fraction", "refit")}}
+    defaults = cls.Config()
+    stage1 = getattr(defaults, "stage1_epochs", 0) if getattr(defaults, "stage1", False) else 0
+    vps = record["videos_per_s"]
+    training = args.fold_videos * (1 - 1 / args.fold_k)
+    fit, inner = training * (1 - train["inner_fraction"]), training * train["inner_fraction"]
+    chosen = (stage1 + args.best_epoch + train["patience"]) * fit / vps \
+        + (args.best_epoch + train["patience"]) * inner / (3 * vps)
+    refit = (stage1 + args.best_epoch) * training / vps if train["refit"] else 0.0
+    predict = (args.fold_videos / args.fold_k + args.fold_test) / (3 * vps)
+    seconds = train["seeds"] * (chosen + refit + predict)
+    return {"bench": "fold_cost", "model": record["model"], "videos": args.fold_videos, "folds": args.fold_k,
+            "videos_per_s": vps, "hours": round(seconds / 3600, 2),
+            "assumed": f"{train['seeds']} seeds, best epoch {args.best_epoch}, patience {train['patience']}"
+                       + (f", {stage1} stage-1 epochs" if stage1 else "") + (", refit" if train["refit"] else ""),
+            "machine": record["machine"]}
 
 
 if __name__ == "__main__":
