@@ -66,6 +66,9 @@ case "$TRACK" in emi) EXT=csv ;; va) EXT=txt ;; *) echo "TRACK must be emi or va
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a whole number of at least 1, got '$JOBS'" >&2; exit 2; }
 [[ "$FOLDS" =~ ^[1-9][0-9]*$ ]] || { echo "FOLDS must be a whole number of at least 1, got '$FOLDS'" >&2; exit 2; }
 case "$SCHEME" in grouped|official) ;; *) echo "SCHEME must be grouped or official, got '$SCHEME'" >&2; exit 2 ;; esac
+if [ "$TRACK" = va ] && [[ "${TRAIN_ARGS:-}" == *label_delay* ]]; then
+  echo "TRAIN_ARGS sets label_delay: set LABEL_DELAY=<seconds> instead (run_all.sh gives each fold its delay)" >&2; exit 2
+fi
 case "${LABEL_DELAY:-auto}" in auto|pooled) ;; *) [[ "$LABEL_DELAY" =~ ^[0-9]*\.?[0-9]+$ ]] ||
   { echo "LABEL_DELAY must be auto, pooled or a number of seconds, got '$LABEL_DELAY'" >&2; exit 2; } ;; esac
 CONFIG_ARGS=()

@@ -39,7 +39,6 @@ import calendar
 import hashlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -52,7 +51,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import ROOT, emit, machine_info, progress  # noqa: E402
-from solution.provenance import stamp  # noqa: E402
+from solution.provenance import cpu_seconds, stamp  # noqa: E402
 
 KINDS = ("emi-media", "emi-features", "va")
 # Seeds per kind and panel: tune and report never share one. The report seeds 111-113,
@@ -126,8 +125,8 @@ def make_release(kind: str, seed: int, releases: Path, scale: float | None = Non
 def derive_subset(source: Path, out: Path, keep: float, seed: int) -> Path:
     """A release with the world and the test videos of `source`, whose labelled videos are
     those of a share `keep` of its labelled subjects (drawn with `seed`). Files are hard
-    links; the label lists, the metadata and the labelled ceiling are written anew (EMI; on
-    VA the clean traces are not kept, so the subset's labelled ceiling is left out)."""
+    links; the label lists and the metadata are written anew, and the labelled videos'
+    ceilings left out of ceiling.json."""
     import pandas as pd
 
     from solution.layouts import detect_track
@@ -156,21 +155,15 @@ def derive_subset(source: Path, out: Path, keep: float, seed: int) -> Path:
         os.replace(path.with_suffix(".new"), path)
 
     rewrite_csv(tmp / meta_path.relative_to(source), meta[~meta[id_column].isin(dropped)])
+    if track == "emi":
+        for split in ("train", "valid"):
+            labels = pd.read_csv(source / f"{split}_split.csv", dtype={"Filename": str})
+            rewrite_csv(tmp / f"{split}_split.csv", labels[~labels.Filename.isin(dropped)])
+    # The ceilings of the labelled videos are the source's: left out (labelled_ceiling computes
+    # the EMI one again from the clean intensities; VA keeps no clean traces). The test's stays.
     ceiling = json.loads((source / "ceiling.json").read_text())
     for entry in ("labelled", "train", "valid"):
         ceiling.pop(entry, None)
-    if track == "emi":
-        from solution.metrics import pearson_per_dim
-
-        clean = pd.read_csv(source / "private" / "clean_intensities.csv", dtype={"Filename": str}).set_index("Filename")
-        parts = {}
-        for split in ("train", "valid"):
-            labels = pd.read_csv(source / f"{split}_split.csv", dtype={"Filename": str})
-            parts[split] = labels[~labels.Filename.isin(dropped)]
-            rewrite_csv(tmp / f"{split}_split.csv", parts[split])
-        labels = pd.concat(parts.values()).set_index("Filename")
-        r = pearson_per_dim(clean.loc[labels.index].to_numpy(np.float64), labels.to_numpy(np.float64))
-        ceiling["labelled"] = {"metric": "pearson", "mean": round(float(r.mean()), 4), "videos": len(labels)}
     (tmp / "ceiling.json").unlink()
     (tmp / "ceiling.json").write_text(json.dumps(ceiling, indent=2))
     (tmp / "subset.json").write_text(json.dumps(want, indent=2))
@@ -179,42 +172,38 @@ def derive_subset(source: Path, out: Path, keep: float, seed: int) -> Path:
     return out
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_release(data: Path, work: Path, models: str, baseline: str, folds: int, train_args: str, jobs: int,
-                log: Path, feature_args: str = "", env: dict | None = None) -> tuple[float, float]:
-    """bash run_all.sh on the release, output to `log`: (wall seconds, CPU seconds of every
-    process it ran: features, training, blend, report)."""
+                log: Path, feature_args: str = "", settings: dict | None = None) -> tuple[float, float]:
+    """bash run_all.sh on the release, output to `log`, `settings` added to its environment:
+    (wall seconds, CPU seconds of every process it ran: features, training, blend, report)."""
     from solution.layouts import detect_track
 
     env = {**os.environ, "TRACK": detect_track(data), "DATA_DIR": str(data), "WORK_DIR": str(work),
            "MODELS": models, "BASELINE": baseline,
            "FOLDS": str(folds), "JOBS": str(jobs), "TRAIN_ARGS": train_args, "FEATURE_ARGS": feature_args,
-           "SUBMISSIONS_DIR": str(work / "submissions"), **(env or {})}
-    start, cpu = time.time(), children_cpu()
+           "SUBMISSIONS_DIR": str(work / "submissions"), **(settings or {})}
+    start, cpu = time.time(), cpu_seconds(children_only=True)
     with open(log, "w") as out:
         done = subprocess.run(["bash", str(ROOT / "run_all.sh")], env=env, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode:
         tail = log.read_text(errors="replace").splitlines()[-15:]
         raise SystemExit(f"run_all.sh failed on {data} (log {log}):\n" + "\n".join(tail))
-    return time.time() - start, children_cpu() - cpu
+    return time.time() - start, cpu_seconds(children_only=True) - cpu
 
 
 def reuse_folds(source: Path, target: Path, models: list[str]) -> list[str]:
     """Hard-link the finished runs of `models` from another tag's work folder of the same
     release into this one (where this one has none yet): run_all.sh then finds them finished
     when their settings are this invocation's, and refuses them, naming what differs, when
-    not. The models linked."""
+    not. Logs are copied, not linked (a later run appends to its folds' logs). The models linked."""
     linked = []
     for release_dir in sorted(source.glob("*-*/runs")):
         for model in models:
             src, dst = release_dir / model, target / release_dir.parent.name / "runs" / model
             if src.is_dir() and not dst.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copytree(src, dst, copy_function=os.link)
+                shutil.copytree(src, dst, copy_function=lambda a, b: shutil.copy2(a, b) if a.endswith(".log")
+                                else os.link(a, b))
                 linked.append(model)
     return sorted(set(linked))
 
@@ -252,15 +241,18 @@ def digest(value) -> str:
 def run_provenance(metrics: list[dict], started: float | None) -> dict:
     """What a run's folds say of themselves (metrics.json): their training CPU, a digest of
     the settings they were trained with (equal digests: trained alike), and per fold its
-    commit, when it finished and its CPU. A fold that finished before `started` (this
-    invocation's start) was not trained by it."""
+    commit, whether its tree had changes, when it finished and its CPU. A fold that finished
+    before `started` (this invocation's start) was not trained by it; one that does not say
+    when it finished (written before folds recorded it) is "unknown"."""
     folds = []
     for m in metrics:
         at = m.get("at")
-        earlier = at is not None and started is not None and \
-            calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) < started
-        folds.append({"fold": m.get("fold"), "commit": (m.get("commit") or "")[:10] or None, "at": at,
-                      "cpu": m.get("cpu_seconds"), "trained": "earlier" if earlier else "now"})
+        if at is None or started is None:
+            trained = "unknown"
+        else:
+            trained = "earlier" if calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) < started else "now"
+        folds.append({"fold": m.get("fold"), "commit": (m.get("commit") or "")[:10] or None, "dirty": m.get("dirty"),
+                      "at": at, "cpu": m.get("cpu_seconds"), "trained": trained})
     cpu = [f["cpu"] for f in folds]
     return {"cpu": round(sum(cpu), 1) if None not in cpu else None,
             "settings": digest([{k: v for k, v in m.get("settings", {}).items() if k != "fold"} for m in metrics]),
@@ -293,6 +285,10 @@ def score_release(data: Path, work: Path, runs: list[str], started: float | None
 
     def test_score(pred_path: Path) -> float:
         return (evaluate_emi if track.name == "emi" else evaluate_va)(pred_path, hidden)["mean"]
+
+    # Which held-back test videos and labels these are: --compare pairs only records that share them.
+    labels = [hidden] if hidden.is_file() else sorted(hidden.glob("*.txt"))
+    test_digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in labels)).hexdigest()[:12]
 
     def oof_scores(oof: dict) -> dict:
         targets = {k: release.video_targets(k) for k in oof}
@@ -327,10 +323,12 @@ def score_release(data: Path, work: Path, runs: list[str], started: float | None
     rows.append({"run": "blend", **oof_scores(read_predictions(pred / prediction_filename(track, "oof"), track)),
                  "test": test_score(pred / prediction_filename(track, "test")), **way_of(blend),
                  "weights": blend.get("weights"), "runs": blend["runs"],
-                 # the chosen way's own honest estimate (the way chosen on every fold), before nesting
+                 # the chosen way's own honest estimate (the way chosen on every fold): before nesting, and
+                 # on VA before the smoothing too
                  "oof_way": round(blend["scores"]["blends"][blend["scores"]["chosen"]]["honest"], 4),
                  "cpu": round(sum(costs), 1) if None not in costs and len(costs) == len(blend["runs"]) else None})
     for row in rows:
+        row["test_digest"] = test_digest
         row["oof"], row["test"] = round(row["oof"], 4), round(row["test"], 4)
         row["oof_share"] = None if oof_ceiling is None else round(row["oof"] / oof_ceiling, 4)
         row["test_share"] = round(row["test"] / ceiling["test"]["mean"], 4)
@@ -349,14 +347,17 @@ def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def earlier_records(path: Path, planned: set[str], panel: str, train_args: str, other: dict | None = None) -> list[dict]:
+def earlier_records(path: Path, planned: set[str], panel: str, train_args: str, settings: dict | None = None) -> list[dict]:
     """The releases a tag measured in an earlier invocation with the same panel and settings and
     not measured again now: they stay in its results file and its means (`--kinds va` after
-    `--quick` adds to the file, never wipes it). `other`: further settings a record must share
-    (a record without one had it unset)."""
-    return [r for r in read_records(path) if r["release"] not in MEANS and r["release"] not in planned
-            and r["panel"] == panel and r["train_args"] == train_args
-            and all(r.get(k) == (v or None) for k, v in (other or {}).items())]
+    `--quick` adds to the file, never wipes it). `settings`: the invocation's (main), matched
+    by their digest; records written before they carried one match on panel and train_args."""
+    def same(r):
+        if "settings_digest" in r and settings is not None:
+            return r["settings_digest"] == digest(settings)
+        return r["panel"] == panel and r["train_args"] == train_args
+
+    return [r for r in read_records(path) if r["release"] not in MEANS and r["release"] not in planned and same(r)]
 
 
 def write_records(path: Path, records: list[dict]) -> None:
@@ -516,9 +517,14 @@ def compare(a: str, b: str, quality_dir: Path, kinds: list[str] | None = None) -
              "releases both hold; mean with its 95 % interval over releases.", ""]
     records = []
     for ra, rb in pairs:
-        releases = [rel for rel in dict.fromkeys(r["release"] for r in rec_a)
-                    if (rel, ra) in by_a and (rel, rb) in by_b]
+        both = [rel for rel in dict.fromkeys(r["release"] for r in rec_a) if (rel, ra) in by_a and (rel, rb) in by_b]
+        # A release of the same name is paired only when both were scored on the same held-back
+        # test videos (a learning curve's or another size's release is not the panel's own).
+        releases = [rel for rel in both if by_a[(rel, ra)].get("test_digest") == by_b[(rel, rb)].get("test_digest")]
+        unpaired = sorted(set(both) - set(releases))
         if not releases:
+            lines += [f"### {ra if ra == rb else f'{rb} - {ra}'}", "", "no release of both scored on the same held-back "
+                      f"test videos (not paired: {', '.join(unpaired)})", ""]
             continue
         name = ra if ra == rb else f"{rb} - {ra}"
         lines += [f"### {name}", "", "| release | B - A test | B - A out of fold | A test | B test | A CPU h | B CPU h |",
@@ -528,7 +534,7 @@ def compare(a: str, b: str, quality_dir: Path, kinds: list[str] | None = None) -
             lines.append(f"| {rel} | {y['test'] - x['test']:+.4f} | {y['oof'] - x['oof']:+.4f} | {x['test']:.4f} | "
                          f"{y['test']:.4f} | {hours(x.get('cpu'))} | {hours(y.get('cpu'))} |")
         lines += ["", "| scope | releases | test: mean B - A [95 % interval] | verdict | out of fold: mean B - A [95 % interval] | "
-                  "verdict | CPU h per release A / B | score per extra CPU-hour (test) |", "|---|---|---|---|---|---|---|---|"]
+                  "verdict | CPU h per release A / B | test score against CPU |", "|---|---|---|---|---|---|---|---|"]
         scopes = [k for k in KINDS if any(by_a[(rel, ra)]["kind"] == k for rel in releases)]
         for scope in scopes + ["all"]:
             mine = [rel for rel in releases if scope in ("all", by_a[(rel, ra)]["kind"])]
@@ -549,8 +555,11 @@ def compare(a: str, b: str, quality_dir: Path, kinds: list[str] | None = None) -
                 record["cpu_a"], record["cpu_b"] = float(np.mean(cost_a)), float(np.mean(cost_b))
                 extra = (record["cpu_b"] - record["cpu_a"]) / 3600
                 if abs(extra) >= 0.005:
+                    # the change in test score per change in CPU: positive when the dearer side scores higher
                     record["test_per_cpu_hour"] = record["test"]["mean"] / extra
-                    per_hour = f"{record['test_per_cpu_hour']:+.3f} per {'extra' if extra > 0 else 'saved'} CPU-h"
+                    per_hour = (f"{record['test']['mean']:+.4f} for {extra:+.2f} CPU-h: "
+                                f"{abs(record['test_per_cpu_hour']):.3f} {'gained' if record['test']['mean'] > 0 else 'lost'}"
+                                f" per CPU-h {'spent' if extra > 0 else 'saved'}")
                 else:
                     per_hour = "same cost"
                 costs = f"{record['cpu_a'] / 3600:.2f} / {record['cpu_b'] / 3600:.2f}"
@@ -558,6 +567,8 @@ def compare(a: str, b: str, quality_dir: Path, kinds: list[str] | None = None) -
                 costs = "–"
             lines.append(f"| {scope} | {len(mine)} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {costs} | {per_hour} |")
             records.append(record)
+        if unpaired:
+            lines.append(f"Not paired (other held-back test videos): {', '.join(unpaired)}.")
         lines.append("")
     lines.append("An interval above zero: B is better on these releases; within noise: the panel cannot tell them apart "
                  "(its half-width is the smallest mean difference it could have seen). CPU: the training CPU of the "
@@ -656,14 +667,14 @@ def main(argv=None) -> int:
             parser.error(f"--only: {unknown} are not {args.panel} releases: " +
                          ", ".join(f"{k}-{s}" for k in KINDS for s in PANELS[args.panel][k]))
         plan = [(kind, seed) for kind, seed in plan if f"{kind}-{seed}" in only]
-    kept = earlier_records(results, {f"{kind}-{seed}" for kind, seed in plan}, args.panel, args.train_args,
-                           {k: settings[k] for k in ("feature_args", "videos_scale", "latents", "env")})
+    kept = earlier_records(results, {f"{kind}-{seed}" for kind, seed in plan}, args.panel, args.train_args, settings)
     for i, (kind, seed) in enumerate(plan):
         name = f"{kind}-{seed}"
         progress(f"[{i + 1}/{len(plan)}] {name}: writing the release (cached)")
         data = make_release(kind, seed, releases_dir, args.videos_scale, args.latents)
         # One work folder per release and settings: a release written again with other
-        # settings never meets the runs of the earlier one.
+        # settings never meets the runs of the earlier one. (8 hex digits of its bytes: the
+        # folder names of the committed runs.)
         subset = data / "subset.json"
         release_digest = hashlib.sha256((data / "synth_config.json").read_bytes()
                                         + (subset.read_bytes() if subset.is_file() else b"")).hexdigest()[:8]
@@ -681,12 +692,12 @@ def main(argv=None) -> int:
         seconds, cpu = run_release(data, release_work_dir, ",".join(models), args.baseline, args.folds,
                                    args.train_args, args.jobs, work / f"{name}.log", args.feature_args, env)
         for row in score_release(data, release_work_dir, runs, started):
-            if row["run"] in reused:
-                row["reused_from"] = reuse_tag
+            if row["run"] in reused or (row["run"] == "blend" and set(models) & set(reused)):
+                row["reused_from"] = reuse_tag if row["run"] != "blend" else {reuse_tag: sorted(set(models) & set(reused))}
             record = {"bench": "quality", "panel": args.panel, "tag": args.tag, "release": name, "kind": kind,
                       "seconds": round(seconds), "cpu_release": round(cpu), "train_args": args.train_args,
                       **{k: settings[k] for k in ("feature_args", "videos_scale", "latents", "env") if settings[k]}, **row,
-                      "code": code, "settings_digest": digest({**settings, "release": release_digest}),
+                      "code": code, "settings_digest": digest(settings), "release_digest": release_digest,
                       "machine": machine}
             records.append(record)
             emit(record)

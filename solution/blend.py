@@ -101,22 +101,6 @@ def best_width(by_width: dict) -> float:
     return max(by_width, key=lambda c: (round(by_width[c], 6), -c))
 
 
-def choose_smoothing(track: Track, blended: dict, targets: dict, part_of: dict, fps_of: dict,
-                     candidates=SMOOTHING_WIDTHS) -> tuple[float, dict, dict]:
-    """The smoothing width (sigma, seconds) with the best score on the out-of-fold predictions
-    `blended` ({key: (frames, targets)}), and its honest use: (width best on every part,
-    {key: smoothed with the width best on the other parts}, {width: score on every part}).
-    Predictions that were fit to some rows (a blend's) need `nested_smoothing` instead."""
-    by_width = smoothing_scores(track, blended, targets, fps_of, candidates)
-    parts = sorted({part_of[k] for k in targets})
-    honest = {}
-    for held in parts:
-        others = {k: v for k, v in targets.items() if part_of[k] != held}
-        width = best_width(smoothing_scores(track, blended, others, fps_of, candidates)) if others else best_width(by_width)
-        honest.update({k: smooth_over_time(blended[k], width * fps_of[k]) for k in targets if part_of[k] == held})
-    return best_width(by_width), honest, by_width
-
-
 def nested_smoothing(track: Track, outer: dict, inner: dict, targets: dict, part_of: dict, fps_of: dict,
                      candidates=SMOOTHING_WIDTHS) -> tuple[dict, dict]:
     """Each part's videos of `outer` ({key: prediction made without the key's part})
@@ -448,9 +432,9 @@ def part_blend(blend: dict, fit: Fit, part) -> dict:
 class Nested:
     """The blend's whole procedure estimated honestly. For each held-out part, the way is
     chosen by a cross-fit over the other parts only (each inner part blended with weights
-    fit on neither it nor the held-out part), then fit on all other parts and applied to the
-    held-out one. Scoring every part so gives the estimate of the procedure as a user runs
-    it, the choice among the ways included."""
+    fit on neither it nor the held-out part; with only two parts, on the inner part itself),
+    then fit on all other parts and applied to the held-out one. Scoring every part so gives
+    the estimate of the procedure as a user runs it, the choice among the ways included."""
     way_of: dict        # part -> the Fit chosen without that part; its by_part[part] blends the part
     inner: dict         # part -> {inner part -> (weights, rescale)}: the chosen way fit without both
     inner_scores: dict  # part -> {way name -> the inner cross-fit's score}
@@ -478,15 +462,6 @@ def nest(track: Track, stack: Stack, fits: list[Fit], equal: bool = False, parts
         way_of[held] = choose(fits, equal, score=lambda f: scores[f.name])
         inner[held], inner_scores[held] = weights_of[way_of[held].name], scores
     return Nested(way_of, inner, inner_scores)
-
-
-def nested_rows(stack: Stack, nested: Nested) -> np.ndarray:
-    """(rows, targets): each part's rows blended by the way chosen and fit without it."""
-    out = np.empty(stack.truth.shape)
-    for part, fit in nested.way_of.items():
-        held = stack.part == part
-        out[held] = blend_rows(stack.preds[:, held], *fit.by_part[part])
-    return out
 
 
 def nested_predictions(blend: dict, nested: Nested, preds_by_run: dict, part_of: dict, track: Track) -> tuple[dict, dict]:

@@ -20,7 +20,7 @@ parts, a group never in two. `run_all.sh` trains fold k with its own delay (`sol
 
 Writes WORK/<track>-<fingerprint>/delay.json: by_fold (fold -> its delay), scores_by_fold (fold
 -> delay -> inner CCC), inner_parts (fold -> what its inner parts were), label_delay and scores
-(the pooled choice). Only sums are kept (X1'X1, X1'Y and the sum of y^2 of each part, X1 being
+(the pooled choice), and fold_assignment (the digest of the fold file they were chosen for). Only sums are kept (X1'X1, X1'Y and the sum of y^2 of each part, X1 being
 the features and a ones column), so memory grows with the feature width, never with the
 release, and every video is read once per candidate: a probe's pooled CCC over some parts
 follows from their sums alone.
@@ -46,7 +46,7 @@ from solution.layouts import annotated_mask, detect_track, open_release, release
 from solution.listing import add_test_listing_option
 from solution.metrics import ccc_from_sums
 from solution.progress import progress
-from solution.runs import read_folds, release_work
+from solution.runs import folds_digest, read_folds, release_work
 from solution.tracks import get_track
 
 INNER_GROUP_PARTS = 5  # a single training fold is split by group into at most this many parts
@@ -167,7 +167,7 @@ def inner_cells(folds: pd.DataFrame, folds_csv: Path) -> dict[str, tuple[int, in
         if groups.nunique() < 2:
             raise DataError(f"{folds_csv}: fold {k}'s training videos ({len(videos)}, all of fold {rest[0]}) are one "
                             f"group ({groups.iloc[0]}), so fold {k}'s label delay has no inner cross-validation; use "
-                            "more folds (--k), more groups (solution.folds --groups) or a fixed delay "
+                            "more folds (--k, grouped scheme), more groups (solution.folds --groups) or a fixed delay "
                             "(LABEL_DELAY=0.4, or --set label_delay=0.4)")
         parts = assign_folds(groups, pd.Series(0.0, index=groups.index), pd.Series(1, index=groups.index),
                              min(INNER_GROUP_PARTS, groups.nunique()), seed=0)
@@ -226,7 +226,9 @@ def probe_delay(data, work, candidates: list[float], cfg: TrainConfig, ridge: fl
             "by_fold": {str(f): choose(table) for f, table in scores.items()},
             "scores_by_fold": {str(f): rounded(table) for f, table in scores.items()},
             "inner_parts": {str(f): plans[f][2] for f in scores},
-            "folds": k, "videos": len(keys), "scored_videos": int((folds.fold >= 0).sum()), "ridge": ridge}
+            "folds": k, "videos": len(keys), "scored_videos": int((folds.fold >= 0).sum()), "ridge": ridge,
+            # the fold file the delays were chosen for: solution.jobs refuses them for any other
+            "fold_assignment": folds_digest(folds)}
 
 
 def main(argv=None) -> int:

@@ -138,9 +138,11 @@ def set_keys(extra: list[str]) -> list[str]:
     return [value.partition("=")[0].strip() for value in values]
 
 
-def read_label_delays(path: Path, folds: list[int], extra: list[str]) -> dict[int, float]:
+def read_label_delays(path: Path, folds: list[int], extra: list[str], assignment: str | None = None) -> dict[int, float]:
     """--label-delays FILE -> {fold: label delay} for every planned fold, from FILE's by_fold
-    (solution.delay's delay.json: each fold's delay chosen on its training videos alone)."""
+    (solution.delay's delay.json: each fold's delay chosen on its training videos alone), when
+    they were chosen for the fold file whose digest is `assignment` (delays chosen on other
+    folds may have seen a fold's held-out videos)."""
     from solution import fileio
 
     if any(key in ("label_delay", "train.label_delay") for key in set_keys(extra)):
@@ -154,6 +156,9 @@ def read_label_delays(path: Path, folds: list[int], extra: list[str]) -> dict[in
     if not isinstance(by_fold, dict):
         raise DataError(f"{path}: no by_fold table (fold -> label delay), damaged or written by an older "
                         "solution.delay; run python -m solution.delay again")
+    if assignment is not None and info.get("fold_assignment") not in (None, assignment):
+        raise DataError(f"{path}: its delays were chosen for other folds than the fold file's (remade since?); run "
+                        "python -m solution.delay again")
     missing = [k for k in folds if str(k) not in by_fold]
     if missing:
         raise DataError(f"{path}: no label delay for fold(s) {missing} (it has fold(s) {', '.join(sorted(by_fold))}); "
@@ -204,7 +209,11 @@ def plan(args, extra: list[str], threads: int | None) -> tuple[list[Job], object
     folds = planned_folds(rw, data, args.folds)
     if not folds:
         raise DataError(f"{rw.folds_csv}: no fold to train")
-    delays = read_label_delays(args.label_delays, folds, extra) if args.label_delays else {}
+    delays = {}
+    if args.label_delays:
+        from solution.runs import folds_digest, read_folds
+
+        delays = read_label_delays(args.label_delays, folds, extra, folds_digest(read_folds(rw, data)[0]))
 
     def own_extra(k: int) -> list[str]:
         return extra + (["--set", f"label_delay={delays[k]}"] if k in delays else [])

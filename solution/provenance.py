@@ -30,11 +30,13 @@ def code_version() -> dict:
         return {"commit": None, "dirty": None}
 
 
-def cpu_seconds() -> float:
+def cpu_seconds(children_only: bool = False) -> float:
     """User and system CPU seconds of this process (every thread) and of its children that
-    have ended (DataLoader workers, subprocesses waited for)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    have ended (DataLoader workers, subprocesses waited for); or of those children alone."""
+    usages = [resource.getrusage(resource.RUSAGE_CHILDREN)]
+    if not children_only:
+        usages.append(resource.getrusage(resource.RUSAGE_SELF))
+    return sum(u.ru_utime + u.ru_stime for u in usages)
 
 
 def now() -> str:

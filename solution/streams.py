@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 MODALITIES = ("visual", "audio", "text")
 ORGANIZER_MODALITY = {"vit": "visual", "face": "visual", "wav2vec2": "audio", "audio": "audio",
                       "latent_face": "visual", "latent_voice": "audio"}  # latent_*: solution.synth latents=true
-LATENT_KINDS = LATENT_FOLDERS  # the generator's clean latent streams: never mixed in by default
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,12 @@ def resolve_streams(work, sources: dict, wanted: dict | None = None) -> dict[str
                                             entry_keys))
     streams = {m: s for m, s in streams.items() if s}
     if wanted is None:
-        kept = {m: [s for s in items if s.kind not in LATENT_KINDS] for m, items in streams.items()}
+        kept = {m: [s for s in items if s.kind not in LATENT_FOLDERS] for m, items in streams.items()}
         kept = {m: items for m, items in kept.items() if items}
         if kept and kept != streams:  # clean latents beside real features: a leak unless asked for by name
             log.info("not reading the generator's latent streams (%s) beside the other features; name them in "
                      "streams to train on them", ", ".join(s.spec for items in streams.values() for s in items
-                                                          if s.kind in LATENT_KINDS))
+                                                          if s.kind in LATENT_FOLDERS))
             streams = kept
     if not streams:
         raise DataError(f"{root}: no cached stream covers this release's videos; run python -m solution.features "

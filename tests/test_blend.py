@@ -98,27 +98,44 @@ def test_honest_estimate_never_sees_the_fold_it_scores(mode, rescale):
 
 
 def test_the_whole_procedure_never_sees_the_part_it_scores():
-    """The nested estimate: the way a part is blended by is chosen, and fit, without that
-    part's labels; so changing them changes nothing of its own blend, while every other
-    part (which learnt from them) does change."""
-    stack = known_stack([0.8, 0.3], rows=800, parts=4)
-    fits = blend.compare_blends(VA, stack)
-    nested = blend.nest(VA, stack, fits)
-    rows = blend.nested_rows(stack, nested)
-    held = stack.part == 2
-    other_truth = stack.truth.copy()
-    other_truth[held] = stack.preds[2, held] * 3 - 1  # part 2's labels now follow the useless run
-    changed = Stack(stack.runs, stack.preds, other_truth, stack.part)
-    changed_nested = blend.nest(VA, changed, blend.compare_blends(VA, changed))
-    changed_rows = blend.nested_rows(changed, changed_nested)
-    np.testing.assert_array_equal(changed_rows[held], rows[held])
-    assert changed_nested.way_of[2].name == nested.way_of[2].name
-    assert changed_nested.inner_scores[2] == nested.inner_scores[2]
-    assert np.abs(changed_rows[~held] - rows[~held]).max() > 1e-3
-    # On clean data every part chooses a fitted way, and the nested estimate is the honest one
-    # of the way chosen there.
-    assert all(f.method == "fitted" for f in nested.way_of.values())
-    assert blend.score_rows(VA, rows, stack.truth)["mean"] == pytest.approx(blend.choose(fits).honest["mean"], abs=0.01)
+    """The nested estimate: each part is blended by the way the procedure chooses, and fits,
+    without it. Here parts 0-2 want per-target weights (targets 0-2 follow A, 3-5 follow B)
+    and part 3 the reverse, so with part 3 among them the fitted per-target weights fail on it
+    and shared weights are chosen, while without it per-target weights win by far: part 3 must
+    get per-target weights fit on parts 0-2, whatever its own labels say."""
+    rng = np.random.default_rng(0)
+    rows, parts = 200, np.repeat(np.arange(4), 200)
+    a, b = rng.uniform(0, 1, (2, 4 * rows, 6))
+    follows_a = np.array([0.9, 0.9, 0.9, 0.1, 0.1, 0.1])
+    truth = follows_a * a + (1 - follows_a) * b + rng.normal(0, 0.1, a.shape)
+    last = parts == 3
+    truth[last] = (1 - follows_a) * a[last] + follows_a * b[last] + rng.normal(0, 0.1, (rows, 6))
+    stack = Stack(("A", "B"), np.stack([a, b]), truth, parts)
+    fits = blend.compare_blends(EMI, stack)
+    nested = blend.nest(EMI, stack, fits)
+    assert blend.choose(fits).name == "shared" and nested.way_of[3].name == "per_target"
+    for part in range(4):  # the choice without a part, recomputed on the other parts alone
+        keep = parts != part
+        alone = blend.compare_blends(EMI, Stack(stack.runs, stack.preds[:, keep], truth[keep], parts[keep]))
+        assert nested.way_of[part].name == blend.choose(alone).name
+        if part == 3:
+            fitted = next(f for f in alone if f.name == "per_target")
+            np.testing.assert_allclose(nested.way_of[3].by_part[3][0], fitted.weights, atol=1e-6)
+
+    def nested_rows(stack, nested):
+        out = np.empty(stack.truth.shape)
+        for part, fit in nested.way_of.items():
+            out[stack.part == part] = blend.blend_rows(stack.preds[:, stack.part == part], *fit.by_part[part])
+        return out
+
+    changed_truth = truth.copy()
+    changed_truth[last] = rng.uniform(0, 1, (rows, 6))  # part 3's labels, now noise
+    changed = Stack(stack.runs, stack.preds, changed_truth, parts)
+    changed_nested = blend.nest(EMI, changed, blend.compare_blends(EMI, changed))
+    before, after = nested_rows(stack, nested), nested_rows(changed, changed_nested)
+    np.testing.assert_array_equal(after[last], before[last])
+    assert changed_nested.inner_scores[3] == nested.inner_scores[3]
+    assert np.abs(after[~last] - before[~last]).max() > 1e-3  # the other parts learnt from part 3's labels
 
 
 def test_nested_smoothing_and_rescale_never_see_the_part_they_score():

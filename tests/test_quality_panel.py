@@ -100,6 +100,14 @@ def test_compare_gives_paired_intervals_and_cost(quality, tmp_path):
     assert test["verdict"] == ("above zero" if expected.low > 0 else "within noise")
     assert records[0]["test_per_cpu_hour"] == pytest.approx(test["mean"] / 1.0, rel=1e-3)  # one extra CPU-hour
     assert "| emi-media-5 |" not in text and "| emi-media-4 |" in text
+    assert "gained per CPU-h spent" in text
+    # The cheaper side that scores lower: a loss per CPU-hour saved, never read as a gain.
+    text, records = quality.compare("B", "A", tmp_path)
+    assert records[0]["test"]["mean"] < 0 and "lost per CPU-h saved" in text
+    # A release scored on other held-back test videos (a learning curve's) is not paired.
+    quality.write_records(tmp_path / "results-C.jsonl", [{**r, "tag": "C", "test_digest": "other"} for r in rows_b])
+    text, records = quality.compare("A", "C", tmp_path)
+    assert records == [] and "no release of both scored on the same held-back test videos" in text
     # Two runs of one file; a run named on one side only is refused.
     text, records = quality.compare("A:m", "A:m", tmp_path)
     assert records[0]["test"]["mean"] == 0 and records[0]["test"]["verdict"] == "within noise"
@@ -234,7 +242,10 @@ def test_a_learning_curve_subset_keeps_the_test_videos(quality, emi_data, va_dat
     from solution.layouts import open_release
 
     source = emi_data if track == "emi" else va_data
+    before = {p: p.read_bytes() for p in source.rglob("*") if p.is_file() and p.suffix in (".csv", ".json", ".txt")}
     out = quality.derive_subset(source, tmp_path / "half", 0.5, seed=3)
+    # The source release is untouched, though the subset's files are hard links to its own.
+    assert {p: p.read_bytes() for p in before} == before
     full, half = open_release(track, source), open_release(track, out)
     assert half.test_keys() == full.test_keys()
     assert set(half.labelled_keys()) < set(full.labelled_keys())
@@ -253,9 +264,46 @@ def test_a_learning_curve_subset_keeps_the_test_videos(quality, emi_data, va_dat
         labels = np.stack([half.video_targets(k) for k in keys])
         truth = clean.loc[keys].to_numpy(np.float64)
         expected = np.mean([np.corrcoef(truth[:, d], labels[:, d])[0, 1] for d in range(6)])
-        assert ceiling["labelled"]["mean"] == pytest.approx(expected, abs=1e-4)
+        assert "labelled" not in ceiling  # the source's: computed again for the subset
+        assert quality.labelled_ceiling(out, ceiling, half.track) == pytest.approx(expected, abs=1e-4)
     else:
         assert quality.labelled_ceiling(out, ceiling, half.track) is None
     stamp = (out / "subset.json").stat().st_mtime_ns
     assert quality.derive_subset(source, tmp_path / "half", 0.5, seed=3) == out
     assert (out / "subset.json").stat().st_mtime_ns == stamp
+
+
+def test_reused_folds_are_linked_and_their_logs_copied(quality, tmp_path):
+    """--reuse: another tag's finished runs of some models appear in this tag's work folder,
+    their files hard links but their logs copies (a later run appends to its folds' logs)."""
+    source, target = tmp_path / "work-a" / "rel", tmp_path / "work-b" / "rel"
+    for model in ("m1", "m2"):
+        fold = source / "emi-abc" / "runs" / model / "fold0"
+        fold.mkdir(parents=True)
+        (fold / "metrics.json").write_text("{}")
+        (fold / "train.log").write_text("trained\n")
+    assert quality.reuse_folds(source, target, ["m1"]) == ["m1"]
+    linked = target / "emi-abc" / "runs" / "m1" / "fold0"
+    assert (linked / "metrics.json").stat().st_ino == (source / "emi-abc/runs/m1/fold0/metrics.json").stat().st_ino
+    with open(linked / "train.log", "a") as log:
+        log.write("appended\n")
+    assert (source / "emi-abc/runs/m1/fold0/train.log").read_text() == "trained\n"
+    assert not (target / "emi-abc" / "runs" / "m2").exists()
+    assert quality.reuse_folds(source, target, ["m1"]) == []  # already there: left alone
+
+
+def test_run_provenance_says_which_folds_this_invocation_trained(quality):
+    import calendar
+    import time
+
+    started = calendar.timegm(time.strptime("2026-12-06T12:00:00Z", "%Y-%m-%dT%H:%M:%SZ"))
+    metrics = [{"fold": 0, "at": "2026-12-06T11:59:00Z", "cpu_seconds": 10.0, "commit": "a" * 40, "dirty": False,
+                "settings": {"fold": 0, "x": 1}},
+               {"fold": 1, "at": "2026-12-06T12:01:00Z", "cpu_seconds": 20.0, "settings": {"fold": 1, "x": 1}},
+               {"fold": 2, "cpu_seconds": 5.0, "settings": {"fold": 2, "x": 1}}]
+    got = quality.run_provenance(metrics, started)
+    assert [f["trained"] for f in got["folds"]] == ["earlier", "now", "unknown"]
+    assert got["cpu"] == 35.0 and got["folds"][0]["commit"] == "a" * 10
+    other = quality.run_provenance([{**m, "settings": {**m["settings"], "x": 2}} for m in metrics], started)
+    assert other["settings"] != got["settings"]
+    assert quality.run_provenance(metrics[:1] + [{"fold": 1}], started)["cpu"] is None  # one fold's CPU unknown

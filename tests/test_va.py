@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from solution import delay, folds, jobs
-from solution.blend import apply_blend, choose_smoothing
+from solution.blend import apply_blend, best_width, nested_smoothing, smoothing_scores
 from solution.config import TrainConfig
 from solution.data import VideoStore, collate, frame_steps, gather, prediction_pieces, training_pieces
 from solution.faces import face_chunks_from_crops, faces_from_crops
@@ -184,16 +184,22 @@ def test_delay_probe_finds_the_annotators_lag(va_data, va_features, capsys):
     assert delay.main(["--data", str(va_data), "--work", str(va_features), "--candidates", "x"]) == 2
 
 
-def test_each_folds_delay_is_chosen_without_its_own_labels(va_data, va_features, tmp_path):
+@pytest.mark.parametrize("k", [2, 3])
+def test_each_folds_delay_is_chosen_without_its_own_labels(va_data, va_features, tmp_path, k):
     """Nested: scrambling the labels of fold 0's videos (in a copy of the release) leaves fold
     0's delay and inner scores exactly as they were; fold 1's, which train on those videos, and
-    the pooled scores, which score them, change."""
+    the pooled scores, which score them, change. With 2 folds fold 0's inner parts are fold
+    1's groups; with 3 they are folds 1 and 2 (their probes shared with the other folds')."""
     candidates = ["--candidates", "0,0.5,1"]
-    assert delay.main(["--data", str(va_data), "--work", str(va_features), *candidates]) == 0
-    before = json.loads((release_work(va_features, va_data).root / "delay.json").read_text())
+    table = pd.read_csv(release_work(va_features, va_data).folds_csv, dtype={"id": str, "group": str})
+    if k == 3:
+        table["fold"] = np.arange(len(table)) % 3
+    rw = _work_beside(va_features, va_data, tmp_path / "original", table)
+    assert delay.main(["--data", str(va_data), "--work", str(tmp_path / "original"), *candidates]) == 0
+    before = json.loads((rw.root / "delay.json").read_text())
+    assert before["inner_parts"]["0"] == ("folds 1, 2" if k == 3 else before["inner_parts"]["0"])
     copy = tmp_path / "release"
     shutil.copytree(va_data, copy)
-    table = pd.read_csv(release_work(va_features, va_data).folds_csv, dtype={"id": str})
     rng = np.random.default_rng(0)
     for key in table.id[table.fold == 0]:
         [path] = [p for p in copy.rglob(f"{key}.txt") if "private" not in p.parts]
@@ -202,7 +208,7 @@ def test_each_folds_delay_is_chosen_without_its_own_labels(va_data, va_features,
         annotated = annotated_mask(values)
         values[annotated] = values[annotated][rng.permutation(annotated.sum())]
         path.write_text("\n".join([header] + [f"{v:.6g},{a:.6g}" for v, a in values]) + "\n")
-    rw = _work_beside(va_features, copy, tmp_path / "work")
+    rw = _work_beside(va_features, copy, tmp_path / "work", table)
     assert delay.main(["--data", str(copy), "--work", str(tmp_path / "work"), *candidates]) == 0
     after = json.loads((rw.root / "delay.json").read_text())
     assert after["by_fold"]["0"] == before["by_fold"]["0"]
@@ -251,6 +257,9 @@ def test_jobs_train_each_fold_with_its_own_label_delay(va_data, va_features, tmp
     assert "fold 1's label delay 'half'" in error(tmp_path / "text.json")
     for both in (["--set", "label_delay=0.4"], ["--set=train.label_delay=0.4"]):
         assert "both were given" in error(delays, "--", *both)
+    # Delays chosen for another fold file may have seen a fold's held-out videos.
+    (tmp_path / "stale.json").write_text(json.dumps({"by_fold": {"0": 0.5, "1": 0.5}, "fold_assignment": "0" * 12}))
+    assert "chosen for other folds" in error(tmp_path / "stale.json")
 
 
 def test_frames_without_a_face_are_predicted_and_counted(va_data, va_features):
@@ -288,11 +297,17 @@ def test_smoothing_is_chosen_out_of_fold_and_applied_by_the_blend():
         targets[key], part_of[key], fps_of[key] = truth, i % 3, 30.0
         clean[key] = np.where(truth == -5, 0.0, truth)
         noisy[key] = clean[key] + rng.normal(0, 0.4, truth.shape)
-    width, honest, by_width = choose_smoothing(VA, noisy, targets, part_of, fps_of)
+    by_width = smoothing_scores(VA, noisy, targets, fps_of)
+    width = best_width(by_width)
     assert width > 0 and by_width[width] > by_width[0.0] + 0.05
+    # Out of fold: each part smoothed by the width best on the others (nothing is fit to a
+    # single run, so its inner predictions are its own).
+    inner = {p: {k: noisy[k] for k in noisy if part_of[k] != p} for p in set(part_of.values())}
+    honest, widths = nested_smoothing(VA, noisy, inner, targets, part_of, fps_of)
     assert set(honest) == set(noisy) and all(honest[k].shape == noisy[k].shape for k in noisy)
+    assert set(widths) == {0, 1, 2} and all(w > 0 for w in widths.values())
     assert score_predictions(VA, honest, targets)["mean"] > score_predictions(VA, noisy, targets)["mean"]
-    assert choose_smoothing(VA, clean, targets, part_of, fps_of)[0] == 0.0
+    assert best_width(smoothing_scores(VA, clean, targets, fps_of)) == 0.0
     blend = {"runs": ["a"], "weights": {"a": [1.0, 1.0]}, "smooth_seconds": width}
     with pytest.raises(ValueError, match="fps_of"):
         apply_blend(blend, {"a": noisy})
