@@ -26,6 +26,7 @@
 #                  chosen on all folds pooled (not nested: for measuring what nesting costs)
 #   DEVICE         cpu | cuda (default cpu); SEED: demo generator seed (default 0)
 #   FEATURE_ARGS   extra flags for solution.features, shell-quoted (e.g. "--visual 'hog,timm:resnet50?weights=/m/r50.safetensors'")
+#   BLEND_ARGS     extra flags for solution.ensemble, shell-quoted (e.g. "--ways all")
 #   TRAIN_ARGS     extra flags for every solution.train_fold run, shell-quoted
 #                  (e.g. "--set epochs=30 --set 'streams={visual=[\"hog\"]}'"; model.NAME.KEY=V reaches one model only)
 #   TEST_LISTING   the test listing file, when the release's is not found by its usual names
@@ -129,6 +130,7 @@ stage() {  # stage "N/8 what": closes the running stage with its time, then anno
 export HF_HUB_DISABLE_PROGRESS_BARS="${HF_HUB_DISABLE_PROGRESS_BARS:-1}"
 split_args FEATURE_EXTRA "${FEATURE_ARGS:-}"
 split_args TRAIN_EXTRA "${TRAIN_ARGS:-}"
+split_args BLEND_EXTRA "${BLEND_ARGS:-}"
 
 # ---- PREDICT_DATA: predict a release that arrived after training (no training) ----
 # With the DATA_DIR and WORK_DIR of the training run: the new release's (or test listing's)
@@ -137,14 +139,14 @@ if [ -n "${PREDICT_DATA:-}" ]; then
   [ -d "$PREDICT_DATA" ] || { echo "PREDICT_DATA=$PREDICT_DATA is not a folder" >&2; exit 2; }
   TRAIN_DATA="${DATA_DIR:-$WORK_DIR/demo-$TRACK}"
   RELEASE_WORK="$("$PY" -m solution.runs --data "$TRAIN_DATA" --work "$WORK_DIR")"
-  BLEND_ARGS=()  # the blend solution.ensemble saved; without one, MODELS with equal weights
-  [ -f "$RELEASE_WORK/predictions/blend.json" ] || BLEND_ARGS=(--runs "$MODELS")
+  PREDICT_BLEND=()  # the blend solution.ensemble saved; without one, MODELS with equal weights
+  [ -f "$RELEASE_WORK/predictions/blend.json" ] || PREDICT_BLEND=(--runs "$MODELS")
   THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
   NAME="predict-$(date +%Y%m%d-%H%M%S)"
   echo "== predicting $PREDICT_DATA with the models trained on $TRAIN_DATA ($RELEASE_WORK)"
   "$PY" -m solution.predict --train-data "$TRAIN_DATA" --data "$PREDICT_DATA" --work "$WORK_DIR" \
       --out-dir "$SUBMISSIONS_DIR" --name "$NAME" --device "$DEVICE" --threads "$THREADS" --workers "$JOBS" \
-      ${BLEND_ARGS[@]+"${BLEND_ARGS[@]}"}
+      ${PREDICT_BLEND[@]+"${PREDICT_BLEND[@]}"}
   "$PY" -m solution.submit --check "$SUBMISSIONS_DIR/$NAME.zip" --data "$PREDICT_DATA" --track "$TRACK"
   echo "done: $SUBMISSIONS_DIR/$NAME.zip"
   exit 0
@@ -163,7 +165,7 @@ fi
 [ "$TRACK" = emi ] || LABEL_DELAY="${LABEL_DELAY:-auto}"
 STAGE_LINES=("$(json settings "TRACK=$TRACK" "DATA_DIR=$DATA_DIR" "WORK_DIR=$WORK_DIR" "MODELS=$MODELS" \
   "BASELINE=$BASELINE" "FOLDS=$FOLDS" "JOBS=$JOBS" "DEVICE=$DEVICE" "SCHEME=$SCHEME" "SEED=${SEED:-0}" \
-  "FEATURE_ARGS=${FEATURE_ARGS:-}" "TRAIN_ARGS=${TRAIN_ARGS:-}" "LABEL_DELAY=${LABEL_DELAY:-}" "CONFIG=${CONFIG:-}" \
+  "FEATURE_ARGS=${FEATURE_ARGS:-}" "TRAIN_ARGS=${TRAIN_ARGS:-}" "BLEND_ARGS=${BLEND_ARGS:-}" "LABEL_DELAY=${LABEL_DELAY:-}" "CONFIG=${CONFIG:-}" \
   "VA_ANNOTATION_FIT=${VA_ANNOTATION_FIT:-}")")
 [ -z "${CONFIG:-}" ] || STAGE_LINES+=("$(json config "$CONFIG")")
 
@@ -207,7 +209,7 @@ run "$PY" -m solution.jobs run --data "$DATA_DIR" --work "$WORK_DIR" --models "$
     ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"} ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
 
 stage "6/8 the blend of $MODELS, its weights fit out of fold"
-run "$PY" -m solution.ensemble --data "$DATA_DIR" --work "$WORK_DIR" --runs "$MODELS"
+run "$PY" -m solution.ensemble --data "$DATA_DIR" --work "$WORK_DIR" --runs "$MODELS" ${BLEND_EXTRA[@]+"${BLEND_EXTRA[@]}"}
 PRED="$RELEASE_WORK/predictions/test.$EXT"
 HIDDEN="$DATA_DIR/private/test_labels.csv"; [ "$TRACK" = emi ] || HIDDEN="$DATA_DIR/private/VA_Estimation_Challenge/Test_Set"
 if [ -e "$HIDDEN" ]; then

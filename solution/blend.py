@@ -379,18 +379,23 @@ def compare_blends(track: Track, stack: Stack, rescale: bool = True, parts: dict
     return [fit_blend(track, stack, mode, method, r, parts) for method, mode in methods for r in options]
 
 
-def choose(fits: list[Fit], equal: bool = False, score=lambda fit: fit.honest["mean"]) -> Fit:
-    """The fitted way (shared or per target; with or without the rescale) with the best honest
-    estimate; with `equal`, the best equal-weight way; with one run, that run. On a tie the
-    simpler one (listed first) wins. Equal weights are scored for the table but never chosen
-    unaided: on the tune releases their honest estimate ran ahead of the fitted ways' while on
-    held-back test they trailed (bench/README, "How the blend is chosen"), plausibly because a
-    run's out-of-fold predictions come from one fold's model, whose noise an average of runs
-    cancels, while its test predictions are already averaged over the folds. The winner's
-    honest score carries this choice among a handful of ways, so it is a little optimistic;
-    the weights themselves never saw the fold they are scored on; `nest` estimates the whole
-    procedure, this choice included. `score` ranks the ways (default: their honest estimate)."""
-    wanted = [f for f in fits if (f.method != "fitted") == equal]
+WAYS = ("fitted", "equal", "all")  # which ways of blending may be chosen (solution.ensemble --ways)
+
+
+def choose(fits: list[Fit], ways: str = "fitted", score=lambda fit: fit.honest["mean"]) -> Fit:
+    """The way with the best honest estimate among `ways`: "fitted" (default: shared or per
+    target, with or without the rescale), "equal" (the equal-weight ways) or "all"; with one
+    run, that run. On a tie the simpler one (listed first) wins. Equal weights are scored for
+    the table but not chosen by default: on the tune releases of the time their honest
+    estimate ran ahead of the fitted ways' while on held-back test they trailed (bench/README,
+    "How the blend is chosen"), plausibly because a run's out-of-fold predictions come from
+    one fold's model, whose noise an average of runs cancels, while its test predictions are
+    already averaged over the folds. The winner's honest score carries this choice among a
+    handful of ways, so it is a little optimistic; `nest` estimates the whole procedure, this
+    choice included. `score` ranks the ways (default: their honest estimate)."""
+    if ways not in WAYS:
+        raise ValueError(f"ways must be one of {WAYS}, got {ways!r}")
+    wanted = fits if ways == "all" else [f for f in fits if (f.method == "fitted") == (ways == "fitted")]
     return max(wanted or fits, key=score)
 
 
@@ -440,7 +445,7 @@ class Nested:
     inner_scores: dict  # part -> {way name -> the inner cross-fit's score}
 
 
-def nest(track: Track, stack: Stack, fits: list[Fit], equal: bool = False, parts: dict | None = None) -> Nested:
+def nest(track: Track, stack: Stack, fits: list[Fit], ways: str = "fitted", parts: dict | None = None) -> Nested:
     """The way each part would get from the procedure run without it (see Nested). With only
     two parts an inner part has nothing left to be fit on, so its ways are fit on itself (in
     sample) to be ranked."""
@@ -459,7 +464,7 @@ def nest(track: Track, stack: Stack, fits: list[Fit], equal: bool = False, parts
                 weights_of[fit.name][part] = fit_on(pool(rest) if rest else parts[part])
                 rows[stack.part == part] = blend_rows(stack.preds[:, stack.part == part], *weights_of[fit.name][part])
             scores[fit.name] = score_rows(track, rows[others], stack.truth[others])["mean"]
-        way_of[held] = choose(fits, equal, score=lambda f: scores[f.name])
+        way_of[held] = choose(fits, ways, score=lambda f: scores[f.name])
         inner[held], inner_scores[held] = weights_of[way_of[held].name], scores
     return Nested(way_of, inner, inner_scores)
 

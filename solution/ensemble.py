@@ -1,7 +1,7 @@
 """python -m solution.ensemble: one blend of trained runs, fit out of fold, and its predictions.
 
     python -m solution.ensemble --data DIR --work WORK --runs dual_stage,foalnet,rcma
-        [--equal] [--no-rescale] [--out DIR] [--zip NAME [--zip-dir DIR]]
+        [--ways fitted|equal|all] [--equal] [--no-rescale] [--out DIR] [--zip NAME [--zip-dir DIR]]
 
 Per run: its out-of-fold predictions (every labelled video once, from the fold that held it
 out) and its test predictions averaged over the folds. The runs are blended with
@@ -18,8 +18,8 @@ also estimated honestly: each fold's videos are blended with weights (and rescal
 the other folds only, and all folds are scored together. The table shows each run alone,
 equal weights, and both fitted modes, in-sample and honest (with and without the rescale on
 CCC tracks). The blend used is the fitted mode, with or without the rescale, whose honest
-estimate is best (--equal: equal weights; they are shown, never chosen unaided, see
-docs/training.md); no test label is ever read. Its weights are then fit on every
+estimate is best (--ways equal, or --equal: equal weights; --ways all: every way competes;
+by default equal weights are shown, never chosen, see docs/training.md); no test label is ever read. Its weights are then fit on every
 out-of-fold row. With one run the blend is that run, weight 1. Frame-level tracks (VA): the
 blend is then smoothed over time per video, by the width that scores best on the chosen
 way's honest blend (the table lists every width's score; `smooth_seconds` in blend.json).
@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from solution import submission
-from solution.blend import (Fit, Nested, apply_blend, best_width, choose, compare_blends, holdout_parts, nest,
+from solution.blend import (WAYS, Fit, Nested, apply_blend, best_width, choose, compare_blends, holdout_parts, nest,
                             nested_predictions, nested_smoothing, part_blend, part_moments, single_scores,
                             smoothing_scores, stack_predictions, to_blend, write_blend)
 from solution.errors import DataError
@@ -118,7 +118,7 @@ class Procedure:
 
 
 def blend_procedure(track: Track, oof_by_run: dict, targets: dict, part_of: dict, fps_of: dict | None = None,
-                    equal: bool = False, rescale: bool = True) -> Procedure:
+                    ways: str = "fitted", rescale: bool = True) -> Procedure:
     """Choose the way (and on frame-level tracks the smoothing) on the out-of-fold predictions,
     fit it on every part; and the same procedure run without each part in turn, applied to
     that part (blend.nest, blend.nested_smoothing), so its score is the honest estimate of
@@ -127,10 +127,11 @@ def blend_procedure(track: Track, oof_by_run: dict, targets: dict, part_of: dict
     stack = stack_predictions(track, oof_by_run, targets, part_of)
     parts = part_moments(stack)
     fits = compare_blends(track, stack, rescale=rescale, parts=parts)
-    chosen = choose(fits, equal=equal)
-    nested = nest(track, stack, fits, equal, parts)
+    chosen = choose(fits, ways)
+    nested = nest(track, stack, fits, ways, parts)
     singles = single_scores(track, stack)
     blend = to_blend(track, runs, chosen, fits, singles, len(chosen.by_part))
+    blend["scores"]["ways"] = ways
     oof, inner = nested_predictions(blend, nested, oof_by_run, part_of, track)
     scores = blend["scores"]
     scores["nested"] = {"way_by_part": {str(p): f.name for p, f in nested.way_of.items()},
@@ -169,8 +170,9 @@ def format_table(track: Track, procedure: Procedure, alone: dict | None = None) 
         mark = " *" if fit is chosen else "  "
         lines.append(f"{label(fit) + mark:<30}{fit.in_sample['mean']:>10.4f}{fit.honest['mean']:>10.4f}"
                      + "".join(f"{v:>10.4f}" for v in fit.honest["per_dim"].values()))
-    among = {"equal": "among the equal-weight ways (--equal)", "fitted": "among the fitted ways",
-             "single": "(the only way)"}[chosen.method]
+    among = ("(the only way)" if chosen.method == "single" else
+             {"equal": "among the equal-weight ways (--ways equal)", "fitted": "among the fitted ways",
+              "all": "among every way (--ways all)"}[blend["scores"]["ways"]])
     lines.append(f"* chosen by the honest estimate {among}: {label(chosen)}")
     if track.metric == "pearson":
         lines.append("  (Pearson track: an affine rescale would change nothing, so none is fit)")
@@ -195,7 +197,7 @@ def format_table(track: Track, procedure: Procedure, alone: dict | None = None) 
     return "\n".join(lines)
 
 
-def blend_runs(data, rw: ReleaseWork, runs: list[str], equal: bool = False, rescale: bool = True):
+def blend_runs(data, rw: ReleaseWork, runs: list[str], ways: str = "fitted", rescale: bool = True):
     """Fit, choose and apply the blend: (blend dict, its honest oof predictions, test
     predictions, table text)."""
     if len(set(runs)) != len(runs):
@@ -209,7 +211,7 @@ def blend_runs(data, rw: ReleaseWork, runs: list[str], equal: bool = False, resc
     fps_of = None
     if track.level == "frame":
         fps_of = {k: release.video_fps(k) for k in sorted(set(keys) | set(test_by_run[runs[0]]))}
-    procedure = blend_procedure(track, oof_by_run, targets, part_of, fps_of, equal, rescale)
+    procedure = blend_procedure(track, oof_by_run, targets, part_of, fps_of, ways, rescale)
     # Frame-level runs alone get their rescale and smoothing chosen as the blend's are, so a
     # run and the blend are compared as each would be submitted.
     alone = ({run: blend_procedure(track, {run: oof_by_run[run]}, targets, part_of, fps_of, rescale=rescale)
@@ -228,7 +230,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="the release the runs were trained on")
     parser.add_argument("--work", type=Path, required=True, help="the work folder given to train_fold")
     parser.add_argument("--runs", required=True, help="comma list of run names (models) to blend")
-    parser.add_argument("--equal", action="store_true", help="blend with equal weights instead of fitted ones")
+    parser.add_argument("--ways", choices=WAYS, default="fitted",
+                        help="the ways the blend is chosen among: fitted weights (default), equal weights, or all of them")
+    parser.add_argument("--equal", action="store_true", help="blend with equal weights instead of fitted ones (--ways equal)")
     parser.add_argument("--no-rescale", action="store_true",
                         help="CCC tracks: never rescale the blend (by default the honest estimate decides)")
     parser.add_argument("--out", type=Path, help="output folder (default: WORK/<track>-<fingerprint>/predictions)")
@@ -242,7 +246,8 @@ def main(argv=None) -> int:
         runs = [r for r in args.runs.split(",") if r]
         if not runs:
             raise DataError("--runs names no run")
-        blend, oof, test, table = blend_runs(args.data, rw, runs, args.equal, not args.no_rescale)
+        blend, oof, test, table = blend_runs(args.data, rw, runs, "equal" if args.equal else args.ways,
+                                             not args.no_rescale)
         out = args.out or rw.predictions
         write_blend(out / "blend.json", blend)
         write_predictions(out / prediction_filename(rw.track, "oof"), rw.track, oof)

@@ -189,7 +189,8 @@ def test_the_way_of_blending_is_chosen_by_the_honest_estimate():
     assert blend.choose([equal, flattering, modest]) is modest
     better = way("shared", "fitted", 0.75, 0.7)
     assert blend.choose([equal, flattering, better]) is better
-    assert blend.choose([equal, flattering, modest], equal=True) is equal
+    assert blend.choose([equal, flattering, modest], "equal") is equal
+    assert blend.choose([equal, flattering, modest], "all") is equal  # every way competes: equal's 0.65 is best
 
 
 def test_rescale_restores_ccc_of_shrunk_predictions():
@@ -208,7 +209,7 @@ def test_rescale_restores_ccc_of_shrunk_predictions():
     assert set(fits) == {"equal", "equal+rescale", "shared", "shared+rescale", "per_target", "per_target+rescale"}
     assert fits["shared+rescale"].honest["mean"] > fits["shared"].honest["mean"] + 0.2
     assert blend.choose(list(fits.values())).rescale is not None
-    assert blend.choose(list(fits.values()), equal=True).name == "equal+rescale"
+    assert blend.choose(list(fits.values()), "equal").name == "equal+rescale"
     # Pearson tracks: no rescale is offered, since it changes nothing.
     assert all(f.rescale is None for f in blend.compare_blends(EMI, Stack(stack.runs, np.repeat(shrunk, 3, 2) / 2 + 0.5,
                                                                               np.repeat(truth, 3, 1), stack.part)))
