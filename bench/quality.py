@@ -259,9 +259,49 @@ def run_provenance(metrics: list[dict], started: float | None) -> dict:
             "folds": folds}
 
 
+def panel_metadata(data: Path, track):
+    """The synthetic release's metadata.csv (an emi-features release hides it in private/, as
+    the organizers' has none), indexed by video key; None without one."""
+    import pandas as pd
+
+    from solution.layouts import emi_key
+
+    path = next((p for p in (data / "metadata.csv", data / "private" / "metadata.csv") if p.is_file()), None)
+    if path is None:
+        return None
+    meta = pd.read_csv(path, dtype=str)
+    if track.level == "video":
+        return meta.set_index(pd.Index([emi_key(v) for v in meta.Filename]))
+    return meta.set_index("video")
+
+
+def subject_oracle(track, preds: dict, targets: dict, subject_of: dict) -> float:
+    """The score if every subject's mean prediction were moved onto its mean label (an oracle
+    that knows each subject's offset, per target): how much subject-level offsets (a person's
+    rating bias, expressivity, an annotator's bias on a VA video) cost. VA: per video, over
+    its annotated frames."""
+    from solution.layouts import annotated_mask
+    from solution.metrics import score_predictions
+
+    adjusted = {}
+    if track.level == "video":
+        for subject in set(subject_of[k] for k in preds):
+            keys = [k for k in preds if subject_of[k] == subject]
+            shift = np.mean([targets[k] for k in keys], 0) - np.mean([preds[k] for k in keys], 0)
+            adjusted.update({k: np.asarray(preds[k]) + shift for k in keys})
+    else:
+        for key, pred in preds.items():
+            label = np.asarray(targets[key])
+            keep = annotated_mask(label)
+            pred = np.asarray(pred, np.float64)[: len(label)]
+            adjusted[key] = pred + (label[keep].mean(0) - pred[keep].mean(0) if keep.any() else 0.0)
+    return score_predictions(track, adjusted, targets)["mean"]
+
+
 def score_release(data: Path, work: Path, runs: list[str], started: float | None = None) -> list[dict]:
     """Per run, then the blend: the out-of-fold and held-back test scores and their ceiling
-    shares, the way, its cost and provenance, and the blend's scores by condition. Each run
+    shares, the way, its cost and provenance, its out-of-fold score by condition and with
+    each subject's offset known (subject_oracle), on the synthetic metadata. Each run
     alone is scored as `MODELS=<run>` would submit it (solution.ensemble with one run: on VA
     its rescale and smoothing chosen out of fold, as the blend's are), so every column is
     made alike; the blend row reads what run_all.sh wrote."""
@@ -271,7 +311,7 @@ def score_release(data: Path, work: Path, runs: list[str], started: float | None
     from solution.layouts import detect_track, open_release
     from solution.metrics import score_predictions
     from solution.predictions import prediction_filename, read_predictions, write_predictions
-    from solution.report import conditions, scores_by_condition
+    from solution.report import CONDITIONS, scores_by_condition
     from solution.runs import release_work
     from solution.tracks import get_track
 
@@ -281,7 +321,10 @@ def score_release(data: Path, work: Path, runs: list[str], started: float | None
     ceiling = json.loads((data / "ceiling.json").read_text())
     oof_ceiling = labelled_ceiling(data, ceiling, track)
     hidden = data / "private" / ("test_labels.csv" if track.name == "emi" else "VA_Estimation_Challenge/Test_Set")
-    flags = conditions(release)
+    meta = panel_metadata(data, track)
+    flags = None if meta is None else meta[[c for c in CONDITIONS if c in meta.columns]]
+    subject_of = None if meta is None else (meta.subject.to_dict() if track.level == "video"
+                                            else {k: k for k in meta.index})
 
     def test_score(pred_path: Path) -> float:
         return (evaluate_emi if track.name == "emi" else evaluate_va)(pred_path, hidden)["mean"]
@@ -293,8 +336,10 @@ def score_release(data: Path, work: Path, runs: list[str], started: float | None
     def oof_scores(oof: dict) -> dict:
         targets = {k: release.video_targets(k) for k in oof}
         out = {"oof": score_predictions(track, oof, targets)["mean"]}
-        if flags is not None:
+        if flags is not None and len(flags.columns):
             out["by_condition"] = dict(zip(("oof", "videos"), scores_by_condition(track, flags, oof, targets)))
+        if subject_of is not None:
+            out["oof_subject_oracle"] = round(subject_oracle(track, oof, targets, subject_of), 4)
         return out
 
     def way_of(blend: dict) -> dict:

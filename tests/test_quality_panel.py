@@ -307,3 +307,26 @@ def test_run_provenance_says_which_folds_this_invocation_trained(quality):
     other = quality.run_provenance([{**m, "settings": {**m["settings"], "x": 2}} for m in metrics], started)
     assert other["settings"] != got["settings"]
     assert quality.run_provenance(metrics[:1] + [{"fold": 1}], started)["cpu"] is None  # one fold's CPU unknown
+
+
+def test_subject_oracle_removes_each_subjects_offset_only(quality):
+    """Predictions off by a constant per subject score far below the labels; with each
+    subject's mean moved onto its mean label they score as the rest of their error allows."""
+    from solution.metrics import score_predictions
+    from solution.tracks import EMI, VA
+
+    rng = np.random.default_rng(2)
+    keys = [f"{i:05d}" for i in range(60)]
+    subject_of = {k: f"s{i % 6}" for i, k in enumerate(keys)}
+    offset = {s: rng.normal(0, 0.5, 6) for s in sorted(set(subject_of.values()))}
+    targets = {k: rng.uniform(0, 1, 6) for k in keys}
+    noise = {k: rng.normal(0, 0.05, 6) for k in keys}
+    preds = {k: targets[k] + noise[k] + offset[subject_of[k]] for k in keys}
+    oracle = quality.subject_oracle(EMI, preds, targets, subject_of)
+    assert score_predictions(EMI, preds, targets)["mean"] < oracle - 0.2
+    centred = {k: targets[k] + noise[k] - np.mean([noise[j] for j in keys if subject_of[j] == subject_of[k]], 0)
+               for k in keys}
+    assert oracle == pytest.approx(score_predictions(EMI, centred, targets)["mean"], abs=1e-9)
+    frames = {k: np.where(np.arange(50)[:, None] < 5, -5.0, rng.uniform(-1, 1, (50, 2))) for k in keys[:4]}
+    late = {k: np.where(v == -5, 0.0, v) + 0.4 for k, v in frames.items()}  # every video off by 0.4
+    assert quality.subject_oracle(VA, late, frames, {k: k for k in frames}) == pytest.approx(1.0)
