@@ -234,8 +234,8 @@ LEDGER_NAME = "ledger.csv"
 # (WORK/<track>-<fingerprint>, solution/runs.py); runs and blend: the runs blended (joined by
 # +) and the way (solution/blend.py's chosen way: equal, shared, per_target, +rescale, and
 # the smoothing width on frame-level tracks); metric and honest_oof: the blend's honest
-# out-of-fold score as solution.ensemble measured it (each fold blended with weights fit
-# without it; empty when no fitted blend is known); settings_digest: sha256 of the blend as
+# out-of-fold score as solution.ensemble measured it (the whole procedure, nested: each fold
+# blended by the way, weights and smoothing chosen without it; empty when no fitted blend is known); settings_digest: sha256 of the blend as
 # blend.json holds it (solution.fileio.write_json's form: sorted keys, indent 2), so two zips
 # with the same digest came from the same runs' predictions blended the same way; commit:
 # the project's `git rev-parse --short HEAD`, `-dirty` with uncommitted changes, empty without
@@ -376,11 +376,14 @@ def blend_way(blend: dict) -> str:
 
 
 def honest_score(blend: dict) -> tuple[str, str]:
-    """(metric, honest out-of-fold score) that solution.ensemble saved in the blend: that of
-    the smoothed blend on frame-level tracks, else that of the chosen way; empty when the
-    blend was not fitted (solution.predict --runs: equal weights, no score)."""
+    """(metric, honest out-of-fold score) that solution.ensemble saved in the blend: the whole
+    procedure's nested estimate (blends saved before it: the smoothed blend's on frame-level
+    tracks, else the chosen way's); empty when the blend was not fitted (solution.predict
+    --runs: equal weights, no score)."""
     scores = blend.get("scores") or {}
-    value = (scores.get("smoothing") or {}).get("honest")
+    value = (scores.get("nested") or {}).get("score")
+    if value is None:
+        value = (scores.get("smoothing") or {}).get("honest")
     if value is None:
         value = (scores.get("blends") or {}).get(scores.get("chosen"), {}).get("honest")
     return (str(scores.get("metric", "")), "" if value is None else f"{float(value):.6f}")
