@@ -25,7 +25,6 @@ training run). Another release in the same WORK gets its own folder.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -35,9 +34,10 @@ import pandas as pd
 from solution import fileio
 from solution.config import apply_stage_config
 from solution.errors import DataError
-from solution.layouts import _read_csv, annotated_mask, detect_track, emi_key, open_release, parse_video_id
 from solution.listing import add_test_listing_option, export_listing
+from solution.readers import read_csv
 from solution.runs import fingerprint, release_work, write_folds
+from solution.tracks import detect_track, open_release
 
 
 def assign_folds(groups: pd.Series, intensity: pd.Series, sizes: pd.Series, k: int, seed: int) -> pd.Series:
@@ -60,18 +60,17 @@ def assign_folds(groups: pd.Series, intensity: pd.Series, sizes: pd.Series, k: i
     return groups.map(fold_of_group)
 
 
-def read_groups(path: Path, track, keys) -> dict[str, str]:
+def read_groups(path: Path, release, keys) -> dict[str, str]:
     """A user's grouping file -> {video key: group}; every labelled video must have one."""
-    frame = _read_csv(Path(path), "groups")
-    id_column = "Filename" if track.level == "video" else "video"
+    frame = read_csv(Path(path), "groups")
+    id_column = release.key_column
     if id_column not in frame.columns or "group" not in frame.columns:
         raise DataError(f"{path}: groups file needs columns {id_column},group; found {list(frame.columns)}")
-    if track.level == "video":
-        ids = frame[id_column].map(parse_video_id)
-        if ids.isna().any():
-            line = int(np.flatnonzero(ids.isna().to_numpy())[0]) + 2
-            raise DataError(f"{path}: line {line}: {frame[id_column].iloc[line - 2]!r} is not a video id")
-        frame[id_column] = [emi_key(v) for v in ids]
+    ids = frame[id_column].map(release.key_of)
+    if ids.isna().any():
+        line = int(np.flatnonzero(ids.isna().to_numpy())[0]) + 2
+        raise DataError(f"{path}: line {line}: {frame[id_column].iloc[line - 2]!r} is not a video id")
+    frame[id_column] = ids.tolist()
     duplicated = frame[id_column][frame[id_column].duplicated()]
     if len(duplicated):
         raise DataError(f"{path}: video(s) {duplicated.tolist()[:5]} listed twice")
@@ -95,16 +94,14 @@ def make_folds(data, k: int = 5, scheme: str = "grouped", seed: int = 0, groups_
         raise DataError(f"{data}: no labelled video to make folds of"
                         + (f" ({len(left_out)} left out: {'; '.join(list(left_out.values())[:3])})" if left_out else ""))
     if groups_file is not None:
-        group_of, grouping = read_groups(groups_file, track, keys), f"file {Path(groups_file).name}"
+        group_of, grouping = read_groups(groups_file, release, keys), f"file {Path(groups_file).name}"
     elif (subjects := release.subjects()) is not None:
         missing = [k for k in keys if k not in subjects]
         if missing:
             raise DataError(f"{release.root / 'metadata.csv'}: no subject for video(s) {missing[:5]}")
         group_of, grouping = {k: subjects[k] for k in keys}, "subject"
-    elif track.level == "video":
-        group_of, grouping = {k: k for k in keys}, "video"
-    else:
-        group_of, grouping = {k: re.sub(r"_(left|right)$", "", k) for k in keys}, "recording"
+    else:  # each video its own group, or as the release groups them (Aff-Wild2: a recording's _left/_right)
+        group_of, grouping = {k: release.group_of(k) for k in keys}, release.grouping
     groups = pd.Series(group_of).loc[keys]
     if scheme == "official":
         folds = pd.Series({key: 0 if split_of[key] == "valid" else -1 for key in keys})
@@ -116,7 +113,7 @@ def make_folds(data, k: int = 5, scheme: str = "grouped", seed: int = 0, groups_
         for key in keys:
             target = release.video_targets(key)
             if target.ndim == 2:
-                target = target[annotated_mask(target)]
+                target = target[track.annotated(target)]
                 sizes[key] = len(target)
                 intensity[key] = float(target.mean()) if len(target) else 0.0
             else:
@@ -126,14 +123,14 @@ def make_folds(data, k: int = 5, scheme: str = "grouped", seed: int = 0, groups_
                           "fold": folds.loc[keys].to_numpy()})
     if track.level == "frame":  # the grouped scheme's sizes are the annotated frames already
         check_fold_frames(table, sizes if scheme != "official" else
-                          {key: int(annotated_mask(release.video_targets(key)).sum()) for key in keys}, k,
+                          {key: int(track.annotated(release.video_targets(key)).sum()) for key in keys}, k,
                           "the official scheme scores the valid split" if scheme == "official" else "use fewer folds (--k)")
     info = {"track": track.name, "scheme": scheme, "k": k, "seed": seed, "grouping": grouping,
             "fingerprint": fingerprint(table["id"]), "videos": len(table)}
     if left_out:  # recorded only when there are some, so fold files made before still match
         info["left_out"] = dict(sorted(left_out.items()))
     fitted = release.fitted()
-    if fitted:  # likewise: VA annotations fitted to their video (VA_ANNOTATION_FIT=fit)
+    if fitted:  # likewise: annotations fitted to their video (VA_ANNOTATION_FIT=fit)
         info["fitted"] = dict(sorted(fitted.items()))
     return table, info
 

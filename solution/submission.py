@@ -23,70 +23,15 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from solution import fileio
+from solution.errors import DataError
 from solution.fileio import atomic_path
-from solution.layouts import DataError, EmiRelease, VaRelease, parse_video_id
-from solution.predictions import (VA_SINGLE_HEADER, parse_image_location, read_emi_predictions,
-                                  read_va_predictions, va_file_text, va_single_text)
-from solution.tracks import EMI, EMI_TARGETS, VA
+from solution.tracks import TRACKS, get_track
+from solution.tracks.emi import EMI_HEADER  # noqa: F401 - the EMI header, by its older place
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT_DIR = REPO / "submissions"
-
-EMI_HEADER = ",".join(("Filename",) + EMI_TARGETS)
-EMI_CSV_NAME = "predictions.csv"
-VA_SINGLE_NAME = "predictions.txt"
-MAX_LISTED = 20  # per kind of problem, so a badly broken file still gives a readable report
-DEFAULT_FRAME_TOLERANCE = 10  # VA: frames a prediction may be longer or shorter than the listing
-
-
-# ------------------------------------------------------------------ formatting
-
-def format_emi(pred: pd.DataFrame, test_ids: list[int], source="predictions") -> str:
-    missing = sorted(set(test_ids) - set(pred.index))
-    if missing:
-        raise DataError(f"{source}: no prediction for {len(missing)} test id(s), e.g. {missing[:5]}")
-    extra = sorted(set(pred.index) - set(test_ids))
-    if extra:
-        print(f"[submit] note: dropping {len(extra)} id(s) not in the test listing, e.g. {extra[:5]}")
-    values = pred.loc[sorted(test_ids), list(EMI_TARGETS)].clip(EMI.low, EMI.high)
-    lines = [EMI_HEADER] + [f"{vid:05d}," + ",".join(f"{x:.6f}" for x in row)
-                            for vid, row in zip(values.index, values.to_numpy())]
-    return "\n".join(lines) + "\n"
-
-
-def fit_va_lengths(pred: dict[str, np.ndarray], counts: dict[str, int], source="predictions",
-                   tolerance: int = DEFAULT_FRAME_TOLERANCE):
-    """Pad (repeat the last value) or cut each video to the listing's frame count, when they
-    differ by at most `tolerance` frames (decoders and annotations disagree by a few); the
-    videos fitted are listed. A larger difference means the predictions are aligned to
-    something else (another fps, another video): an error naming every such video."""
-    missing = sorted(set(counts) - set(pred))
-    if missing:
-        raise DataError(f"{source}: no prediction for {len(missing)} test video(s), e.g. {missing[:5]}")
-    fitted, adjusted, too_far = {}, [], []
-    for video, n in sorted(counts.items()):
-        values = np.clip(pred[video], VA.low, VA.high)
-        if len(values) != n:
-            if abs(len(values) - n) > tolerance or not len(values):
-                too_far.append(f"{video}: {len(values)} predicted frames, the listing says {n}")
-                continue
-            adjusted.append(f"{video} ({len(values) - n:+d})")
-            values = np.concatenate([values, np.repeat(values[-1:], n - len(values), 0)]) if len(values) < n \
-                else values[:n]
-        fitted[video] = values
-    if too_far:
-        raise DataError(f"{source}: {len(too_far)} test video(s) differ from the listing's frame count by more than "
-                        f"{tolerance} frames (--frame-tolerance), which means the predictions follow another "
-                        "frame rate or video:\n  " + "\n  ".join(too_far[:MAX_LISTED]))
-    if adjusted:
-        print(f"[submit] note: {len(adjusted)} video(s) padded with their last value or cut to the listing's frame "
-              f"count (predicted - listed): {', '.join(adjusted[:MAX_LISTED])}"
-              + (f" and {len(adjusted) - MAX_LISTED} more" if len(adjusted) > MAX_LISTED else ""))
-    return fitted
+DEFAULT_FRAME_TOLERANCE = 10  # frame-level tracks: frames a prediction may be longer or shorter than the listing
 
 
 def write_zip(path: Path, members: dict[str, str]) -> None:
@@ -99,100 +44,9 @@ def write_zip(path: Path, members: dict[str, str]) -> None:
                 archive.writestr(info, text)
 
 
-# ------------------------------------------------------------------ checking
-
-def _listed(problems: list[str], label: str, items) -> None:
-    items = list(items)
-    if items:
-        shown = ", ".join(map(str, items[:MAX_LISTED]))
-        problems.append(f"{label} ({len(items)}): {shown}{' ...' if len(items) > MAX_LISTED else ''}")
-
-
-def _check_values(problems, where: str, table: pd.DataFrame, columns, low, high, row_names):
-    values = table[list(columns)].apply(lambda c: pd.to_numeric(c.astype(str).str.strip(), errors="coerce"))
-    values = values.to_numpy(dtype=np.float64)
-    nan_rows = ~np.isfinite(values).all(1)
-    _listed(problems, f"{where}: NaN, empty or non-numeric value", np.asarray(row_names)[nan_rows])
-    with np.errstate(invalid="ignore"):
-        out = ((values < low) | (values > high)).any(1) & ~nan_rows
-    _listed(problems, f"{where}: value outside [{low:g}, {high:g}]", np.asarray(row_names)[out])
-
-
-def _read_member(text: str, where: str, problems: list[str]) -> pd.DataFrame | None:
-    try:
-        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        problems.append(f"{where}: not a readable CSV ({exc})")
-        return None
-
-
-def check_emi_text(text: str, test_ids: list[int], where: str) -> list[str]:
-    problems: list[str] = []
-    header = text.splitlines()[0].strip() if text.strip() else ""
-    if header != EMI_HEADER:
-        problems.append(f"{where}: header must be {EMI_HEADER!r}, got {header!r}")
-    table = _read_member(text, where, problems)
-    if table is None or "Filename" not in table.columns:
-        return problems
-    ids = table["Filename"].map(parse_video_id)
-    _listed(problems, f"{where}: Filename that is not a video id", table["Filename"][ids.isna()].tolist())
-    ids = ids.dropna().astype(int)
-    counts = ids.value_counts()
-    _listed(problems, f"{where}: duplicate id", sorted(counts.index[counts > 1]))
-    _listed(problems, f"{where}: missing test id", sorted(set(test_ids) - set(ids)))
-    _listed(problems, f"{where}: id not in the test listing", sorted(set(ids) - set(test_ids)))
-    if ids.tolist() != sorted(ids.tolist()):
-        problems.append(f"{where}: rows are not sorted by Filename")
-    present = [c for c in EMI_TARGETS if c in table.columns]
-    if present:
-        _check_values(problems, where, table, present, EMI.low, EMI.high, table["Filename"].tolist())
-    return problems
-
-
-def check_va_single_text(text: str, counts: dict[str, int], where: str) -> list[str]:
-    problems: list[str] = []
-    header = text.splitlines()[0].strip() if text.strip() else ""
-    if header != VA_SINGLE_HEADER:
-        problems.append(f"{where}: header must be {VA_SINGLE_HEADER!r}, got {header!r}")
-        return problems
-    table = _read_member(text, where, problems)
-    if table is None:
-        return problems
-    located = table["image_location"].map(parse_image_location)
-    _listed(problems, f"{where}: image_location not like <video>/00001.jpg",
-            table["image_location"][located.isna()].tolist())
-    table = table[located.notna()].assign(video=[v for v, _ in located.dropna()],
-                                          frame=[f for _, f in located.dropna()])
-    dup = table.duplicated(["video", "frame"])
-    _listed(problems, f"{where}: duplicate image_location", table["image_location"][dup].tolist())
-    _listed(problems, f"{where}: missing test video", sorted(set(counts) - set(table["video"])))
-    _listed(problems, f"{where}: video not in the test listing", sorted(set(table["video"]) - set(counts)))
-    for video, rows in table.groupby("video", sort=True):
-        if video in counts:
-            frames = set(rows["frame"])
-            if frames != set(range(1, counts[video] + 1)):
-                problems.append(f"{where}: {video}: frames {min(frames)}..{max(frames)} "
-                                f"({len(frames)} distinct), the test listing says 1..{counts[video]}")
-    _check_values(problems, where, table, VA.targets, VA.low, VA.high, table["image_location"].tolist())
-    return problems
-
-
-def check_va_video_text(text: str, n_expected: int, where: str) -> list[str]:
-    problems: list[str] = []
-    header = text.splitlines()[0].replace(" ", "") if text.strip() else ""
-    if header != "valence,arousal":
-        return [f"{where}: header must be 'valence,arousal', got {header!r}"]
-    table = _read_member(text, where, problems)
-    if table is not None:
-        if len(table) != n_expected:
-            problems.append(f"{where}: {len(table)} frames, the test listing says {n_expected}")
-        _check_values(problems, where, table, VA.targets, VA.low, VA.high,
-                      [f"frame {i}" for i in range(1, len(table) + 1)])
-    return problems
-
-
 def check_zip(zip_path, data, track: str | None = None) -> list[str]:
-    """Every problem found in a submission zip, as readable lines; [] means valid."""
+    """Every problem found in a submission zip, as readable lines; [] means valid. Without
+    `track`, the first track (in registration order) that claims the zip's members checks it."""
     zip_path = Path(zip_path)
     if not zip_path.is_file():
         return [f"{zip_path}: file not found"]
@@ -205,25 +59,8 @@ def check_zip(zip_path, data, track: str | None = None) -> list[str]:
     if not members:
         return [f"{zip_path}: the zip is empty"]
     names = list(members)
-    if track is None:
-        track = "va" if any(n.endswith(".txt") for n in names) else "emi"
-    if track == "emi":
-        csvs = [n for n in names if n.lower().endswith(".csv")]
-        if len(csvs) != 1:
-            return [f"{zip_path}: an EMI submission holds exactly one .csv, found {csvs or names}"]
-        test_ids = EmiRelease(data).test_ids()
-        return check_emi_text(members[csvs[0]], test_ids, f"{zip_path.name}:{csvs[0]}")
-    counts = VaRelease(data).test_frame_counts()
-    texts = [n for n in names if n.lower().endswith(".txt")]
-    if len(texts) == 1 and Path(texts[0]).stem not in counts:
-        return check_va_single_text(members[texts[0]], counts, f"{zip_path.name}:{texts[0]}")
-    problems: list[str] = []
-    by_video = {Path(n).stem: n for n in texts}
-    _listed(problems, f"{zip_path.name}: missing <video>.txt for test video", sorted(set(counts) - set(by_video)))
-    _listed(problems, f"{zip_path.name}: file for a video not in the test listing", sorted(set(by_video) - set(counts)))
-    for video in sorted(set(counts) & set(by_video)):
-        problems += check_va_video_text(members[by_video[video]], counts[video], f"{zip_path.name}:{by_video[video]}")
-    return problems
+    unit = get_track(track) if track is not None else next(t for t in TRACKS.values() if t.claims(names))
+    return unit.check_members(members, zip_path, data)
 
 
 # ------------------------------------------------------------------ the ledger
@@ -398,8 +235,8 @@ def release_fingerprint(track: str, pred, data, record: dict | None = None) -> s
     for folder in Path(pred).resolve().parents:
         if folder.name.startswith(f"{track}-") and (folder / "release.json").is_file():
             return folder.name[len(track) + 1:]
-    from solution.layouts import open_release
     from solution.runs import fingerprint
+    from solution.tracks import open_release
 
     source = (record or {}).get("train_data") or data
     try:
@@ -459,14 +296,8 @@ def make_submission(track: str, pred, data, out_dir, name: str | None = None, va
     zip_path = Path(out_dir) / f"{name or f'{track}-{stamp}'}.zip"
     ledger = ledger_path(out_dir)
     read_ledger(ledger)  # a damaged ledger stops here, before there is a zip it would not list
-    if track == "emi":
-        text = format_emi(read_emi_predictions(pred), EmiRelease(data).test_ids(), source=pred)
-        members = {EMI_CSV_NAME: text}
-    else:
-        fitted = fit_va_lengths(read_va_predictions(pred), VaRelease(data).test_frame_counts(), source=pred,
-                                tolerance=frame_tolerance)
-        members = ({VA_SINGLE_NAME: va_single_text(fitted)} if va_format == "single"
-                   else {f"{video}.txt": va_file_text(values) for video, values in sorted(fitted.items())})
+    # `va_format`: the form, among the track's submission_formats (its name is older than the other tracks)
+    members = get_track(track).submission_members(pred, data, va_format, frame_tolerance)
     write_zip(zip_path, members)
     problems = check_zip(zip_path, data, track)
     if problems:

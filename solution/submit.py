@@ -29,12 +29,13 @@ from solution.errors import DataError
 from solution.listing import add_test_listing_option
 from solution.submission import (DEFAULT_FRAME_TOLERANCE, DEFAULT_OUT_DIR, LEDGER_NAME, check_zip, format_ledger,
                                  ledger_path, make_submission, read_ledger)
+from solution.tracks import track_names
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solution.submit", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--track", choices=["emi", "va"], help="required to build; guessed for --check")
+    parser.add_argument("--track", choices=track_names(), help="required to build; guessed for --check")
     parser.add_argument("--pred", type=Path, help="test predictions (EMI CSV; VA single file or folder)")
     parser.add_argument("--data", type=Path, help="the release folder (for the test listing); required but with --ledger")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
