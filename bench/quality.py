@@ -280,7 +280,6 @@ def subject_oracle(track, preds: dict, targets: dict, subject_of: dict) -> float
     that knows each subject's offset, per target): how much subject-level offsets (a person's
     rating bias, expressivity, an annotator's bias on a VA video) cost. VA: per video, over
     its annotated frames."""
-    from solution.layouts import annotated_mask
     from solution.metrics import score_predictions
 
     adjusted = {}
@@ -292,7 +291,7 @@ def subject_oracle(track, preds: dict, targets: dict, subject_of: dict) -> float
     else:
         for key, pred in preds.items():
             label = np.asarray(targets[key])
-            keep = annotated_mask(label)
+            keep = track.annotated(label)
             pred = np.asarray(pred, np.float64)[: len(label)]
             adjusted[key] = pred + (label[keep].mean(0) - pred[keep].mean(0) if keep.any() else 0.0)
     return score_predictions(track, adjusted, targets)["mean"]
@@ -306,7 +305,6 @@ def score_release(data: Path, work: Path, runs: list[str], started: float | None
     its rescale and smoothing chosen out of fold, as the blend's are), so every column is
     made alike; the blend row reads what run_all.sh wrote."""
     from solution.ensemble import blend_runs
-    from solution.evaluate import evaluate_emi, evaluate_va
     from solution.inference import run_predictions
     from solution.layouts import detect_track, open_release
     from solution.metrics import score_predictions
@@ -320,14 +318,14 @@ def score_release(data: Path, work: Path, runs: list[str], started: float | None
     release = open_release(track, data)
     ceiling = json.loads((data / "ceiling.json").read_text())
     oof_ceiling = labelled_ceiling(data, ceiling, track)
-    hidden = data / "private" / ("test_labels.csv" if track.name == "emi" else "VA_Estimation_Challenge/Test_Set")
+    hidden = data / track.hidden_test
     meta = panel_metadata(data, track)
     flags = None if meta is None else meta[[c for c in CONDITIONS if c in meta.columns]]
     subject_of = None if meta is None else (meta.subject.to_dict() if track.level == "video"
                                             else {k: k for k in meta.index})
 
     def test_score(pred_path: Path) -> float:
-        return (evaluate_emi if track.name == "emi" else evaluate_va)(pred_path, hidden)["mean"]
+        return track.evaluate(pred_path, hidden)["mean"]
 
     # Which held-back test videos and labels these are: --compare pairs only records that share them.
     labels = [hidden] if hidden.is_file() else sorted(hidden.glob("*.txt"))

@@ -26,7 +26,6 @@ from scipy.optimize import minimize
 
 from solution import fileio
 from solution.errors import DataError
-from solution.layouts import annotated_mask
 from solution.metrics import score
 from solution.tracks import Track
 
@@ -89,7 +88,7 @@ def smoothing_scores(track: Track, preds: dict, targets: dict, fps_of: dict,
         rows, truth = [], []
         for key in keys:
             label = np.asarray(targets[key], np.float64)
-            keep = annotated_mask(label)
+            keep = track.annotated(label)
             rows.append(smooth_over_time(preds[key], sigma * fps_of[key])[: len(label)][keep])
             truth.append(label[keep])
         out[sigma] = score_rows(track, np.concatenate(rows), np.concatenate(truth))["mean"]
@@ -153,7 +152,7 @@ def stack_predictions(track: Track, preds_by_run: dict[str, dict], targets: dict
     truth, part, preds = [], [], {run: [] for run in runs}
     for key in keys:
         label = np.asarray(targets[key], np.float64)
-        keep = None if track.level == "video" else annotated_mask(label)
+        keep = None if track.level == "video" else track.annotated(label)
         truth.append(label[None] if keep is None else label[keep])
         part.append(np.full(len(truth[-1]), part_of[key]))
         for run in runs:
@@ -374,7 +373,7 @@ def compare_blends(track: Track, stack: Stack, rescale: bool = True, parts: dict
     methods = [("equal" if len(stack.runs) > 1 else "single", "shared")]
     if len(stack.runs) > 1:
         methods += [("fitted", mode) for mode in MODES]
-    options = (False, True) if rescale and track.metric == "ccc" else (False,)
+    options = (False, True) if rescale and track.rescalable else (False,)
     parts = parts or part_moments(stack)
     return [fit_blend(track, stack, mode, method, r, parts) for method, mode in methods for r in options]
 

@@ -182,7 +182,7 @@ def _identity(path) -> str:
 
 def source_key(src, modality: str, kind: str = "") -> str:
     """12 hex digits identifying the input files a stream of `modality` reads for the video
-    `src` (a layouts.VideoSources): visual reads the video and crops, audio the audio file and
+    `src` (a readers.VideoSources): visual reads the video and crops, audio the audio file and
     the video, text the transcript, organizer the `kind` pickle and the video (its duration)."""
     if modality not in SOURCE_INPUTS:
         raise ValueError(f"unknown stream modality {modality!r}; expected one of {sorted(SOURCE_INPUTS)}")

@@ -27,7 +27,6 @@ import torch
 from solution import cache
 from solution.config import TrainConfig
 from solution.errors import DataError
-from solution.layouts import annotated_mask
 from solution.progress import progress
 from solution.streams import MODALITIES, Stream, has_timed_entries, resolve_streams, stream_keys
 from solution.windows import align, chunk_spans, grid_times, stitch, window_starts
@@ -214,7 +213,8 @@ class Video:
     rates: dict                          # modality -> grid rate (Hz); frame-level: the label rate
     cues: np.ndarray                     # (C,)
     present: np.ndarray                  # (M,) bool
-    target: np.ndarray | None = None     # (k,) video-level; (T, k) frame-level with -5 rows unannotated
+    target: np.ndarray | None = None     # (k,) video-level; (T, k) frame-level, rows nobody annotated at the
+    #                                      track's mark (Track.annotated)
     masks: dict = field(default_factory=dict)  # modality -> (T_m,) bool, False on steps without data (timed
     #                                            text's gaps); a modality absent here is real at every step
 
@@ -454,6 +454,7 @@ class VideoStore:
             if self.frame_level:
                 a, b = (0, len(video.target)) if start is None else (int(start), int(stop))
                 item["target"] = video.target[a:b]
+                item["annotated"] = self.track.annotated(item["target"])
             else:
                 item["target"] = video.target
         if self.frame_level:
@@ -468,7 +469,8 @@ def collate(items: list[dict], modalities, dims, frame_level: bool, text_timed: 
             shared_grid: bool = False) -> dict:
     """Items -> padded tensors: <modality> (B, T, D), <modality>_mask and _quality (B, T),
     present (B, M), cues (B, C), keys; target (B, k) or (B, T, k) with target_mask (B, T)
-    and frame_mask (B, T) for frame-level tracks. Untimed text is (B, 1, D); timed text
+    (each item's `annotated` frames, as its track marks them) and frame_mask (B, T) for
+    frame-level tracks. Untimed text is (B, 1, D); timed text
     (`text_timed`) is a sequence like the others, its mask False on steps without a word.
     `shared_grid` (video-level, grid = "shared"): every timed modality is padded to one
     length, so step t is the same instant in all of them even where the longest piece of
@@ -507,7 +509,7 @@ def collate(items: list[dict], modalities, dims, frame_level: bool, text_timed: 
             for j, it in enumerate(items):
                 t = it["target"]
                 target[j, :len(t)] = t
-                annotated[j, :len(t)] = annotated_mask(t)
+                annotated[j, :len(t)] = it["annotated"]
             batch["target"], batch["target_mask"] = torch.from_numpy(target), torch.from_numpy(annotated)
         else:
             batch["target"] = torch.from_numpy(np.stack([it["target"] for it in items]).astype(np.float32))

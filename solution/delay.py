@@ -42,12 +42,11 @@ from solution.config import TrainConfig, load_toml
 from solution.data import VideoStore
 from solution.errors import DataError
 from solution.folds import assign_folds
-from solution.layouts import annotated_mask, detect_track, open_release, release_videos
 from solution.listing import add_test_listing_option
 from solution.metrics import ccc_from_sums
 from solution.progress import progress
 from solution.runs import folds_digest, read_folds, release_work
-from solution.tracks import get_track
+from solution.tracks import detect_track, get_track, open_release
 
 INNER_GROUP_PARTS = 5  # a single training fold is split by group into at most this many parts
 
@@ -79,7 +78,7 @@ def step_rows(store: VideoStore, key: str) -> tuple[np.ndarray, np.ndarray]:
         seq = video.seqs[m]
         parts.append(np.zeros((n, store.dims[m]), np.float32) if seq is None else seq[:n])
     x = np.concatenate(parts, 1).astype(np.float64)
-    keep = annotated_mask(video.target)
+    keep = store.track.annotated(video.target)
     return x[keep], video.target[keep].astype(np.float64)
 
 
@@ -199,7 +198,7 @@ def probe_delay(data, work, candidates: list[float], cfg: TrainConfig, ridge: fl
     rw = release_work(work, data, track)
     folds, _ = read_folds(rw, data)  # fold -1 (the official scheme's train split): always fitted on, never scored
     release = open_release(track, data)
-    sources = {s.vid: s for s in release_videos(track.name, data)}
+    sources = {s.vid: s for s in track.release_videos(data)}
     keys = folds.id.tolist()
     k = int(folds.fold.max()) + 1
     if k < 2 and (folds.fold < 0).sum() == 0:

@@ -57,12 +57,11 @@ from solution.blend import (WAYS, Fit, Nested, apply_blend, best_width, choose, 
                             smoothing_scores, stack_predictions, to_blend, write_blend)
 from solution.errors import DataError
 from solution.inference import run_predictions
-from solution.layouts import open_release
 from solution.listing import add_test_listing_option
 from solution.metrics import score_predictions
 from solution.predictions import prediction_filename, write_predictions
 from solution.runs import ReleaseWork, read_folds, release_work
-from solution.tracks import Track
+from solution.tracks import Track, open_release
 
 
 def load_runs(rw: ReleaseWork, runs: list[str]) -> tuple[dict, dict]:
@@ -174,8 +173,8 @@ def format_table(track: Track, procedure: Procedure, alone: dict | None = None) 
              {"equal": "among the equal-weight ways (--ways equal)", "fitted": "among the fitted ways",
               "all": "among every way (--ways all)"}[blend["scores"]["ways"]])
     lines.append(f"* chosen by the honest estimate {among}: {label(chosen)}")
-    if track.metric == "pearson":
-        lines.append("  (Pearson track: an affine rescale would change nothing, so none is fit)")
+    if not track.rescalable:
+        lines.append(f"  ({track.metric.capitalize()} track: an affine rescale would change nothing, so none is fit)")
     lines.append(f"{'weights':<30}" + "".join(f"{t:>10}" for t in short))
     for i, run in enumerate(runs):
         lines.append(f"{run:<30}" + "".join(f"{w:>10.3f}" for w in chosen.weights[i]))

@@ -22,11 +22,13 @@ import pandas as pd
 
 from solution import cache, fileio
 from solution.cache import Entry
+from solution.errors import DataError
 from solution.extractors import AsrTranscriber, ModelLoadError, create_extractor
 from solution.faces import FaceTrack, MtcnnDetector, face_chunks_from_crops, face_chunks_from_video, face_cues
-from solution.layouts import DataError, Transcript, VideoSources, read_transcript
 from solution.media import MediaError, video_info
 from solution.progress import progress
+from solution.readers import VideoSources
+from solution.transcripts import Transcript, read_transcript
 from solution.voice import MissingAudio, load_voice, voice_cues
 
 log = logging.getLogger("features")

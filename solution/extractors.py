@@ -409,7 +409,7 @@ class HfTextExtractor(Extractor):
 @register("organizer")
 class OrganizerFeatures(Extractor):
     """The organizers' per-video pickles (or any organizer-style folder's), validated and stored
-    as they are, with the frame rate a pickle states (layouts.stated_fps), if any."""
+    as they are, with the frame rate a pickle states (readers.stated_fps), if any."""
 
     modality = "organizer"
 
@@ -423,7 +423,7 @@ class OrganizerFeatures(Extractor):
         as in the organizers' vit/ and wav2vec2/). A 1-D array (one vector for the whole video)
         is read as a single frame, and said per file: it may be a pooled feature in a folder
         of per-frame ones, which a model would then treat as a one-frame video."""
-        from solution.layouts import read_feature_pickle
+        from solution.readers import read_feature_pickle
 
         array, fps = read_feature_pickle(path)
         if len(array) == 1 and _pickle_is_1d(path):
@@ -466,7 +466,7 @@ class AsrTranscriber:
         return self.pipe
 
     def __call__(self, samples: np.ndarray):
-        """-> layouts.Transcript with word (or segment) times in seconds from the audio's start."""
+        """-> transcripts.Transcript with word (or segment) times in seconds from the audio's start."""
         pipe = self._pipeline()
         inputs = {"raw": samples, "sampling_rate": SAMPLE_RATE}
         try:
@@ -482,10 +482,10 @@ class AsrTranscriber:
 
 
 def asr_transcript(out: dict, duration: float, where: str):
-    """The speech-recognition pipeline's output -> layouts.Transcript. Whisper leaves the last
+    """The speech-recognition pipeline's output -> transcripts.Transcript. Whisper leaves the last
     chunk's end open (None) when speech runs to the end of the audio: it becomes the audio's
     end (a start left open becomes the previous chunk's end); other problems raise DataError."""
-    from solution.layouts import parse_transcript
+    from solution.transcripts import parse_transcript
 
     chunks = []
     for i, chunk in enumerate(out.get("chunks") or []):

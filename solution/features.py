@@ -17,7 +17,7 @@ stops the run with an error naming its spec.
 
 Text. A plain transcript (`transcripts/<id>.txt`) is one embedding for the whole video. A
 timed one (`transcripts/<id>.json`, ASR output with word times: see
-solution.layouts.read_transcript) is one embedding per word or ASR chunk, the rows' `times`
+solution.transcripts.read_transcript) is one embedding per word or ASR chunk, the rows' `times`
 their starts and `ends` their ends (see solution/cache.py); a malformed one is a recorded
 failure naming the file. `--asr` transcribes videos without a transcript with word
 timestamps, and saves each as WORK/transcripts/<id>.txt and .json.
@@ -36,11 +36,13 @@ from pathlib import Path
 
 from solution import cache
 from solution.config import apply_stage_config
+from solution.errors import DataError
 from solution.extraction import Plan, run
 from solution.extractors import REGISTRY, parse_spec
 from solution.faces import DETECTORS, resolve_detector
-from solution.layouts import ORGANIZER_FOLDERS, DataError, VideoSources, detect_track, release_videos
 from solution.listing import add_test_listing_option, export_listing
+from solution.readers import ORGANIZER_FOLDERS, VideoSources
+from solution.tracks import detect_track, release_videos, track_names
 
 log = logging.getLogger("features")
 DEFAULTS = {"visual": "hog", "audio": "egemaps", "text": "minilm", "organizer": "auto"}
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
                                      epilog=__doc__.split("\n\n", 1)[1] + "\n" + sys.modules["solution.extractors"].__doc__)
     parser.add_argument("--data", type=Path, required=True, help="the release folder")
     parser.add_argument("--work", type=Path, required=True, help="where the cache goes (WORK/features/)")
-    parser.add_argument("--track", choices=["emi", "va"], help="default: detected from the release")
+    parser.add_argument("--track", choices=track_names(), help="default: detected from the release")
     parser.add_argument("--visual", help=f"comma list of visual extractors, or none (default {DEFAULTS['visual']})")
     parser.add_argument("--audio", help=f"comma list of audio extractors, or none (default {DEFAULTS['audio']})")
     parser.add_argument("--text", help=f"comma list of text extractors, or none (default {DEFAULTS['text']})")

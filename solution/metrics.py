@@ -9,12 +9,14 @@ NaN or inf anywhere is an error, never a silently ignored value.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from solution.errors import DataError
-from solution.layouts import annotated_mask
-from solution.tracks import Track
+
+if TYPE_CHECKING:
+    from solution.tracks import Track
 
 
 class ConstantInputWarning(UserWarning):
@@ -183,7 +185,7 @@ def per_video_score(track, predictions: dict, targets: dict) -> dict:
     with warnings.catch_warnings():  # a flat stretch of one video is common and not news
         warnings.simplefilter("ignore", ConstantInputWarning)
         for key in sorted(targets):
-            keep = annotated_mask(targets[key])
+            keep = track.annotated(targets[key])
             if keep.sum() >= 2:
                 pred = np.clip(predictions[key][: len(keep)][keep], track.low, track.high)
                 scores.append(list(score(track, pred, targets[key][keep])["per_dim"].values()))
@@ -209,7 +211,7 @@ def score_predictions(track, predictions: dict, targets: dict, context: str = ""
     else:
         pred, truth = [], []
         for k in keys:
-            keep = annotated_mask(targets[k])
+            keep = track.annotated(targets[k])
             pred.append(predictions[k][: len(keep)][keep])
             truth.append(targets[k][keep])
         pred, truth = np.concatenate(pred), np.concatenate(truth)
@@ -223,7 +225,7 @@ def too_few(track, targets: dict) -> str:
     keys = sorted(targets)
     if track.level == "video":
         return f"{len(keys)} video(s): {', '.join(keys[:8])}"
-    shown = ", ".join(f"{k} ({int(annotated_mask(targets[k]).sum())} of {len(targets[k])})" for k in keys[:8])
+    shown = ", ".join(f"{k} ({int(track.annotated(targets[k]).sum())} of {len(targets[k])})" for k in keys[:8])
     return (f"{len(keys)} video(s), annotated frames of all frames in brackets: {shown}"
             + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
             + "; a video without an annotated frame is left out by the folds stage: make the folds again "

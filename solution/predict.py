@@ -49,10 +49,11 @@ from solution.config import TrainConfig
 from solution.data import VideoStore
 from solution.errors import DataError
 from solution.inference import average_predictions, frame_counts_to_predict, predict
-from solution.layouts import VideoSources, detect_track, open_release, release_videos
 from solution.predictions import prediction_filename, read_predictions, write_predictions
+from solution.readers import VideoSources
 from solution.runs import ReleaseWork, release_work
 from solution.streams import Pinned, has_timed_entries, parse_stream_key, pin_streams, pinned_streams
+from solution.tracks import detect_track, open_release
 
 log = logging.getLogger("predict")
 
@@ -115,34 +116,24 @@ def _has_labels(track, data: Path) -> bool:
 
 
 def listing_sources(track, release, keys: list[str]) -> dict[str, VideoSources]:
-    """{key: VideoSources} of listed test videos, found as layouts.release_videos finds them
-    (which needs the label files a test-only folder lacks; a test keeps the two in step)."""
-    sources = {}
-    if track.name == "emi":
-        transcript = getattr(release, "transcript_path", None) or (lambda vid: release.path("transcript", vid))
-        for key in keys:
-            vid = int(key)
-            video, audio, text = release.path("video", vid), release.path("audio", vid), transcript(vid)
-            sources[key] = VideoSources(key, "test", video, audio, text, None, release.organizer_paths(vid))
-        return sources
-    for name in keys:
-        video, crops = release.video_path(name), release.frames_dir(name)
-        sources[name] = VideoSources(name, "test", video, video, None, crops if crops.is_dir() else None,
-                                     release.organizer_paths(name))
-    return sources
+    """{key: VideoSources} of listed test videos of the track's `release`, found as its
+    release_videos finds them (which needs the label files a test-only folder lacks; a test
+    keeps the two in step)."""
+    return {key: release.source(key, "test") for key in keys}
 
 
 def new_release_sources(track, data) -> tuple[object, list[str], dict[str, VideoSources]]:
     """(release reader, test keys, {key: VideoSources}) of NEW, a full release or a test listing."""
     data = Path(data)
     release = open_release(track, data)
-    if track.name == "emi" and not (data / release.test_csv).is_file() and not (data / release.train_csv).is_file():
-        raise DataError(f"{data}: no {release.test_csv} (a folder without labels must list its test videos)")
+    problem = release.test_listing_problem()
+    if problem is not None:
+        raise DataError(problem)
     keys = release.test_keys()
     if not keys:
         raise DataError(f"{data}: the test listing is empty")
     if _has_labels(track, data):
-        sources = {s.vid: s for s in release_videos(track.name, data) if s.split == "test"}
+        sources = {s.vid: s for s in track.release_videos(data) if s.split == "test"}
     else:
         sources = listing_sources(track, release, keys)
     absent = [k for k in keys if k not in sources]
@@ -205,7 +196,7 @@ def check_organizer_widths(pinned: dict[str, Pinned], sources: dict[str, VideoSo
     """Organizer pickles of another width than the trained stream stop the run before any
     extraction (they would otherwise be recorded as failures, or outvote the training
     release's entries of their folder)."""
-    from solution.layouts import load_feature_pickle
+    from solution.readers import load_feature_pickle
 
     for stream in pinned.values():
         if stream.info["modality"] != "organizer" or not stream.dim:

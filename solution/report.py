@@ -40,16 +40,13 @@ from solution import fileio
 from solution.blend import read_blend
 from solution.errors import DataError
 from solution.inference import run_predictions
-from solution.layouts import annotated_mask, emi_key, open_release, read_emi_labels, read_va_annotation
 from solution.listing import add_test_listing_option
 from solution.metrics import ConstantInputWarning, per_video_score, score, score_predictions
 from solution.predictions import prediction_filename, read_predictions
 from solution.runs import ReleaseWork, release_work
-from solution.tracks import VA_UNANNOTATED
+from solution.tracks import open_release
 
 CONDITIONS = ("face", "audio", "transcript")
-# The synthetic release's hidden test labels; real releases have none.
-HIDDEN_TEST = {"emi": "private/test_labels.csv", "va": "private/VA_Estimation_Challenge/Test_Set"}
 SCATTER_ROWS = 20_000  # points per scatter plot: enough to see the shape, small enough for a PNG
 TIMESERIES_VIDEOS = 3
 PLOT_FILES = ("pred_vs_true.png", "fold_scores.png", "training_curves.png", "blend_weights.png",
@@ -57,11 +54,10 @@ PLOT_FILES = ("pred_vs_true.png", "fold_scores.png", "training_curves.png", "ble
 
 
 def ceiling(data, release, keys) -> float | None:
-    clean = Path(data) / "private" / "clean_intensities.csv"
-    if not clean.is_file() or release.track.level != "video":
+    """The score of the noise-free labels a synthetic release keeps aside (the track's clean_labels)."""
+    truth = release.track.clean_labels(data)
+    if truth is None:
         return None
-    truth = read_emi_labels(clean, what="clean intensity")
-    truth = {emi_key(v): row for v, row in zip(truth.index, truth.to_numpy())}
     return score_predictions(release.track, truth, {k: release.video_targets(k) for k in keys})["mean"]
 
 
@@ -83,7 +79,7 @@ def conditions(release) -> pd.DataFrame | None:
     if not flags:
         return None
     meta = meta[flags].copy()
-    meta.index = [emi_key(v) if release.track.level == "video" else str(v) for v in meta.index]
+    meta.index = [release.key_of(v) for v in meta.index]
     return meta
 
 
@@ -101,18 +97,6 @@ def scores_by_condition(track, flags: pd.DataFrame, preds: dict, targets: dict) 
                     scores[f"{flag}={value}"] = round(
                         score_predictions(track, preds, {k: targets[k] for k in group.index})["mean"], 4)
     return scores, videos
-
-
-def hidden_test_labels(data, track) -> dict | None:
-    """{key: label} of the test videos, when the (synthetic) release keeps them aside."""
-    path = Path(data) / HIDDEN_TEST[track.name]
-    if track.level == "video":
-        if not path.is_file():
-            return None
-        table = read_emi_labels(path, what="hidden test label")
-        return {emi_key(v): row for v, row in zip(table.index, table.to_numpy(np.float64))}
-    files = fileio.listed(path, "*.txt") if path.is_dir() else []
-    return {f.stem: read_va_annotation(f) for f in files} or None
 
 
 def hidden_test_score(track, preds: dict, hidden: dict) -> dict:
@@ -136,7 +120,7 @@ def build_report(data, rw: ReleaseWork, runs: list[str], blend_dir=None) -> dict
     release = open_release(rw.track, data)
     report = {"track": rw.track.name, "metric": rw.track.metric, "runs": {}}
     flags = conditions(release)
-    hidden = hidden_test_labels(data, rw.track)
+    hidden = rw.track.hidden_test_labels(data)
     for run in runs:
         oof, test, metrics = run_predictions(rw, run)
         targets = {k: release.video_targets(k) for k in oof}
@@ -156,7 +140,7 @@ def build_report(data, rw: ReleaseWork, runs: list[str], blend_dir=None) -> dict
         report["runs"][run] = entry
     report["videos"] = len(oof)
     annotations = {"left_out": release.left_out(), "fitted": release.fitted()}
-    if any(annotations.values()):  # labels training did not take as they are (solution/layouts.py)
+    if any(annotations.values()):  # labels training did not take as they are (the release's left_out, fitted)
         report["annotations"] = annotations
     report["ceiling"] = ceiling(data, release, list(oof))
     report["ceiling_generated"] = generated_ceiling(data)
@@ -211,9 +195,10 @@ def frame_level_scores(release, oof: dict, targets: dict) -> dict:
         face = release.face_frames(key, len(target))
         if face is None:
             return out
-        annotated = annotated_mask(target)
-        with_face[key] = np.where(face[:, None], target, VA_UNANNOTATED)
-        without_face[key] = np.where(face[:, None], VA_UNANNOTATED, target)
+        track = release.track
+        annotated = track.annotated(target)
+        with_face[key] = np.where(face[:, None], target, track.unannotated)
+        without_face[key] = np.where(face[:, None], track.unannotated, target)
         count["with"] += int((face & annotated).sum())
         count["without"] += int((~face & annotated).sum())
     with warnings.catch_warnings():
@@ -334,12 +319,12 @@ def scatter_rows(track, preds: dict, targets: dict, rows: int = SCATTER_ROWS, se
     keys = sorted(targets)
     if track.level == "video":
         return np.stack([targets[k] for k in keys]), np.clip(np.stack([preds[k] for k in keys]), track.low, track.high)
-    total = sum(int(annotated_mask(targets[k]).sum()) for k in keys)
+    total = sum(int(track.annotated(targets[k]).sum()) for k in keys)
     keep_share = min(1.0, rows / max(total, 1))
     rng = np.random.default_rng(seed)
     truth, pred = [], []
     for key in keys:
-        keep = annotated_mask(targets[key]) & (rng.random(len(targets[key])) < keep_share)
+        keep = track.annotated(targets[key]) & (rng.random(len(targets[key])) < keep_share)
         truth.append(targets[key][keep])
         pred.append(np.clip(preds[key][: len(keep)][keep], track.low, track.high))
     return np.concatenate(truth), np.concatenate(pred)
@@ -370,7 +355,7 @@ def timeseries_videos(release, preds: dict, targets: dict, count: int = TIMESERI
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConstantInputWarning)
         for key in sorted(targets):
-            keep = annotated_mask(targets[key])
+            keep = track.annotated(targets[key])
             if key in preds and keep.sum() >= 2 and len(preds[key]) >= len(keep):
                 result = score(track, np.clip(preds[key][: len(keep)][keep], track.low, track.high), targets[key][keep])
                 ranked.append((result["mean"], key, result["per_dim"]))
@@ -383,7 +368,7 @@ def timeseries_videos(release, preds: dict, targets: dict, count: int = TIMESERI
             time = np.arange(len(label)) / release.video_fps(key)
         except (DataError, MediaError):  # no readable video file to take the rate from: frames will do
             time, seconds = np.arange(len(label)), False
-        truth = np.where(annotated_mask(label)[:, None], label, np.nan)
+        truth = np.where(track.annotated(label)[:, None], label, np.nan)
         videos.append((key, time, truth, np.clip(preds[key][: len(label)], track.low, track.high), per_dim))
     if not seconds:
         videos = [(k, np.arange(len(t)), tr, p, s) for k, t, tr, p, s in videos]
@@ -446,7 +431,7 @@ def write_plots(data, rw: ReleaseWork, report: dict, blend_dir: Path, out: Path)
         draw("fusion_by_condition.png", "mean fusion weight of each modality by condition", plots.fusion_by_condition,
              fusion)
     if track.level == "frame":
-        hidden = hidden_test_labels(data, track)
+        hidden = track.hidden_test_labels(data)
         if hidden and test is not None and all(k in test for k in hidden):
             source, labels = f"{name}: test videos against the hidden labels (synthetic only)", hidden
             preds = test

@@ -25,8 +25,7 @@ import pandas as pd
 
 from solution import fileio
 from solution.errors import DataError
-from solution.layouts import detect_track, open_release
-from solution.tracks import Track, get_track
+from solution.tracks import Track, detect_track, get_track, open_release
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from solution import cache, fileio
 from solution.errors import DataError
-from solution.layouts import LATENT_FOLDERS
+from solution.readers import LATENT_FOLDERS
 
 log = logging.getLogger(__name__)
 MODALITIES = ("visual", "audio", "text")

@@ -44,12 +44,11 @@ from solution.config import TrainConfig, resolve_settings, settings_help
 from solution.data import Normalizer, VideoStore, cue_slices, loader, to_device, training_pieces
 from solution.errors import DataError
 from solution.inference import average_predictions, frame_counts_to_predict, predict
-from solution.layouts import detect_track, open_release, release_videos
 from solution.metrics import ConstantInputWarning, make_loss, score_predictions
 from solution.models import InputSpec, TrainContext, all_model_fields, create_model, model_class, model_names
 from solution.predictions import write_predictions
 from solution.runs import FoldFiles, ReleaseWork, SeedFiles, folds_digest, read_folds, release_work
-from solution.tracks import Track, get_track
+from solution.tracks import Track, detect_track, get_track, open_release
 
 log = logging.getLogger("train_fold")
 
@@ -138,7 +137,7 @@ def open_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tra
     test_keys = release.test_keys()
     train_keys = folds.id[folds.fold != fold].tolist()
     held_keys = folds.id[folds.fold == fold].tolist()
-    sources = {s.vid: s for s in release_videos(track.name, data)}
+    sources = {s.vid: s for s in track.release_videos(data)}
     absent = [k for k in train_keys + held_keys + test_keys if k not in sources]
     if absent:
         raise DataError(f"{data}: no media or features listed for {len(absent)} video(s), e.g. {absent[:5]}")

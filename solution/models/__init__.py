@@ -104,7 +104,7 @@ class TrainContext:
     track: object
     train_keys: list
     train_cfg: object
-    targets: dict                # training video -> its targets (per frame for frame-level tracks; -5 unannotated)
+    targets: dict                # training video -> its targets (per frame for frame-level tracks; track.annotated)
     normalizer: object = None    # data.Normalizer fitted on the training videos
     text_stream: str | None = None  # spec of the first text stream ("minilm"), None without text
     text_dim: int = 0            # width of the text modality (0 without text)

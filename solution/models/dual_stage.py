@@ -32,7 +32,6 @@ import torch.nn.functional as F
 
 from solution.data import CUE_NAMES
 from solution.distributed import global_count
-from solution.layouts import annotated_mask
 from solution.layers import (AttentionPool, GatedBiLSTM, InputProjection, LearnableTemperature, ProjectionHead, TCN,
                              label_clip_loss, masked_mean, mlp)
 from solution.models import HarnessModel, InputSpec, Phase, TrainContext, register_model
@@ -59,11 +58,11 @@ def describe_labels(values: np.ndarray, targets, low: float = 0.0) -> list[str]:
     return out
 
 
-def video_label(target: np.ndarray) -> np.ndarray:
+def video_label(target: np.ndarray, track) -> np.ndarray:
     """A video's label as one vector: itself (video-level) or the mean of its annotated frames."""
     if target.ndim == 1:
         return target
-    annotated = target[annotated_mask(target)]
+    annotated = target[track.annotated(target)]
     return annotated.mean(0) if len(annotated) else np.zeros(target.shape[1], np.float32)
 
 
@@ -154,7 +153,7 @@ class DualStage(HarnessModel):
         text_spec = config.text_model or context.text_stream or "minilm"
         extractor = create_extractor(text_spec, context.device)
         track = context.track
-        labels = {k: video_label(context.targets[k]) for k in context.train_keys}
+        labels = {k: video_label(context.targets[k], track) for k in context.train_keys}
         texts = describe_labels(np.stack([labels[k] for k in context.train_keys]), track.targets, track.low)
         unique = list(dict.fromkeys(texts))
         embedded = dict(zip(unique, extractor.many(unique)))
