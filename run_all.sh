@@ -63,11 +63,14 @@ FOLDS="${FOLDS:-5}"
 JOBS="${JOBS:-$(nproc)}"
 DEVICE="${DEVICE:-cpu}"
 SCHEME="${SCHEME:-grouped}"
-case "$TRACK" in emi) EXT=csv ;; va) EXT=txt ;; *) echo "TRACK must be emi or va, got '$TRACK'" >&2; exit 2 ;; esac
+# What the track says of itself (solution/tracks/): its prediction files' suffix, where a synthetic
+# release keeps its test labels, whether solution.delay chooses its label delay (1 or 0).
+TRACK_FACTS="$("$PY" -m solution.tracks "$TRACK")" || exit 2
+read -r EXT HIDDEN_LABELS CHOOSES_DELAY <<< "$TRACK_FACTS"
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a whole number of at least 1, got '$JOBS'" >&2; exit 2; }
 [[ "$FOLDS" =~ ^[1-9][0-9]*$ ]] || { echo "FOLDS must be a whole number of at least 1, got '$FOLDS'" >&2; exit 2; }
 case "$SCHEME" in grouped|official) ;; *) echo "SCHEME must be grouped or official, got '$SCHEME'" >&2; exit 2 ;; esac
-if [ "$TRACK" = va ] && [[ "${TRAIN_ARGS:-}" == *label_delay* ]]; then
+if [ "$CHOOSES_DELAY" = 1 ] && [[ "${TRAIN_ARGS:-}" == *label_delay* ]]; then
   echo "TRAIN_ARGS sets label_delay: set LABEL_DELAY=<seconds> instead (run_all.sh gives each fold its delay)" >&2; exit 2
 fi
 case "${LABEL_DELAY:-auto}" in auto|pooled) ;; *) [[ "$LABEL_DELAY" =~ ^[0-9]*\.?[0-9]+$ ]] ||
@@ -162,7 +165,7 @@ else
   stage "1/8 using the release in $DATA_DIR"
   [ -d "$DATA_DIR" ] || { echo "DATA_DIR=$DATA_DIR is not a folder" >&2; exit 2; }
 fi
-[ "$TRACK" = emi ] || LABEL_DELAY="${LABEL_DELAY:-auto}"
+[ "$CHOOSES_DELAY" = 0 ] || LABEL_DELAY="${LABEL_DELAY:-auto}"
 STAGE_LINES=("$(json settings "TRACK=$TRACK" "DATA_DIR=$DATA_DIR" "WORK_DIR=$WORK_DIR" "MODELS=$MODELS" \
   "BASELINE=$BASELINE" "FOLDS=$FOLDS" "JOBS=$JOBS" "DEVICE=$DEVICE" "SCHEME=$SCHEME" "SEED=${SEED:-0}" \
   "FEATURE_ARGS=${FEATURE_ARGS:-}" "TRAIN_ARGS=${TRAIN_ARGS:-}" "BLEND_ARGS=${BLEND_ARGS:-}" "LABEL_DELAY=${LABEL_DELAY:-}" "CONFIG=${CONFIG:-}" \
@@ -187,7 +190,7 @@ run "$PY" -m solution.folds --data "$DATA_DIR" --work "$WORK_DIR" --k "$FOLDS" -
 # Frame-level tracks: how late the annotators are. auto: each fold's own delay, chosen on its training
 # videos alone (nested), given to its command by solution.jobs --label-delays; else one delay for every fold.
 JOBS_DELAY_ARGS=() DELAY_ARGS=()
-if [ "$TRACK" = va ]; then
+if [ "$CHOOSES_DELAY" = 1 ]; then
   if [ "$LABEL_DELAY" = auto ] || [ "$LABEL_DELAY" = pooled ]; then
     run "$PY" -m solution.delay --data "$DATA_DIR" --work "$WORK_DIR" ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
     JOBS_DELAY_ARGS=(--label-delays "$RELEASE_WORK/delay.json")
@@ -211,7 +214,7 @@ run "$PY" -m solution.jobs run --data "$DATA_DIR" --work "$WORK_DIR" --models "$
 stage "6/8 the blend of $MODELS, its weights fit out of fold"
 run "$PY" -m solution.ensemble --data "$DATA_DIR" --work "$WORK_DIR" --runs "$MODELS" ${BLEND_EXTRA[@]+"${BLEND_EXTRA[@]}"}
 PRED="$RELEASE_WORK/predictions/test.$EXT"
-HIDDEN="$DATA_DIR/private/test_labels.csv"; [ "$TRACK" = emi ] || HIDDEN="$DATA_DIR/private/VA_Estimation_Challenge/Test_Set"
+HIDDEN="$DATA_DIR/$HIDDEN_LABELS"
 if [ -e "$HIDDEN" ]; then
   echo "   the synthetic release keeps its test labels aside; the submitted predictions score:"
   run "$PY" -m solution.evaluate --track "$TRACK" --pred "$PRED" --labels "$HIDDEN"
