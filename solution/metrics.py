@@ -1,5 +1,6 @@
-"""Pearson and CCC, the only place the project computes them, and a track's score of
-{video: prediction} against {video: target} (score_predictions) that every stage uses.
+"""Pearson and CCC (and the class tracks' F1, from scikit-learn), the only place the project
+computes them, and a track's score of {video: prediction} against {video: target}
+(score_predictions) that every stage uses.
 
 Numpy versions score predictions; torch versions are differentiable losses. Both use
 population moments (divide by n), as numpy does by default. A prediction or label column
@@ -88,7 +89,27 @@ def ccc_from_sums(n, sum_p, sum_t, sum_pp, sum_tt, sum_pt) -> np.ndarray:
     return np.where(safe, 2 * cov / np.where(safe, denom, 1.0), 0.0)
 
 
-METRICS = {"pearson": pearson_per_dim, "ccc": ccc_per_dim}
+def f1_per_class(pred, target, names=None) -> np.ndarray:
+    """A multi-class track's F1 of each class (EXPR): `pred` (rows, K) scores, `target` (rows, K)
+    one-hot; the decision is the highest score. The macro F1 is their mean. A class never
+    predicted nor present scores 0.0 (scikit-learn's zero_division=0)."""
+    from sklearn.metrics import f1_score  # lazily: the preflight and a cached feature stage never import it
+
+    pred, target = _as_2d("prediction", pred), _as_2d("target", target)
+    return f1_score(target.argmax(1), pred.argmax(1), labels=list(range(target.shape[1])), average=None,
+                    zero_division=0)
+
+
+def f1_per_unit(pred, target, names=None) -> np.ndarray:
+    """A multi-label track's binary F1 of each unit (AU): `pred` (rows, K) probabilities, a unit
+    on where above 0.5; `target` (rows, K) 0/1. A unit never on on either side scores 0.0."""
+    from sklearn.metrics import f1_score
+
+    pred, target = _as_2d("prediction", pred), _as_2d("target", target)
+    return f1_score(target.astype(int), (pred > 0.5).astype(int), average=None, zero_division=0)
+
+
+METRICS = {"pearson": pearson_per_dim, "ccc": ccc_per_dim, "macro_f1": f1_per_class, "mean_f1": f1_per_unit}
 
 
 def score(track: Track, pred, target) -> dict:

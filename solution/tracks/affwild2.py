@@ -65,8 +65,14 @@ class AffWild2Track(Track):
     prediction_suffix = "txt"
     submission_formats = ("single", "per-video")
     organizer_note = " (not in this layout)"
-    annotation_folder = ""           # e.g. VA_Estimation_Challenge
+    annotation_folder = ""           # e.g. VA_Estimation_Challenge: the name this project writes
+    other_folders: tuple = ()        # the names other editions gave the folder, also read
     listing_words: frozenset = frozenset()  # file-name words that name this track's test listing
+
+    @property
+    def annotation_folders(self) -> tuple:
+        """Every name the track's annotation folder is looked for under, in order."""
+        return (self.annotation_folder,) + tuple(self.other_folders)
 
     @property
     def hidden_test(self) -> str:
@@ -85,7 +91,7 @@ class AffWild2Track(Track):
         raise NotImplementedError
 
     def looks_like(self, data: Path) -> bool:
-        return any(p.is_dir() for p in Path(data).glob(f"**/{self.annotation_folder}"))
+        return any(p.is_dir() for folder in self.annotation_folders for p in Path(data).glob(f"**/{folder}"))
 
     def release_videos(self, data, test_listing=None) -> list[VideoSources]:
         release = self.open_release(data, test_listing=test_listing)
@@ -255,7 +261,8 @@ _VIDEO_SUFFIX = re.compile(r"\.(mp4|avi|txt)$", re.IGNORECASE)
 # Words of a names list's first line that make it a header, not a video (Aff-Wild2 names are
 # like `1-30-1280x720`, `video59_right`, `118-30-640x480_left`).
 _HEADER_WORDS = {"video", "videos", "name", "names", "video_name", "videoname", "filename", "file", "id",
-                 "test", "set", "challenge", "list", "release", "valence", "arousal", "estimation"}
+                 "test", "set", "challenge", "list", "release", "valence", "arousal", "estimation", "expression",
+                 "recognition", "classification", "action", "unit", "units", "detection"}
 
 
 def _looks_like_header(line: str) -> bool:
@@ -368,9 +375,9 @@ def listing_names(track: AffWild2Track) -> tuple:
          lambda n: n == "test_set.csv"),
         ("list", "*_test_set_release.txt", "the organizers' video list, a name a line",
          lambda n: re.fullmatch(r"(.*[_\-.])?test_set_release\.(txt|csv)", n) is not None),
-        ("sample", "*_test_set_sample.txt", f"the organizers' sample submission, image_location,"
-         f"{','.join(track.targets)}, a row per frame",
-         lambda n: re.fullmatch(r"(.*[_\-.])?test_set_sample\.(txt|csv)", n) is not None),
+        ("sample", "*_test_set_sample.txt", f"the organizers' sample submission (or *_test_set_example.txt), "
+         f"image_location,{','.join(track.targets)}, a row per frame",
+         lambda n: re.fullmatch(r"(.*[_\-.])?test_set_(sample|example)\.(txt|csv)", n) is not None),
     )
 
 
@@ -444,13 +451,13 @@ class AffWild2Release:
         self.test_listing = listing_override(self.test_listing)
         self.listing_source = ("test_listing" if explicit else f"${TEST_LISTING_ENV}") if self.test_listing else None
         if self.annotations is None:
-            folder = self.track.annotation_folder
-            found = sorted(p for p in self.root.glob(f"**/{folder}")
-                           if p.is_dir() and "private" not in p.relative_to(self.root).parts)
+            found = [p for folder in self.track.annotation_folders for p in sorted(self.root.glob(f"**/{folder}"))
+                     if p.is_dir() and "private" not in p.relative_to(self.root).parts]
             if found:
                 self.annotations = found[0]
             elif self.test_listing is None and not find_listing([self.root], self.track):
-                raise DataError(f"{self.root}: no {folder} annotation folder found (pass its path explicitly)")
+                raise DataError(f"{self.root}: no {' or '.join(self.track.annotation_folders)} annotation folder found "
+                                "(pass its path explicitly)")
         self.annotations = None if self.annotations is None else Path(self.annotations)
 
     @property
