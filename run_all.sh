@@ -55,6 +55,7 @@ if [ -z "${TRACK:-}" ] && [ -n "${DATA_DIR:-}" ] && [ -d "$DATA_DIR" ]; then
   echo "[run_all] $DATA_DIR: track $TRACK (set TRACK=emi|va to choose)"
 fi
 TRACK="${TRACK:-emi}"
+export TRACK  # every stage reads a release that holds several tracks (VA, EXPR, AU) as this one
 WORK_DIR="${WORK_DIR:-work}"
 SUBMISSIONS_DIR="${SUBMISSIONS_DIR:-submissions}"
 MODELS="${MODELS:-dual_stage,foalnet,rcma}"

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from solution import fileio
+from solution.decisions import apply_decision, fit_decision
 from solution.errors import DataError
 from solution.metrics import score
 from solution.tracks import Track
@@ -48,7 +49,7 @@ def apply_blend(blend: dict, preds_by_run: dict[str, dict], low: float | None = 
     for run in runs[1:]:
         if set(preds_by_run[run]) != set(keys):
             raise DataError(f"runs {runs[0]} and {run} predict different videos")
-    rescale = blend.get("rescale")
+    rescale, decision = blend.get("rescale"), blend.get("decision")
     out = {}
     for key in keys:
         shapes = {run: np.shape(preds_by_run[run][key]) for run in runs}
@@ -60,6 +61,8 @@ def apply_blend(blend: dict, preds_by_run: dict[str, dict], low: float | None = 
             value = value * np.asarray(rescale["scale"]) + np.asarray(rescale["shift"])
         if sigma:
             value = smooth_over_time(value, sigma * fps_of[key])
+        if decision:
+            value = apply_decision(value, decision)
         if low is not None or high is not None:
             value = np.clip(value, low, high)
         out[key] = value
@@ -112,6 +115,33 @@ def nested_smoothing(track: Track, outer: dict, inner: dict, targets: dict, part
         widths[held] = best_width(smoothing_scores(track, inner[held], others, fps_of, candidates))
         out.update({k: smooth_over_time(outer[k], widths[held] * fps_of[k]) for k in targets if part_of[k] == held})
     return out, widths
+
+
+def annotated_rows(track: Track, preds: dict, targets: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, labels) of every annotated frame (or video) of `targets`' keys, pooled."""
+    rows, truth = [], []
+    for key in sorted(targets):
+        label = np.asarray(targets[key], np.float64)
+        if track.level == "video":
+            rows.append(np.asarray(preds[key], np.float64)[None])
+            truth.append(label[None])
+            continue
+        keep = track.annotated(label)
+        rows.append(np.asarray(preds[key], np.float64)[: len(label)][keep])
+        truth.append(label[keep])
+    return np.concatenate(rows), np.concatenate(truth)
+
+
+def nested_decisions(track: Track, outer: dict, inner: dict, targets: dict, part_of: dict) -> tuple[dict, dict]:
+    """A class track's decision rule (solution/decisions.py) per part, as nested_smoothing
+    chooses widths: each part's videos of `outer` mapped by the rule that scores best on
+    `inner[part]` (the other parts' predictions, made without that part): ({key: mapped},
+    {part: rule})."""
+    out, rules = {}, {}
+    for held in sorted({part_of[k] for k in targets}):
+        rules[held] = fit_decision(track.kind, *annotated_rows(track, inner[held], {k: targets[k] for k in inner[held]}))
+        out.update({k: apply_decision(outer[k], rules[held]) for k in targets if part_of[k] == held})
+    return out, rules
 
 
 def write_blend(path, blend: dict) -> None:
@@ -215,9 +245,11 @@ def moments(preds: np.ndarray, truth: np.ndarray) -> Moments:
                    (centred @ truth_centred)[:, :, 0].T / n, truth_mean, (truth_centred[:, :, 0] ** 2).mean(1))
 
 
-def pool(parts: list[Moments]) -> Moments:
+def pool(parts: list) -> Moments | Rows:
     """The moments of the union of disjoint row sets, from theirs (Chan's pairwise formulas),
-    so leaving out one fold costs no pass over the rows."""
+    so leaving out one fold costs no pass over the rows; of Rows, their union."""
+    if isinstance(parts[0], Rows):
+        return Rows(parts[0].stack, np.logical_or.reduce([p.mask for p in parts]))
     n = sum(p.n for p in parts)
     mean = sum(p.n * p.mean for p in parts) / n
     truth_mean = sum(p.n * p.truth_mean for p in parts) / n
@@ -225,6 +257,22 @@ def pool(parts: list[Moments]) -> Moments:
     cov_truth = sum(p.n * (p.cov_truth + (p.mean - mean) * (p.truth_mean - truth_mean)) for p in parts) / n
     truth_var = sum(p.n * (p.truth_var + (p.truth_mean - truth_mean) ** 2) for p in parts) / n
     return Moments(n, mean, cov, cov_truth, truth_mean, truth_var)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Some rows of a Stack (a mask): what a class track's blend learns its weights from (its
+    log loss needs the rows themselves; a regression track's metric needs only Moments)."""
+    stack: Stack
+    mask: np.ndarray
+
+
+def part_learnables(stack: Stack, track: Track) -> dict:
+    """{part: what a fit may learn from its rows}: Moments (regression) or Rows (class tracks),
+    pooled over parts by `pool`."""
+    if track.kind == "regression":
+        return part_moments(stack)
+    return {part.item(): Rows(stack, stack.part == part) for part in np.unique(stack.part)}
 
 
 def part_moments(stack: Stack) -> dict:
@@ -327,19 +375,52 @@ def fitter(track: Track, mode: str = "shared", method: str = "fitted", rescale: 
     # After the rescale a blend's CCC is its Pearson r, so that is what its weights should maximise.
     metric = "pearson" if rescale else track.metric
 
-    def fit(mom: Moments):
-        runs, dims = mom.mean.shape
-        weights = fit_weights(mom, metric, mode) if method == "fitted" else np.full((runs, dims), 1.0 / runs)
-        return weights, (fit_rescale(weights, mom) if rescale else None)
+    def fit(learn):
+        if isinstance(learn, Rows):  # a class track: weights for the log loss of the blended probabilities
+            runs, dims = learn.stack.preds.shape[0], learn.stack.preds.shape[2]
+            weights = fit_class_weights(track, learn, mode) if method == "fitted" else np.full((runs, dims), 1.0 / runs)
+            return weights, None
+        runs, dims = learn.mean.shape
+        weights = fit_weights(learn, metric, mode) if method == "fitted" else np.full((runs, dims), 1.0 / runs)
+        return weights, (fit_rescale(weights, learn) if rescale else None)
 
     return fit
+
+
+CLASS_FIT_ROWS = 100_000  # rows a class blend's weights are fit on, evenly spaced: cost bounded, not the release's
+
+
+def fit_class_weights(track: Track, rows: Rows, mode: str) -> np.ndarray:
+    """(runs, K) weights that minimise the log loss (a proper scoring rule) of the blended
+    probabilities on `rows`: of the true class (multi-class, one weight vector), or of each
+    unit's label (multi-label; one vector, or one per unit with mode per_target)."""
+    index = np.flatnonzero(rows.mask)
+    if len(index) > CLASS_FIT_ROWS:
+        index = index[np.linspace(0, len(index) - 1, CLASS_FIT_ROWS).round().astype(int)]
+    preds, truth = rows.stack.preds[:, index], rows.stack.truth[index]
+    runs, dims = preds.shape[0], preds.shape[2]
+    if runs == 1:
+        return np.ones((1, dims))
+    if track.kind == "multiclass":
+        true_p = np.take_along_axis(preds, truth.argmax(1)[None, :, None].repeat(runs, 0), 2)[:, :, 0]
+        shared = _maximise(lambda w: float(np.mean(np.log(np.clip(w @ true_p, 1e-9, None)))), runs)
+        return np.repeat(shared[:, None], dims, axis=1)
+
+    def loglik(w, unit=slice(None)):
+        q = np.clip(np.einsum("r,rnk->nk", w, preds[:, :, unit]), 1e-9, 1 - 1e-9)
+        y = truth[:, unit]
+        return float(np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+    if mode == "shared":
+        return np.repeat(_maximise(loglik, runs)[:, None], dims, axis=1)
+    return np.stack([_maximise(lambda w, u=u: loglik(w, slice(u, u + 1)), runs) for u in range(dims)], axis=1)
 
 
 def fit_blend(track: Track, stack: Stack, mode: str = "shared", method: str = "fitted",
               rescale: bool = False, parts: dict | None = None) -> Fit:
     """One way of blending fit on every row (what is applied to the test set), and its
-    honest estimate from `cross_fit`; `parts` is `part_moments(stack)` when already known."""
-    parts = parts or part_moments(stack)
+    honest estimate from `cross_fit`; `parts` is `part_learnables(stack, track)` when already known."""
+    parts = parts or part_learnables(stack, track)
     fit = fitter(track, mode, method, rescale)
     weights, affine = fit(pool(list(parts.values())))
     honest_rows, by_part = cross_fit(stack, fit, parts)
@@ -369,12 +450,14 @@ def single_scores(track: Track, stack: Stack) -> dict:
 
 
 def compare_blends(track: Track, stack: Stack, rescale: bool = True, parts: dict | None = None) -> list[Fit]:
-    """Equal weights and both fitted modes, each also with the rescale on CCC tracks."""
+    """Equal weights and both fitted modes, each also with the rescale on CCC tracks (a
+    multi-class track's probabilities share one weight vector: per-class weights would not
+    sum to a distribution)."""
     methods = [("equal" if len(stack.runs) > 1 else "single", "shared")]
     if len(stack.runs) > 1:
-        methods += [("fitted", mode) for mode in MODES]
+        methods += [("fitted", mode) for mode in (("shared",) if track.kind == "multiclass" else MODES)]
     options = (False, True) if rescale and track.rescalable else (False,)
-    parts = parts or part_moments(stack)
+    parts = parts or part_learnables(stack, track)
     return [fit_blend(track, stack, mode, method, r, parts) for method, mode in methods for r in options]
 
 
@@ -419,10 +502,10 @@ def to_blend(track: Track, runs, chosen: Fit, fits: list[Fit], singles: dict, pa
 
 
 def blend_with(blend: dict, weights: np.ndarray, affine) -> dict:
-    """The saved form `blend` with other weights and rescale, unsmoothed."""
+    """The saved form `blend` with other weights and rescale, unsmoothed and without a decision rule."""
     return {**blend, "weights": {run: weights[i].tolist() for i, run in enumerate(blend["runs"])},
             "rescale": None if affine is None else {"scale": affine[0].tolist(), "shift": affine[1].tolist()},
-            "smooth_seconds": 0.0}
+            "smooth_seconds": 0.0, "decision": None}
 
 
 def part_blend(blend: dict, fit: Fit, part) -> dict:
@@ -448,7 +531,7 @@ def nest(track: Track, stack: Stack, fits: list[Fit], ways: str = "fitted", part
     """The way each part would get from the procedure run without it (see Nested). With only
     two parts an inner part has nothing left to be fit on, so its ways are fit on itself (in
     sample) to be ranked."""
-    parts = parts or part_moments(stack)
+    parts = parts or part_learnables(stack, track)
     way_of, inner, inner_scores = {}, {}, {}
     for held in parts:
         others = stack.part != held

@@ -52,9 +52,11 @@ from pathlib import Path
 import numpy as np
 
 from solution import submission
-from solution.blend import (WAYS, Fit, Nested, apply_blend, best_width, choose, compare_blends, holdout_parts, nest,
-                            nested_predictions, nested_smoothing, part_blend, part_moments, single_scores,
-                            smoothing_scores, stack_predictions, to_blend, write_blend)
+from solution.blend import (WAYS, Fit, Nested, annotated_rows, apply_blend, best_width, choose, compare_blends,
+                            holdout_parts, nest, nested_decisions, nested_predictions, nested_smoothing, part_blend,
+                            part_learnables, single_scores, smooth_over_time, smoothing_scores, stack_predictions,
+                            to_blend, write_blend)
+from solution.decisions import fit_decision
 from solution.errors import DataError
 from solution.inference import run_predictions
 from solution.listing import add_test_listing_option
@@ -124,7 +126,7 @@ def blend_procedure(track: Track, oof_by_run: dict, targets: dict, part_of: dict
     everything chosen here."""
     runs = list(oof_by_run)
     stack = stack_predictions(track, oof_by_run, targets, part_of)
-    parts = part_moments(stack)
+    parts = part_learnables(stack, track)
     fits = compare_blends(track, stack, rescale=rescale, parts=parts)
     chosen = choose(fits, ways)
     nested = nest(track, stack, fits, ways, parts)
@@ -136,19 +138,29 @@ def blend_procedure(track: Track, oof_by_run: dict, targets: dict, part_of: dict
     scores["nested"] = {"way_by_part": {str(p): f.name for p, f in nested.way_of.items()},
                         "inner_scores": {str(p): {w: round(v, 6) for w, v in ways.items()}
                                          for p, ways in nested.inner_scores.items()}}
-    if track.level == "frame":
-        # The width the test set gets is chosen on the chosen way's honest blend; each part's
-        # own is chosen on what the procedure without it predicts for the other parts.
+    # What the test set gets is chosen on the chosen way's honest blend: the smoothing width, then
+    # (class tracks) the decision rule; each part's own on what the procedure without it
+    # predicts for the other parts.
+    if track.level == "frame" or track.kind != "regression":
         honest = {}
         for part in chosen.by_part:
             held = [k for k in targets if part_of[k] == part]
             honest.update(apply_blend(part_blend(blend, chosen, part), {r: {k: oof_by_run[r][k] for k in held} for r in runs},
                                       track.low, track.high))
+    if track.level == "frame":
         by_width = smoothing_scores(track, honest, targets, fps_of)
         blend["smooth_seconds"] = best_width(by_width)
         oof, widths = nested_smoothing(track, oof, inner, targets, part_of, fps_of)
         scores["smoothing"] = {"by_sigma": {f"{w:g}": round(v, 6) for w, v in by_width.items()},
                                "by_part": {str(p): w for p, w in widths.items()}}
+        honest = {k: smooth_over_time(v, blend["smooth_seconds"] * fps_of[k]) for k, v in honest.items()}
+        inner = {p: {k: smooth_over_time(v, widths[p] * fps_of[k]) for k, v in preds.items()} for p, preds in inner.items()}
+    if track.kind != "regression":
+        before = score_predictions(track, oof, targets)["mean"]
+        blend["decision"] = fit_decision(track.kind, *annotated_rows(track, honest, targets))
+        oof, rules = nested_decisions(track, oof, inner, targets, part_of)
+        scores["decision"] = {"rule": blend["decision"], "by_part": {str(p): r for p, r in rules.items()},
+                              "before": round(before, 6)}
     score = score_predictions(track, oof, targets)
     scores["nested"].update(score=round(score["mean"], 6), per_target={k: round(v, 6) for k, v in score["per_dim"].items()})
     return Procedure(blend, oof, fits, chosen, nested, {r: s["mean"] for r, s in singles.items()}, score)

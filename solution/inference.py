@@ -21,7 +21,7 @@ def predict(model, store: VideoStore, keys: list[str], device: str, batch_size: 
     with torch.inference_mode():
         for batch in loader(store, pieces, batch_size):
             out = model(to_device(batch, device))
-            outputs += list(out["pred"].float().cpu().numpy())
+            outputs += list(model.output(out["pred"]).float().cpu().numpy())
             if "weights" in out:
                 w = out["weights"].float()
                 if w.dim() == 3:  # per frame: the mean over the piece's real frames

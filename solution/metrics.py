@@ -195,6 +195,81 @@ def make_loss(spec: str):
     return loss
 
 
+# ---- the class tracks' losses: on logits, weighted against the imbalance of the training labels
+
+CLASS_LOSSES = {"multiclass": ("ce", "focal"), "multilabel": ("bce", "focal")}
+
+
+def task_loss_spec(track, spec: str) -> str:
+    """The loss a fold of `track` trains with: `spec` as given for a regression track; for a class
+    track its own loss when `spec` names one (CLASS_LOSSES), else (the default "ccc", or any
+    regression loss) its first: class-weighted cross-entropy (multi-class) or per-unit weighted
+    binary cross-entropy (multi-label)."""
+    if track.kind == "regression":
+        return spec
+    own = CLASS_LOSSES[track.kind]
+    return spec if spec in own else own[0]
+
+
+def class_weights(track, targets: dict) -> np.ndarray:
+    """Per class (multi-class: N / (K n_c)) or per unit (multi-label: the negatives per
+    positive, n_neg / n_pos) over the annotated frames of `targets` ({video: (frames, K)}),
+    square-rooted: a rare class then counts more, but a handful of frames does not dominate
+    the loss (1 for a class or unit without frames)."""
+    rows = np.concatenate([np.asarray(t)[track.annotated(t)] for t in targets.values()])
+    positive = rows.sum(0)
+    if track.kind == "multiclass":
+        weights = len(rows) / (rows.shape[1] * np.maximum(positive, 1))
+    else:
+        weights = (len(rows) - positive) / np.maximum(positive, 1)
+    return np.where(positive > 0, np.sqrt(weights), 1.0).astype(np.float32)
+
+
+def make_class_loss(kind: str, spec: str, weights: np.ndarray, gamma: float = 2.0):
+    """loss(logits, target, mask=None), as make_loss's: `target` one-hot (multi-class) or 0/1 per
+    unit, the annotated rows only. "ce"/"bce": class-weighted cross-entropy, or binary
+    cross-entropy with each unit's positives weighted; "focal": the same with each row's term
+    scaled by (1 - p)^gamma, p its probability of the truth (Lin et al. 2017). No annotated
+    row gives a zero loss that still has a gradient path."""
+    import torch
+    import torch.nn.functional as F
+
+    if spec not in CLASS_LOSSES[kind]:
+        raise ValueError(f"unknown loss {spec!r} for a {kind} track; known: {CLASS_LOSSES[kind]}")
+
+    def loss(pred, target, mask=None):
+        if mask is not None:
+            pred, target = pred[mask], target[mask]
+        else:
+            pred, target = pred.reshape(-1, pred.shape[-1]), target.reshape(-1, target.shape[-1])
+        if pred.shape[0] < 1:
+            return pred.sum() * 0.0
+        w = torch.as_tensor(weights, device=pred.device, dtype=pred.dtype)
+        if kind == "multiclass":
+            truth = target.argmax(-1)
+            terms = F.cross_entropy(pred, truth, weight=w, reduction="none")
+            if spec == "focal":
+                terms = terms * (1 - torch.softmax(pred, -1).gather(1, truth[:, None])[:, 0]) ** gamma
+            return terms.sum() / w[truth].sum()
+        terms = F.binary_cross_entropy_with_logits(pred, target, pos_weight=w, reduction="none")
+        if spec == "focal":
+            p = torch.sigmoid(pred)
+            terms = terms * (1 - torch.where(target > 0.5, p, 1 - p)) ** gamma
+        return terms.mean()
+
+    loss.spec = spec
+    return loss
+
+
+def make_task_loss(track, spec: str, targets: dict):
+    """The loss of a fold of `track` (task_loss_spec), its class weights from the fold's
+    training `targets` ({video: labels})."""
+    spec = task_loss_spec(track, spec)
+    if track.kind == "regression":
+        return make_loss(spec)
+    return make_class_loss(track.kind, spec, class_weights(track, targets))
+
+
 # ---- a track's score of {video: prediction} against {video: target}
 
 def per_video_score(track, predictions: dict, targets: dict) -> dict:

@@ -44,7 +44,7 @@ from solution.config import TrainConfig, resolve_settings, settings_help
 from solution.data import Normalizer, VideoStore, cue_slices, loader, to_device, training_pieces
 from solution.errors import DataError
 from solution.inference import average_predictions, frame_counts_to_predict, predict
-from solution.metrics import ConstantInputWarning, make_loss, score_predictions
+from solution.metrics import ConstantInputWarning, make_task_loss, score_predictions, task_loss_spec
 from solution.models import InputSpec, TrainContext, all_model_fields, create_model, model_class, model_names
 from solution.predictions import write_predictions
 from solution.runs import FoldFiles, ReleaseWork, SeedFiles, folds_digest, read_folds, release_work
@@ -144,6 +144,8 @@ def open_fold(model_name: str, fold: int, data: Path, work: Path, train_cfg: Tra
     store = VideoStore.from_cache(work, release, {k: sources[k] for k in train_keys + held_keys + test_keys}, train_cfg,
                        frame_counts=frame_counts_to_predict(release, test_keys), timed_keys=train_keys)
     precision = resolve_precision(device, precision)
+    # A class track left at the regression loss trains with its own (recorded as such).
+    train_cfg = dataclasses.replace(train_cfg, loss=task_loss_spec(track, train_cfg.loss))
     settings = checkpoints.fold_settings(
         model_name, fold, train_cfg, model_class(model_name).Config(**model_cfg), store.stream_keys(),
         store.entry_digest(train_keys + held_keys), {**fold_info, "assignment": folds_digest(folds)},
@@ -161,12 +163,12 @@ def prepare_training(job: Fold) -> None:
     store.set_normalizer(job.normalizer)
     cls = model_class(job.model_name)
     job.spec = InputSpec(store.modalities, store.dims, cue_slices(store.modalities), job.track.dim, job.track.low,
-                         job.track.high, job.track.level, extra={"text_timed": store.text_timed})
+                         job.track.high, job.track.level, extra={"text_timed": store.text_timed}, kind=job.track.kind)
     job.targets = {k: job.release.video_targets(k) for k in job.train_keys + job.held_keys}
     extra, job.side = cls.prepare(cls.Config(**job.model_cfg),
                                   model_context(store, job.track, job.train_keys, job.train_cfg, job.targets, job.device))
     job.spec.extra.update(extra)
-    job.task_loss = make_loss(job.train_cfg.loss)
+    job.task_loss = make_task_loss(job.track, job.train_cfg.loss, {k: job.targets[k] for k in job.train_keys})
     job.autocast, job.scale_gradients = autocast_for(job.device, job.precision)
 
 

@@ -74,11 +74,14 @@ class InputSpec:
     high: float
     level: str = "video"        # "video": one output per video; "frame": one per frame of the shared grid
     extra: dict = field(default_factory=dict)  # what a model's prepare() adds (JSON-serialisable)
+    kind: str = "regression"    # the track's kind: a class track's head gives logits (HarnessModel.output)
 
     def state(self) -> dict:
         out = dataclasses.asdict(self)
         out["cue_slices"] = {m: [s.start, s.stop] for m, s in self.cue_slices.items()}
         out["modalities"] = list(self.modalities)
+        if out["kind"] == "regression":  # what checkpoints written before class tracks hold
+            del out["kind"]
         return out
 
     @classmethod
@@ -151,7 +154,20 @@ class HarnessModel(nn.Module):
         return torch.where(kept.any(1, keepdim=True), kept, present)
 
     def to_range(self, logits: torch.Tensor) -> torch.Tensor:
+        """The head's outputs as the loss takes them: squashed into the track's range
+        (regression), or the logits as they are (a class track's loss takes logits)."""
+        if self.spec.kind != "regression":
+            return logits
         return self.spec.low + (self.spec.high - self.spec.low) * torch.sigmoid(logits)
+
+    def output(self, pred: torch.Tensor) -> torch.Tensor:
+        """What a prediction file holds, from the forward's `pred`: the values (regression), the
+        class probabilities (softmax, multi-class) or each unit's (sigmoid, multi-label)."""
+        if self.spec.kind == "multiclass":
+            return torch.softmax(pred.float(), -1)
+        if self.spec.kind == "multilabel":
+            return torch.sigmoid(pred.float())
+        return pred
 
 
 def create_model(name: str, spec: InputSpec, config: dict | None = None) -> HarnessModel:

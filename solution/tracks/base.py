@@ -167,13 +167,36 @@ def as_track(track: Track | str) -> Track:
     return track if isinstance(track, Track) else get_track(track)
 
 
+TRACK_ENV = "TRACK"  # which track a release holding several is read as (run_all.sh exports it)
+
+
 def detect_track(data) -> str:
-    """The name of the first registered track whose release the folder holds."""
+    """The track of a release folder: the one registered track whose release it holds; when it
+    holds several (an Aff-Wild2 release with VA, EXPR and AU annotations), the one $TRACK names,
+    else the first registered (said once)."""
+    import logging
+    import os
+
     data = Path(data)
-    for track in TRACKS.values():
-        if track.looks_like(data):
-            return track.name
-    raise DataError(f"{data}: neither " + " nor ".join(t.detect_hint for t in TRACKS.values()))
+    matches = [t.name for t in TRACKS.values() if t.looks_like(data)]
+    if not matches:
+        raise DataError(f"{data}: neither " + " nor ".join(t.detect_hint for t in TRACKS.values()))
+    wanted = os.environ.get(TRACK_ENV, "").strip().lower()
+    if wanted in matches:
+        return wanted
+    if len(matches) > 1 and (str(data), matches[0]) not in _SAID:
+        _SAID.add((str(data), matches[0]))
+        logging.getLogger("tracks").warning("%s holds the releases of several tracks (%s); reading it as %s (set "
+                                            "%s=<track> to choose)", data, ", ".join(matches), matches[0], TRACK_ENV)
+    return matches[0]
+
+
+_SAID: set = set()
+
+
+def tracks_held(data) -> list[str]:
+    """Every registered track whose release the folder holds, in registration order."""
+    return [t.name for t in TRACKS.values() if t.looks_like(Path(data))]
 
 
 def open_release(track: Track | str, data, test_listing=None):
