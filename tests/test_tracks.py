@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from solution.metrics import METRICS
 from solution import tracks
 from solution.errors import DataError
 from solution.tracks import EMI, VA, Track, detect_track, get_track, open_release, track_names
@@ -110,10 +111,10 @@ def test_the_rule_catches_what_it_is_for(tmp_path):
 
 
 def test_registry_hands_out_the_units():
-    assert track_names() == ["emi", "va"]  # registration order is detection order
+    assert track_names() == ["emi", "va", "expr", "au"]  # registration order is detection order
     assert get_track("emi") is EMI and get_track("VA") is VA and tracks.TRACKS["va"] is VA
-    with pytest.raises(ValueError, match=r"unknown track 'expr'; choose one of \['emi', 'va'\]"):
-        get_track("expr")
+    with pytest.raises(ValueError, match=r"unknown track 'ce'; choose one of \['au', 'emi', 'expr', 'va'\]"):
+        get_track("ce")
 
 
 def test_every_unit_fulfils_the_contract():
@@ -125,7 +126,8 @@ def test_every_unit_fulfils_the_contract():
     for track in TRACKS.values():
         missing = [name for name in abstract if getattr(type(track), name) is getattr(Track, name)]
         assert not missing, f"track {track.name} does not implement {missing}"
-        assert track.metric in ("pearson", "ccc") and track.level in ("video", "frame") and track.dim == len(track.targets)
+        assert track.metric in METRICS and track.level in ("video", "frame") and track.dim == len(track.targets)
+        assert track.kind in ("regression", "multiclass", "multilabel")
         assert track.family and track.layout and track.detect_hint and track.prediction_suffix and track.hidden_test
         assert track.submission_formats
         assert (REPO / "solution" / "synth" / f"{track.family}.py").is_file()
@@ -172,4 +174,5 @@ def test_run_all_asks_the_track():
     assert ask("emi").stdout.split() == ["csv", "private/test_labels.csv", "0"]
     assert ask("va").stdout.split() == ["txt", "private/VA_Estimation_Challenge/Test_Set", "1"]
     done = ask("xyz")
-    assert done.returncode == 2 and "TRACK must be emi or va, got 'xyz'" in done.stderr
+    assert ask("expr").stdout.split() == ["txt", "private/EXPR_Recognition_Challenge/Test_Set", "0"]
+    assert done.returncode == 2 and "TRACK must be one of emi, va, expr, au, got 'xyz'" in done.stderr

@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     track = TRACKS.get(args.track)
     if track is None:
-        print(f"TRACK must be {' or '.join(track_names())}, got {args.track!r}", file=sys.stderr)
+        print(f"TRACK must be one of {', '.join(track_names())}, got {args.track!r}", file=sys.stderr)
         return 2
     print(track.prediction_suffix, track.hidden_test, int(track.chooses_label_delay))
     return 0
