@@ -246,3 +246,71 @@ def va_timeseries(path, videos: list, targets, metric: str, time_label: str, tit
     axes[0, 0].legend(fontsize=8, loc="upper right")
     fig.suptitle(title, fontsize=11)
     save(fig, path)
+
+
+def confusion(path, truth: np.ndarray, guess: np.ndarray, classes, title: str) -> None:
+    """A multi-class track's confusion matrix: rows the true class, each row's shares (and
+    counts) of the predicted classes; the diagonal is each class's recall."""
+    k = len(classes)
+    counts = np.bincount(np.asarray(truth) * k + np.asarray(guess), minlength=k * k).reshape(k, k)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 * k + 2.5, 0.9 * k + 1.8))
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{shares[i, j]:.2f}\n{counts[i, j]}", ha="center", va="center", fontsize=7,
+                    color="white" if shares[i, j] > 0.6 else "black")
+    ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), [f"{c} ({n})" for c, n in zip(classes, counts.sum(1))], fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (frames)")
+    ax.set_title(title, fontsize=10)
+    save(fig, path)
+
+
+def class_scores(path, per_class: dict, classes, metric: str, colours: dict | None = None) -> None:
+    """Per class (or unit): each run's F1 as a bar, runs side by side."""
+    runs = list(per_class)
+    colours = colours or palette(runs)
+    width = 0.8 / max(len(runs), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(classes) * max(1, len(runs)) / 2), 3.6))
+    for i, run in enumerate(runs):
+        values = [per_class[run].get(c, np.nan) for c in classes]
+        ax.bar(np.arange(len(classes)) + (i - (len(runs) - 1) / 2) * width, values, width, label=run,
+               color=colours.get(run, colour(i)))
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1")
+    ax.set_title(f"out-of-fold F1 per {'class' if metric == 'macro_f1' else 'unit'} ({metric} is their mean)",
+                 fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(len(runs), 5))
+    save(fig, path)
+
+
+def class_timeseries(path, videos: list, classes, multilabel: bool, time_label: str, title: str) -> None:
+    """A row per video: the true and the predicted label over time (multi-class: the class
+    index; multi-label: a strip per unit, true above predicted). `videos` as va_timeseries'
+    (name, time, truth with NaN rows where unannotated, prediction, {class: score})."""
+    fig, axes = plt.subplots(len(videos), 1, figsize=(11.0, (3.4 if multilabel else 2.4) * len(videos)), squeeze=False)
+    for ax, (name, time, truth, pred, scores) in zip(axes[:, 0], videos):
+        if multilabel:
+            strips = np.full((2 * len(classes), len(time)), np.nan)
+            strips[0::2] = truth.T
+            strips[1::2] = (pred > 0.5).T
+            ax.imshow(strips, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1,
+                      extent=(time[0], time[-1], 2 * len(classes) - 0.5, -0.5))
+            ax.set_yticks(np.arange(0, 2 * len(classes), 2) + 0.5, classes, fontsize=7)
+        else:
+            annotated = ~np.isnan(truth).any(1)
+            ax.step(time, np.where(annotated, np.nan_to_num(truth).argmax(1), np.nan), where="post", color="black",
+                    lw=1.2, label="true")
+            ax.step(time, pred.argmax(1), where="post", color=colour(1), lw=1.0, alpha=0.8, label="predicted")
+            ax.set_yticks(range(len(classes)), classes, fontsize=7)
+            ax.legend(fontsize=7, loc="upper right")
+        mean = np.mean([v for v in scores.values()]) if scores else np.nan
+        ax.set_title(f"{name}: F1 of its frames {fmt(mean)}" + (" (each unit: true above, predicted below)"
+                                                                if multilabel else ""), fontsize=9)
+        ax.set_xlabel(time_label)
+    fig.suptitle(title, fontsize=11)
+    save(fig, path)

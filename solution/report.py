@@ -49,8 +49,9 @@ from solution.tracks import open_release
 CONDITIONS = ("face", "audio", "transcript")
 SCATTER_ROWS = 20_000  # points per scatter plot: enough to see the shape, small enough for a PNG
 TIMESERIES_VIDEOS = 3
-PLOT_FILES = ("pred_vs_true.png", "fold_scores.png", "training_curves.png", "blend_weights.png",
-              "score_by_condition.png", "fusion_by_condition.png", "va_timeseries.png")
+PLOT_FILES = ("pred_vs_true.png", "confusion.png", "class_scores.png", "fold_scores.png", "training_curves.png",
+              "blend_weights.png", "score_by_condition.png", "fusion_by_condition.png", "va_timeseries.png",
+              "label_timeseries.png")
 
 
 def ceiling(data, release, keys) -> float | None:
@@ -397,8 +398,17 @@ def write_plots(data, rw: ReleaseWork, report: dict, blend_dir: Path, out: Path)
     truth, pred = scatter_rows(track, oof, {k: release.video_targets(k) for k in oof})
     what = "the blend's honest" if name == "blend" else f"{name}'s (best run)"
     rows = f"{len(truth)} of the annotated frames" if track.level == "frame" else f"{len(truth)} videos"
-    draw("pred_vs_true.png", f"predicted against true, {what} out-of-fold predictions", plots.pred_vs_true, truth, pred,
-         track.targets, per_dim, track.metric, track.low, track.high, f"{what} out-of-fold predictions ({rows})")
+    if track.kind == "regression":
+        draw("pred_vs_true.png", f"predicted against true, {what} out-of-fold predictions", plots.pred_vs_true, truth,
+             pred, track.targets, per_dim, track.metric, track.low, track.high,
+             f"{what} out-of-fold predictions ({rows})")
+    else:
+        if track.kind == "multiclass":
+            draw("confusion.png", f"confusion matrix of {what} out-of-fold predictions", plots.confusion,
+                 truth.argmax(1), pred.argmax(1), track.targets, f"{what} out-of-fold predictions ({rows})")
+        per_class = {run: r["oof_per_dim"] for run, r in with_blend(report, "oof_per_dim").items()}
+        draw("class_scores.png", f"out-of-fold F1 per {'class' if track.kind == 'multiclass' else 'unit'} and run",
+             plots.class_scores, per_class, track.targets, track.metric, colours)
     del truth, pred
 
     draw("fold_scores.png", "held-out score of every fold and the pooled out-of-fold score per run", plots.fold_scores,
@@ -439,9 +449,13 @@ def write_plots(data, rw: ReleaseWork, report: dict, blend_dir: Path, out: Path)
             source, labels = f"{name}: held-out (out-of-fold) videos", {k: release.video_targets(k) for k in oof}
             preds = oof
         videos, time_label = timeseries_videos(release, preds, labels)
-        if videos:
-            draw("va_timeseries.png", f"valence and arousal over time, videos from best to worst scored ({source})",
-                 plots.va_timeseries, videos, track.targets, track.metric, time_label, source)
+        if videos and track.kind == "regression":
+            draw("va_timeseries.png", f"{' and '.join(track.targets)} over time, videos from best to worst scored "
+                 f"({source})", plots.va_timeseries, videos, track.targets, track.metric, time_label, source)
+        elif videos:
+            draw("label_timeseries.png", f"labels over time, true against predicted, videos from best to worst scored "
+                 f"({source})", plots.class_timeseries, videos, track.targets, track.kind == "multilabel",
+                 time_label, source)
     return written, skipped
 
 
