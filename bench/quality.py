@@ -161,9 +161,14 @@ def derive_subset(source: Path, out: Path, keep: float, seed: int) -> Path:
             rewrite_csv(tmp / f"{split}_split.csv", labels[~labels.Filename.isin(dropped)])
     # The ceilings of the labelled videos are the source's: left out (labelled_ceiling computes
     # the EMI one again from the clean intensities; VA keeps no clean traces). The test's stays.
+    # A release of several tracks (Aff-Wild2's VA, EXPR and AU) has such entries per track.
     ceiling = json.loads((source / "ceiling.json").read_text())
-    for entry in ("labelled", "train", "valid"):
-        ceiling.pop(entry, None)
+    from solution.tracks import track_names
+
+    keyed = [name for name in track_names() if name in ceiling]
+    for entries in ([ceiling[name] for name in keyed] if keyed else [ceiling]):
+        for entry in ("labelled", "train", "valid"):
+            entries.pop(entry, None)
     (tmp / "ceiling.json").unlink()
     (tmp / "ceiling.json").write_text(json.dumps(ceiling, indent=2))
     (tmp / "subset.json").write_text(json.dumps(want, indent=2))
@@ -212,13 +217,15 @@ def reuse_folds(source: Path, target: Path, models: list[str]) -> list[str]:
 
 def labelled_ceiling(data: Path, ceiling: dict, track) -> float | None:
     """The ceiling of the labelled videos pooled, as the out-of-fold score pools them: from
-    ceiling.json's "labelled" entry, or (releases written before it) computed again (EMI) or
-    approximated by the train and valid ceilings weighted by size (VA)."""
+    ceiling.json's "labelled" entry (the track's, in a release of several tracks), or (releases
+    written before it) computed again (EMI) or approximated by the train and valid ceilings
+    weighted by size (Aff-Wild2)."""
     import pandas as pd
 
     from solution.layouts import open_release
     from solution.metrics import pearson_per_dim
 
+    ceiling = track.ceiling_of(ceiling) or {}
     if "labelled" in ceiling:
         return ceiling["labelled"]["mean"]
     if track.name == "emi":
@@ -318,6 +325,7 @@ def score_release(data: Path, work: Path, runs: list[str], started: float | None
     release = open_release(track, data)
     ceiling = json.loads((data / "ceiling.json").read_text())
     oof_ceiling = labelled_ceiling(data, ceiling, track)
+    ceiling = track.ceiling_of(ceiling)
     hidden = data / track.hidden_test
     meta = panel_metadata(data, track)
     flags = None if meta is None else meta[[c for c in CONDITIONS if c in meta.columns]]

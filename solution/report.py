@@ -62,11 +62,12 @@ def ceiling(data, release, keys) -> float | None:
     return score_predictions(release.track, truth, {k: release.video_targets(k) for k in keys})["mean"]
 
 
-def generated_ceiling(data) -> dict | None:
-    """{split: score} of the noise-free labels, as the synthetic generator wrote them (ceiling.json)."""
+def generated_ceiling(data, track) -> dict | None:
+    """{split: score} of the track's noise-free labels, as the synthetic generator wrote them
+    (ceiling.json; the track's entries in a release of several tracks)."""
     path = Path(data) / "ceiling.json"
     try:
-        return {split: entry["mean"] for split, entry in json.loads(path.read_text()).items()}
+        return {split: entry["mean"] for split, entry in track.ceiling_of(json.loads(path.read_text())).items()}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
@@ -144,7 +145,7 @@ def build_report(data, rw: ReleaseWork, runs: list[str], blend_dir=None) -> dict
     if any(annotations.values()):  # labels training did not take as they are (the release's left_out, fitted)
         report["annotations"] = annotations
     report["ceiling"] = ceiling(data, release, list(oof))
-    report["ceiling_generated"] = generated_ceiling(data)
+    report["ceiling_generated"] = generated_ceiling(data, release.track)
     blend = blend_entry(rw, release, Path(blend_dir) if blend_dir else rw.predictions, flags, hidden)
     if blend is not None:
         report["blend"] = blend

@@ -15,7 +15,8 @@ be a fair benchmark rather than a toy:
   transcript, recorded in metadata.csv, and the organizer feature stand-ins degrade with
   the media they are computed from;
 * labels are noisy k/N fractions; ceiling.json holds the score a perfect model of the clean
-  intensities would reach on each split;
+  intensities would reach on each split (a release of several tracks, the Aff-Wild2 one for
+  EXPR and AU: one such entry per track, keyed by its name; Track.ceiling_of finds a track's);
 * with `--timed-transcripts SHARE` (EMI; default 0), that share of the transcripts is written
   as word-timed ASR JSON (`transcripts/<id>.json`, in the transformers pipeline's `chunks`
   form or the whisperX `words` form, drawn per video) instead of `.txt`: fillers spread over
@@ -72,7 +73,8 @@ GENERATOR_VERSION = 2
 
 
 def generate(track: str, out, seed: int = 0, workers: int = 0, overwrite: bool = False, **overrides) -> dict:
-    """Write a synthetic release to `out`; returns the ceiling. A finished folder with the
+    """Write a synthetic release to `out`; returns the ceiling (ceiling.json: {split: entry}, or
+    {track: {split: entry}} for a release of several tracks). A finished folder with the
     same settings is left as it is (its synth_config.json marks it complete)."""
     import os
 
@@ -139,23 +141,24 @@ def main(argv=None) -> int:
     summary = __doc__.split("\n\n")[0].split(": ", 1)[1]
     parser = argparse.ArgumentParser(prog="python -m solution.synth", description=summary[0].upper() + summary[1:])
     parser.add_argument("--track", choices=track_names(), default=track_names()[0],
-                        help=f"which release (default: {track_names()[0]})")
+                        help=f"which release (default: {track_names()[0]}); expr and au write one Aff-Wild2 "
+                             "release with the VA, EXPR and AU annotations of the same videos")
     parser.add_argument("--out", required=True, type=Path, help="folder to write the release into")
-    parser.add_argument("--videos", type=int, help="number of videos (default: emi 96, va 16)")
+    parser.add_argument("--videos", type=int, help="number of videos (default: emi 96, va/expr/au 16)")
     parser.add_argument("--subjects", type=int, help="number of subjects (emi; default: 16)")
-    parser.add_argument("--seconds", type=float, help="mean length of a video (default: emi 4, va 12)")
+    parser.add_argument("--seconds", type=float, help="mean length of a video (default: emi 4, va/expr/au 12)")
     parser.add_argument("--length-spread", type=float,
                         help="lengths vary over about (1 +/- spread) x seconds, a few up to (1 + 2 spread) x; "
                              "0 gives every video the same length (default: 0.5)")
-    parser.add_argument("--fps", type=float, help="video frame rate (default: emi 15, va 30)")
+    parser.add_argument("--fps", type=float, help="video frame rate (default: emi 15, va/expr/au 30)")
     parser.add_argument("--size", type=int, help="frame width and height in pixels (default: 112)")
-    parser.add_argument("--label-noise", type=float, help="std of label noise (default: emi 0.12, va 0.2)")
+    parser.add_argument("--label-noise", type=float, help="std of label noise (default: emi 0.12; VA's annotations 0.2)")
     parser.add_argument("--timed-transcripts", type=float, metavar="SHARE",
                         help="EMI: share of transcripts written as word-timed ASR JSON instead of .txt (default: 0)")
     parser.add_argument("--other-fps", type=float, metavar="FPS",
-                        help="VA: the second video (in test) at this frame rate; 0 for none (default: 25)")
+                        help="Aff-Wild2 (va, expr, au): the second video (in test) at this frame rate; 0 for none (default: 25)")
     parser.add_argument("--long-seconds", type=float, metavar="S",
-                        help="VA: the first video (in train) this long; 0 for none (default: 120)")
+                        help="Aff-Wild2 (va, expr, au): the first video (in train) this long; 0 for none (default: 120)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="world",
                         help="a setting of the world the release comes from, repeatable: "
                              + ", ".join(f"{k} (default {Config.__dataclass_fields__[k].default!r})"
@@ -171,8 +174,11 @@ def main(argv=None) -> int:
                        other_fps=args.other_fps, long_seconds=args.long_seconds,
                        **world_settings(args.world, parser))
     print(f"[synth] wrote {args.track.upper()} release to {args.out}")
-    for split, entry in ceiling.items():
-        print(f"[synth] ceiling on {split}: mean {entry['metric']} {entry['mean']:.3f}")
+    keyed = [name for name in track_names() if name in ceiling]  # a release of several tracks: one ceiling each
+    for name in keyed or [args.track]:
+        for split, entry in get_track(name).ceiling_of(ceiling).items():
+            print(f"[synth] {name.upper() + ' ' if keyed else ''}ceiling on {split}: mean {entry['metric']} "
+                  f"{entry['mean']:.3f}")
     return 0
 
 

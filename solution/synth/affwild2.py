@@ -1,6 +1,7 @@
 """The Aff-Wild2 release family's generator, drawn from the shared world: videos in batch1/
 with their audio track, the organizers' face crops in cropped_aligned/ (with the detector's
-gaps), and the VA track's annotations.
+gaps), and the VA track's annotations; for an EXPR or AU release (`--track expr|au`) also the
+EXPR and AU annotations of the same videos, from a world of expressions (below).
 
 Aff-Wild2 has one subject per video, named by its length and size (`1-30-1280x720`), mostly
 at 30 fps: `other_fps` puts the second video (in test) at another rate, `long_seconds` makes
@@ -10,6 +11,21 @@ noisy and biased, with stretches not annotated (-5,-5). Written: batch1/, croppe
 6th_ABAW_Annotations/VA_Estimation_Challenge/{Train_Set,Validation_Set} and its test_set.csv,
 the hidden test annotations under private/, metadata.csv; the ceiling is the CCC of a perfect
 model of what the annotator saw.
+
+An EXPR or AU release (the same release for both) is drawn from a world of expressions
+(affwild2_classes.py): expression episodes over time drive the action units, the face is
+rendered from the units, and valence and arousal follow the expression (with a drift of their
+own) and drive the voice. Its VA annotations come from that valence and arousal, by the same
+annotator model; its EXPR and AU annotations from annotators of their own. Written besides:
+6th_ABAW_Annotations/{EXPR_Recognition_Challenge,AU_Detection_Challenge}/{Train_Set,Validation_Set}
+with their test_set.csv, the hidden test annotations under private/<folder>/Test_Set; the
+ceiling of each track (ceiling.json keyed by track: va, expr, au), EXPR and AU the score of the
+clean labels (the episodes' classes; each unit's activation against the threshold) against the
+annotators'. Everything a VA release draws is drawn in the same order from the same streams
+(so a VA release stays as it was, and an EXPR release of the same seed has the same subjects,
+splits, lengths and corruptions); what is new comes from streams of its own: (seed, 7, video)
+the episodes, (seed, 7) the release's share-out of rare classes, (seed, 8, video) the units,
+(seed, 9, video) the EXPR annotators, (seed, 10, video) the AU annotators.
 """
 from __future__ import annotations
 
@@ -26,7 +42,10 @@ from solution.synth.world import (ACTIONS, A, Config, Style, Subject, check_sett
                                   draw_corruptions, draw_head_shift, draw_visibility, make_subject, render_faces,
                                   run_videos, smooth_noise, subject_splits, subject_style, synth_voice, utterances,
                                   video_frames, write_latents)
-from solution.tracks.va import VA_UNANNOTATED
+from solution.synth import affwild2_classes as classes
+from solution.tracks.au import AU
+from solution.tracks.expr import EXPR
+from solution.tracks.va import VA, VA_UNANNOTATED
 
 # The demo's sizes (what run_all.sh trains on without DATA_DIR): a smoke test through every stage and
 # model that ends within ten minutes of stages on 2 CPU cores (bench/README.md, "End-to-end time of
@@ -97,6 +116,52 @@ def _va_video(job):
     # The ceiling is that of a perfect model of what the annotator saw (late and smoothed: a
     # model can learn the delay, solution.delay chooses it), not of the noise-free signal itself.
     return name, lagged, noisy, flags, T
+
+
+def _expression_video(job):
+    """A video of an EXPR or AU release: the world of expressions (affwild2_classes.py) drives
+    the units, the face is rendered from them, and valence and arousal follow the expression;
+    the draws of the VA world come in its order from its streams, the new ones from their own."""
+    cfg, index, name, split, subject, T, fps, out, episodes = job
+    cfg = Config(**cfg)
+    style = subject_style(cfg, subject, index, classes.PROFILES)
+    world = np.random.default_rng([cfg.seed, 6, index])
+    rng = np.random.default_rng([cfg.seed, 1, index])
+    unit_rng = np.random.default_rng([cfg.seed, 8, index])
+    slow = max(3, int(fps * 4))
+    drift = np.stack([smooth_noise(rng, T, 1.2, slow) + rng.normal(0, 0.3) for _ in range(2)], 1)
+    units = classes.unit_activations(episodes, style, unit_rng, fps)
+    clean = classes.expression_va(episodes, drift, unit_rng)
+    valence, arousal = clean[:, 0], clean[:, 1]
+    drive = _VaDrive(pos=style.drive(np.clip(valence, 0, None)), neg=style.drive(np.clip(-valence, 0, None)),
+                     high=style.drive(np.clip(arousal, 0, None)), low=style.drive(np.clip(-arousal, 0, None)))
+    actions = _expression_actions(cfg, subject, units, episodes, rng, world)
+    flags = draw_corruptions(rng, asdict(cfg))
+    face = _va_face(cfg, actions, drive, flags["face"], rng, world, fps)
+    voice, flags["audio"] = _va_voice(cfg, subject, style, drive, flags["audio"], rng, world, fps)
+    _write_va_media(cfg, out, name, index, subject, face, voice, fps)
+    if cfg.latents:  # the face: valence and arousal as VA's, the units' activations, the classes' shares
+        write_latents(out, name, np.concatenate([style.gain * np.stack([drive.pos - drive.neg, drive.high - drive.low], 1),
+                                                 units[:, :classes.SCORED], episodes.probabilities()], 1),
+                      np.stack(_va_heard(cfg, subject, style, drive), 1), fps)
+    lagged, noisy, lag = _va_annotation(cfg, clean, style.bias, rng, world, fps)
+    flags.update(lag=round(lag / fps, 3), no_crop_frames=int((~face.cropped).sum()))
+    expressions = classes.annotate_classes(episodes, fps, np.random.default_rng([cfg.seed, 9, index]))
+    marked = classes.annotate_units(units, fps, np.random.default_rng([cfg.seed, 10, index]))
+    return name, lagged, noisy, flags, T, episodes.labels(), expressions, classes.clean_units(units), marked
+
+
+def _expression_actions(cfg: Config, subject: Subject, units: np.ndarray, episodes, rng, world) -> np.ndarray:
+    """The facial actions of a video of the world of expressions, per frame, from its units;
+    the mouth moves a little as it does in a VA video, and the `style` knob gives each subject
+    their own mix of actions, as there."""
+    T = len(units)
+    actions = classes.unit_faces(units, episodes, subject.neutral)
+    actions[:, A["mouth_open"]] += 0.2 * np.clip(smooth_noise(rng, T, 0.3, 2), 0, None)
+    if cfg.style:
+        mix = np.exp(cfg.style * world.normal(0, 1, len(ACTIONS)))
+        actions = subject.neutral + (actions - subject.neutral) * mix
+    return np.clip(actions, -0.3, 1.4)
 
 
 def _va_actions(cfg: Config, subject: Subject, style: Style, drive: _VaDrive, rng, world) -> np.ndarray:
@@ -249,7 +314,9 @@ def _move_to_split(split: np.ndarray, index: int, name: str) -> None:
 
 
 def generate(cfg: Config, out: Path, workers: int) -> dict:
-    """Write an Aff-Wild2 release with the VA track's annotations to `out`; returns the ceiling."""
+    """Write an Aff-Wild2 release with the VA track's annotations to `out`, and for an EXPR or AU
+    release those of EXPR and AU too; returns the ceiling (VA: {split: entry}; EXPR, AU: keyed
+    by track, {track: {split: entry}})."""
     rng = np.random.default_rng([cfg.seed, 0])
     subjects = [make_subject(rng, 2) for _ in range(cfg.videos)]
     split = subject_splits(rng, cfg.videos)  # Aff-Wild2: one subject per video
@@ -266,14 +333,21 @@ def generate(cfg: Config, out: Path, workers: int) -> dict:
     names = [f"{i + 1}-{round(frames[i] / fps[i])}-{cfg.size}x{cfg.size}" for i in range(cfg.videos)]
     jobs = [(asdict(cfg), i, names[i], split[i], subjects[i], int(frames[i]), float(fps[i]), out)
             for i in range(cfg.videos)]
-    results = run_videos(_va_video, jobs, workers, "VA videos")
+    expressions = cfg.track != VA.name  # EXPR and AU: one release with the three tracks' annotations
+    if expressions:
+        episodes = [classes.draw_episodes(cfg.seed, i, int(frames[i]), float(fps[i])) for i in range(cfg.videos)]
+        classes.every_class_in_every_split(episodes, split, cfg.seed, fps)
+        results = run_videos(_expression_video, [job + (e,) for job, e in zip(jobs, episodes)], workers,
+                             "Aff-Wild2 videos")
+    else:
+        results = run_videos(_va_video, jobs, workers, "VA videos")
 
     challenge = out / "6th_ABAW_Annotations" / "VA_Estimation_Challenge"
     private = out / "private" / "VA_Estimation_Challenge"
     folders = {"train": challenge / "Train_Set", "valid": challenge / "Validation_Set",
                "test": private / "Test_Set"}
     meta, listing, pairs = [], [], {"train": [], "valid": [], "test": []}
-    for (name, clean, noisy, flags, T), part in zip(results, split):
+    for (name, clean, noisy, flags, T, *_), part in zip(results, split):
         _write_va_annotation(folders[part] / f"{name}.txt", noisy)
         keep = noisy[:, 0] != VA_UNANNOTATED
         pairs[part].append((clean[keep], noisy[keep]))
@@ -295,4 +369,38 @@ def generate(cfg: Config, out: Path, workers: int) -> dict:
             ceiling[part] = {"metric": "ccc", "per_dim": {"valence": round(float(r[0]), 4),
                                                           "arousal": round(float(r[1]), 4)},
                              "mean": round(float(r.mean()), 4), "frames": int(len(clean))}
+    if not expressions:
+        return ceiling
+    ceilings = {VA.name: ceiling}
+    for track, at in ((EXPR, 5), (AU, 7)):  # each result's clean and annotated labels of the track
+        ceilings[track.name] = _write_class_track(track, out, results, split, listing, at)
+    return ceilings
+
+
+def _write_class_track(track, out: Path, results, split, listing: list[str], at: int) -> dict:
+    """A class track's annotation folders (Train_Set, Validation_Set, its test_set.csv; the test
+    annotations under private/), from each result's clean labels (result[at]) and annotated
+    ones (result[at + 1]); returns its ceiling: per split and the labelled videos pooled, the
+    track's metric of the clean labels against the annotated ones over the annotated frames."""
+    from solution.metrics import score
+
+    challenge = out / "6th_ABAW_Annotations" / track.annotation_folder
+    folders = {"train": challenge / "Train_Set", "valid": challenge / "Validation_Set", "test": out / track.hidden_test}
+    pairs = {"train": [], "valid": [], "test": []}
+    for result, part in zip(results, split):
+        name, clean, marked = result[0], result[at], result[at + 1]
+        classes.write_class_annotation(folders[part] / f"{name}.txt", track.header, marked)
+        marked = track.encode(marked.reshape(len(marked), -1))
+        keep = track.annotated(marked)
+        pairs[part].append((track.encode(clean.reshape(len(clean), -1))[keep], marked[keep]))
+    fileio.write_text(challenge / "test_set.csv", "video,frames\n" + "\n".join(listing) + "\n")
+    ceiling = {}
+    pairs["labelled"] = pairs["train"] + pairs["valid"]
+    for part, chunks in pairs.items():
+        if chunks:
+            clean = np.concatenate([c for c, _ in chunks])
+            marked = np.concatenate([m for _, m in chunks])
+            result = score(track, clean, marked)
+            ceiling[part] = {"metric": track.metric, "per_dim": {k: round(v, 4) for k, v in result["per_dim"].items()},
+                             "mean": round(result["mean"], 4), "frames": int(len(clean))}
     return ceiling

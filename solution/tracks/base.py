@@ -111,6 +111,18 @@ class Track:
         """{key: label} of the noise-free labels a synthetic release keeps aside, if any."""
         return None
 
+    def ceiling_of(self, ceiling: dict) -> dict | None:
+        """This track's {split: entry} of a synthetic release's ceiling.json (already read): the
+        entries under the track's name where the file is keyed by track (a release that holds
+        several tracks' annotations, e.g. Aff-Wild2's VA, EXPR and AU), else the file itself (a
+        release of one track: its keys are the splits). None when the file is keyed by other
+        tracks only."""
+        if not isinstance(ceiling, dict):
+            return None
+        if any(name in ceiling for name in TRACKS):
+            return ceiling.get(self.name)
+        return ceiling
+
     # ---- submissions
     def submission_members(self, pred, data, form: str, frame_tolerance: int) -> dict[str, str]:
         """{member name: text} of the zip: the predictions in `form` (one of
