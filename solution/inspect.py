@@ -39,6 +39,7 @@ from solution.errors import DataError
 from solution.listing import TEST_LISTING_ENV, add_test_listing_option, export_listing
 from solution.preflight import LEVELS, Inspection, rel, some
 from solution.tracks import detect_track, get_track, track_names
+from solution.tracks.base import tracks_held
 
 
 def inspect_release(data, track: str | None = None, folds: int | None = None) -> Inspection:
@@ -47,8 +48,9 @@ def inspect_release(data, track: str | None = None, folds: int | None = None) ->
     if not data.is_dir():
         found.add("error", data, "data folder not found")
         return found
+    held = tracks_held(data)
     try:
-        detected = detect_track(data)
+        detected = track if track in held else detect_track(data)
     except DataError as exc:
         detected = None
         if track is None:
@@ -58,6 +60,8 @@ def inspect_release(data, track: str | None = None, folds: int | None = None) ->
         found.add("error", data, f"--track {track}, but the folder looks like a {detected.upper()} release")
     track = track or detected
     found.facts["track"] = track
+    if len(held) > 1:  # an Aff-Wild2 release with several tracks' annotations: one release, a track at a time
+        found.facts["tracks_held"] = held
     try:
         get_track(track).inspect(found, data, folds)
     except DataError as exc:  # the release cannot even be opened
@@ -82,6 +86,9 @@ def summary(found: Inspection, all_videos: bool = False) -> str:
     track = get_track(name) if name else None
     lines = [f"[inspect] {data}: " + (f"{name.upper()} release ({facts.get('layout', '?')} layout)" if name
                                       else "no release recognised")]
+    if facts.get("tracks_held"):
+        lines.append(f"  tracks        the release holds {', '.join(t.upper() for t in facts['tracks_held'])}; "
+                     f"checked as {name.upper()} (TRACK or --track chooses)")
     if facts.get("annotations"):
         lines.append(f"  annotations   {rel(facts['annotations'], data)}")
     splits = facts.get("splits", {})
