@@ -29,6 +29,7 @@
 #   BLEND_ARGS     extra flags for solution.ensemble, shell-quoted (e.g. "--ways all")
 #   TRAIN_ARGS     extra flags for every solution.train_fold run, shell-quoted
 #                  (e.g. "--set epochs=30 --set 'streams={visual=[\"hog\"]}'"; model.NAME.KEY=V reaches one model only)
+#   SUBMIT_FORMAT  tracks scored per frame: single (default: the ABAW6 single file) or per-video (a <video>.txt each)
 #   TEST_LISTING   the test listing file, when the release's is not found by its usual names
 #   VA_ANNOTATION_FIT  VA: a training annotation whose line count differs from its video's frames by more
 #                  than the larger of 5 frames and 2 % is an error (default: error); fit truncates or pads
@@ -223,7 +224,8 @@ fi
 NAME="${MODELS//,/+}-$(date +%Y%m%d-%H%M%S)"
 
 stage "7/8 submission"
-run "$PY" -m solution.submit --track "$TRACK" --pred "$PRED" --data "$DATA_DIR" --out-dir "$SUBMISSIONS_DIR" --name "$NAME"
+run "$PY" -m solution.submit --track "$TRACK" --pred "$PRED" --data "$DATA_DIR" --out-dir "$SUBMISSIONS_DIR" --name "$NAME" \
+    --format "${SUBMIT_FORMAT:-single}"
 run "$PY" -m solution.submit --check "$SUBMISSIONS_DIR/$NAME.zip" --data "$DATA_DIR" --track "$TRACK"
 
 # Last, so the stages file it is given holds every other stage; after the blend, so it shows it.

@@ -53,12 +53,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import ROOT, emit, machine_info, progress  # noqa: E402
 from solution.provenance import cpu_seconds, stamp  # noqa: E402
 
-KINDS = ("emi-media", "emi-features", "va")
+KINDS = ("emi-media", "emi-features", "va", "expr", "au")
+# The track each kind's releases are run as (an expr or au release also holds VA's annotations).
+KIND_TRACK = {"emi-media": "emi", "emi-features": "emi", "va": "va", "expr": "expr", "au": "au"}
 # Seeds per kind and panel: tune and report never share one. The report seeds 111-113,
 # 211-213 and 311-313 served as the report set until 2026-12-06, when they joined the tune set.
 PANELS = {"tune": {"emi-media": [101, 102, 111, 112, 113], "emi-features": [201, 202, 211, 212, 213],
-                   "va": [301, 302, 311, 312, 313]},
-          "report": {"emi-media": [121, 122, 123], "emi-features": [221, 222, 223], "va": [321, 322, 323]}}
+                   "va": [301, 302, 311, 312, 313], "expr": [401, 402, 403, 404, 405], "au": [501, 502, 503, 504, 505]},
+          "report": {"emi-media": [121, 122, 123], "emi-features": [221, 222, 223], "va": [321, 322, 323],
+                     "expr": [421, 422, 423], "au": [521, 522, 523]}}
 DEFAULT_MODELS, BASELINE = "dual_stage,foalnet,rcma", "linear"
 SCORES = ("test", "oof")
 
@@ -110,7 +113,7 @@ def make_release(kind: str, seed: int, releases: Path, scale: float | None = Non
             world["subjects"] *= 2
         name += "-x2"
     out = releases / name
-    track = "va" if kind == "va" else "emi"
+    track = KIND_TRACK[kind]
     synth.generate(track, out, seed=seed, overwrite=True, **world)  # our folder: a half-written one is redone
     if kind == "emi-features":
         hidden = out / "private" / "metadata.csv"
@@ -722,6 +725,9 @@ def main(argv=None) -> int:
     for i, (kind, seed) in enumerate(plan):
         name = f"{kind}-{seed}"
         progress(f"[{i + 1}/{len(plan)}] {name}: writing the release (cached)")
+        # Every stage (this process's and run_all.sh's) reads the release as the kind's track:
+        # an expr or au release also holds VA's annotations (solution.tracks.detect_track).
+        os.environ["TRACK"] = KIND_TRACK[kind]
         data = make_release(kind, seed, releases_dir, args.videos_scale, args.latents)
         # One work folder per release and settings: a release written again with other
         # settings never meets the runs of the earlier one. (8 hex digits of its bytes: the

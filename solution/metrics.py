@@ -197,7 +197,8 @@ def make_loss(spec: str):
 
 # ---- the class tracks' losses: on logits, weighted against the imbalance of the training labels
 
-CLASS_LOSSES = {"multiclass": ("ce", "focal"), "multilabel": ("bce", "focal")}
+CLASS_LOSSES = {"multiclass": ("ce", "focal", "smooth"), "multilabel": ("bce", "focal")}
+LABEL_SMOOTHING = 0.1  # the "smooth" loss: the truth's one-hot mixed with this much of the uniform
 
 
 def task_loss_spec(track, spec: str) -> str:
@@ -229,8 +230,10 @@ def make_class_loss(kind: str, spec: str, weights: np.ndarray, gamma: float = 2.
     """loss(logits, target, mask=None), as make_loss's: `target` one-hot (multi-class) or 0/1 per
     unit, the annotated rows only. "ce"/"bce": class-weighted cross-entropy, or binary
     cross-entropy with each unit's positives weighted; "focal": the same with each row's term
-    scaled by (1 - p)^gamma, p its probability of the truth (Lin et al. 2017). No annotated
-    row gives a zero loss that still has a gradient path."""
+    scaled by (1 - p)^gamma, p its probability of the truth (Lin et al. 2017); "smooth"
+    (multi-class): cross-entropy against labels smoothed by LABEL_SMOOTHING (annotators who
+    disagree at boundaries make a one-hot truth overconfident). No annotated row gives a zero
+    loss that still has a gradient path."""
     import torch
     import torch.nn.functional as F
 
@@ -247,7 +250,8 @@ def make_class_loss(kind: str, spec: str, weights: np.ndarray, gamma: float = 2.
         w = torch.as_tensor(weights, device=pred.device, dtype=pred.dtype)
         if kind == "multiclass":
             truth = target.argmax(-1)
-            terms = F.cross_entropy(pred, truth, weight=w, reduction="none")
+            terms = F.cross_entropy(pred, truth, weight=w, reduction="none",
+                                    label_smoothing=LABEL_SMOOTHING if spec == "smooth" else 0.0)
             if spec == "focal":
                 terms = terms * (1 - torch.softmax(pred, -1).gather(1, truth[:, None])[:, 0]) ** gamma
             return terms.sum() / w[truth].sum()

@@ -355,8 +355,9 @@ def main(argv=None) -> int:
                         help="a saved blend file (default: WORK/<track>-<fingerprint>/predictions/blend.json)")
     parser.add_argument("--pred-dir", type=Path,
                         help="where the predictions go (default: WORK/<track>-<fingerprint>/predict/<NEW name>-<hash>)")
-    parser.add_argument("--va-format", choices=["single", "per-video"], default="single",
-                        help="VA: ABAW6 single file, or one <video>.txt per video")
+    parser.add_argument("--format", "--va-format", dest="va_format", choices=["single", "per-video"], default="single",
+                        help="tracks scored per frame (VA, EXPR, AU): the ABAW6 single file, or one <video>.txt per "
+                             "video (older rounds)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N, for extraction and prediction (default cpu)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default); training's count gives training's exact numbers")

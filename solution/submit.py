@@ -1,7 +1,7 @@
 """python -m solution.submit: format predictions for the leaderboard, validate, and zip.
 
   python -m solution.submit --track emi --pred test_pred.csv --data DATA_DIR
-  python -m solution.submit --track va --pred PRED (file or folder) --data DATA_DIR [--va-format per-video]
+  python -m solution.submit --track va --pred PRED (file or folder) --data DATA_DIR [--format per-video]
   python -m solution.submit --check submissions/NAME.zip --data DATA_DIR
   python -m solution.submit --ledger [--out-dir submissions] [--track emi]   # every zip written, what it was
 
@@ -41,8 +41,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
                         help="where the zip and the ledger go (default: submissions/ in the repository)")
     parser.add_argument("--name", help="zip file name without .zip (default: <track>-<timestamp>)")
-    parser.add_argument("--va-format", choices=["single", "per-video"], default="single",
-                        help="VA: ABAW6 single file, or one <video>.txt per video")
+    parser.add_argument("--format", "--va-format", dest="va_format", choices=["single", "per-video"], default="single",
+                        help="tracks scored per frame (VA, EXPR, AU): the ABAW6 single file, or one <video>.txt per "
+                             "video (older rounds)")
     parser.add_argument("--frame-tolerance", type=int, default=DEFAULT_FRAME_TOLERANCE, metavar="N",
                         help="VA: pad or cut a video whose predicted frames differ from the listing by at most N "
                              f"(listed); more is an error (default {DEFAULT_FRAME_TOLERANCE})")
