@@ -29,6 +29,14 @@ def va_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def expr_data(tmp_path_factory):
+    """A small Aff-Wild2 release holding VA, EXPR and AU annotations of the same videos."""
+    out = tmp_path_factory.mktemp("expr") / "release"
+    synth.generate("expr", out, seed=7, workers=2, **SMALL_VA)
+    return out
+
+
+@pytest.fixture(scope="session")
 def emi_features(emi_data, tmp_path_factory):
     """The small EMI release through the default extractors (the offline path run_all uses)."""
     from solution import features

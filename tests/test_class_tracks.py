@@ -1,6 +1,8 @@
 """The class tracks (EXPR, AU): their annotation readers and what they refuse, the F1 metrics
 against scikit-learn, the class-weighted losses, the decision rules chosen out of fold, the
 blend of probabilities and its nested estimate, prediction files and submissions read back."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -169,3 +171,84 @@ def test_class_prediction_files_and_submissions_read_back(tmp_path):
     au = {"v": np.array([[0.9] + [0.1] * 11, [0.2] * 12])}
     assert AU.label_file_text(au["v"]).splitlines()[1:] == ["1," + ",".join(["0"] * 11), ",".join(["0"] * 12)]
     assert AU.check_video_text(AU.label_file_text(au["v"]), 2, "z") == []
+
+
+# ---------------------------------------------------------------- a release's bad inputs, named
+
+def _copy(expr_data, tmp_path):
+    import shutil
+
+    copy = tmp_path / "release"
+    shutil.copytree(expr_data, copy, copy_function=os.link)
+    return copy
+
+
+def _rewrite(path, text):
+    path.unlink()  # a hard link: the fixture's file stays as it is
+    path.write_text(text)
+
+
+def _inspect(copy, track, capsys):
+    from solution import inspect
+
+    status = inspect.main([str(copy), "--track", track])
+    return status, capsys.readouterr().out
+
+
+def _annotation(copy, track):
+    folder = EXPR.annotation_folder if track == "expr" else AU.annotation_folder
+    return sorted((copy / "6th_ABAW_Annotations" / folder / "Train_Set").glob("*.txt"))
+
+
+def test_a_release_of_several_tracks_is_read_as_the_one_asked_for(expr_data, monkeypatch):
+    from solution.tracks import detect_track
+    from solution.tracks.base import tracks_held
+
+    assert tracks_held(expr_data) == ["va", "expr", "au"]
+    monkeypatch.setenv("TRACK", "au")
+    assert detect_track(expr_data) == "au"
+    release = AU.open_release(expr_data)
+    key = sorted(release.labelled_keys())[0]
+    assert release.video_targets(key).shape[1] == 12
+    assert EXPR.open_release(expr_data).test_keys() == release.test_keys() == VA.open_release(expr_data).test_keys()
+
+
+@pytest.mark.parametrize("track", ["expr", "au"])
+def test_bad_annotations_are_named_by_the_preflight(expr_data, tmp_path, capsys, track):
+    """A header that is not the challenge's, a label out of range, and a line count that does
+    not fit the video: each an error naming the file; a video whose every frame is -1: left
+    out, with a warning naming it."""
+    unit = EXPR if track == "expr" else AU
+    for case in ("header", "value", "lines", "unannotated"):
+        copy = _copy(expr_data, tmp_path / case)
+        path = _annotation(copy, track)[0]
+        lines = path.read_text().splitlines()
+        bad = {"header": ["valence,arousal"] + lines[1:],
+               "value": lines[:3] + (["9"] if track == "expr" else [",".join(["2"] * 12)]) + lines[4:],
+               "lines": lines + lines[1:] * 2,
+               "unannotated": lines[:1] + [unit.unannotated_line] * (len(lines) - 1)}[case]
+        _rewrite(path, "\n".join(bad) + "\n")
+        status, out = _inspect(copy, track, capsys)
+        assert path.name in out, (case, out)
+        if case == "unannotated":
+            assert status == 0 and "left out of training" in out
+            assert path.stem not in unit.open_release(copy).labelled_keys()
+        else:
+            assert status == 2, (case, out)
+            expected = {"header": "first line must be", "value": "line 4", "lines": "annotation lines, but its video"}
+            assert expected[case] in out, (case, out)
+
+
+def test_a_two_person_video_without_its_crops_and_an_empty_test_video_are_errors(expr_data, tmp_path, capsys):
+    import shutil
+
+    copy = _copy(expr_data, tmp_path)
+    path = _annotation(copy, "expr")[0]
+    shutil.copy(path, path.with_name(f"{path.stem}_left.txt"))  # a second person in the first one's video
+    status, out = _inspect(copy, "expr", capsys)
+    assert status == 2 and f"{path.stem}_left" in out and "cannot tell which person" in out
+    listing = copy / "6th_ABAW_Annotations" / EXPR.annotation_folder / "test_set.csv"
+    rows = listing.read_text().splitlines()
+    _rewrite(listing, "\n".join(rows[:1] + [rows[1].split(",")[0] + ",0"] + rows[2:]) + "\n")
+    with pytest.raises(DataError, match=f"{listing}: line 2: frame count must be a positive integer"):
+        EXPR.open_release(copy).test_frame_counts()

@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,36 @@ def test_a_release_names_its_own_track(va_data, emi_data, tmp_path):
         assert f"[run_all] {data}: track {track}" in done.stdout
     done = run_all(tmp_path, DATA_DIR=str(va_data), FOLDS="0", TRACK="emi")
     assert done.returncode == 2 and "[run_all]" not in done.stdout
+
+
+def test_run_all_expr_and_au_in_both_formats_then_another_release(expr_data, tmp_path):
+    """TRACK=expr and TRACK=au on one Aff-Wild2 release that holds both (and VA): each trains,
+    blends with a decision rule chosen out of fold, and writes a validated zip, single-file and
+    per-video; a second release made with another seed in the same checkout gets its own work
+    folders and never reads the first one's runs."""
+    fast = "--set epochs=3 --set seeds=1 --set patience=2"
+    zips = {}
+    for track, form in (("expr", "single"), ("au", "per-video")):
+        done = run_all(tmp_path, DATA_DIR=str(expr_data), TRACK=track, MODELS="linear,foalnet", BASELINE="",
+                       TRAIN_ARGS=fast, SUBMIT_FORMAT=form)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        rw = release_work(tmp_path / "work", expr_data, track)
+        assert rw.root.name.startswith(f"{track}-") and "delay.json" not in os.listdir(rw.root)
+        blend = json.loads((rw.predictions / "blend.json").read_text())
+        assert blend["decision"]["kind"] == ("biases" if track == "expr" else "thresholds")
+        made = sorted((tmp_path / "subs").glob("linear+foalnet-*.zip"))
+        zips[track] = [z for z in made if z not in sum(zips.values(), [])]
+        assert len(zips[track]) == 1 and submission.check_zip(zips[track][0], expr_data, track) == []
+        names = zipfile.ZipFile(zips[track][0]).namelist()
+        assert names == ["predictions.txt"] if form == "single" else all(n.endswith(".txt") for n in names) and len(names) > 1
+    other = tmp_path / "other"
+    from solution import synth
+    from conftest import SMALL_VA
+
+    synth.generate("au", other, seed=8, workers=2, **SMALL_VA)
+    done = run_all(tmp_path, DATA_DIR=str(other), TRACK="au", MODELS="linear", BASELINE="", TRAIN_ARGS=fast)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    first, second = release_work(tmp_path / "work", expr_data, "au"), release_work(tmp_path / "work", other, "au")
+    assert first.root != second.root and "already done" not in (second.fold("linear", 0) / "train.log").read_text()
+    latest = max((tmp_path / "subs").glob("linear-*.zip"), key=os.path.getmtime)
+    assert submission.check_zip(latest, other, "au") == []

@@ -734,6 +734,9 @@ class AffWild2Release:
                     raise DataError(f"{self.test_listing_files[0]}: test video {video!r} has no frame count "
                                     f"and no video file under {self.root}/batch*/")
                 count = video_info(path)["frames"]
+            if not count:
+                raise DataError(f"{self.test_listing_files[0]}: test video {video!r} has no frames to predict"
+                                + ("" if self._test_listing[video] is not None else f" (its video {self.video_path(video)})"))
             counts[video] = count
         return counts
 

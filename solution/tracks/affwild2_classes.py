@@ -199,7 +199,7 @@ class ClassTrack(AffWild2Track):
         hold one label a row (filled in the first column, as the submission form is) or K
         probabilities; a multi-label one 0/1 labels or probabilities."""
         numbers = table.apply(lambda c: pd.to_numeric(c.astype(str).str.strip(), errors="coerce"))
-        filled = numbers.notna().sum(0).to_numpy()
+        filled = numbers.notna().sum(axis=0).to_numpy()
         if self.kind == "multiclass" and filled[0] == len(numbers) and not filled[1:].any():
             labels = numbers.iloc[:, 0].to_numpy(np.float64)
             if not np.isin(labels, range(self.dim)).all():

@@ -13,7 +13,7 @@ from pathlib import Path
 from solution.errors import DataError
 from solution.preflight import Inspection, metadata_and_groups, some
 from solution.readers import LATENT_FOLDERS, load_feature_pickle
-from solution.tracks.affwild2 import (FIT_ENV, SPLIT_FOLDERS, annotation_tolerance, fit_done, fit_verdict,
+from solution.tracks.affwild2 import (SIDE_SUFFIX, FIT_ENV, SPLIT_FOLDERS, annotation_tolerance, fit_done, fit_verdict,
                                       left_out_words, misfit, misfit_words, mismatch_message)
 
 
@@ -192,6 +192,12 @@ def _check_media(found: Inspection, release, data: Path, row: dict, owner, media
         media.crops_total += row["crops"]
     else:
         media.crops_missing.append(video)
+        if SIDE_SUFFIX.search(video):
+            # Two people share the video: only the crops say whose face the labels describe.
+            row["status"] = "no crops"
+            found.add("error", owner, f"{video!r} is one of two people in {path.name if path else 'its video'}, but "
+                      f"its face crops {crops} are missing: a face detector on the video cannot tell which person "
+                      "the labels describe; add the organizers' cropped_aligned folder for it")
     return path
 
 
