@@ -116,7 +116,7 @@ def test_run_all_records_only_finished_stages_and_stops_at_a_failed_fold(emi_dat
 
 
 @pytest.mark.parametrize("env,message", [
-    ({"TRACK": "xyz"}, "TRACK must be emi or va"),
+    ({"TRACK": "xyz"}, "TRACK must be one of emi, va, expr, au"),
     ({"DATA_DIR": "/nonexistent/release"}, "is not a folder"),
     ({"JOBS": "0"}, "JOBS must be a whole number of at least 1"),
     ({"FOLDS": "two"}, "FOLDS must be a whole number"),
