@@ -6,10 +6,12 @@
 #   DATA_DIR=/data/hume bash run_all.sh  # a real release in the official layout (features-only works too)
 #   CONFIG=run.toml bash run_all.sh      # settings for every stage from one TOML file (see solution/config.py)
 #   TRACK=va bash run_all.sh             # the VA demo (Aff-Wild2 layout): the same models, frame by frame
+#   TRACK=expr bash run_all.sh           # the EXPR (or TRACK=au: AU) demo: one Aff-Wild2 release holding VA, EXPR and AU
 #   PREDICT_DATA=/data/test bash run_all.sh   # later: a new release or test listing through the trained models
 #
 # Environment:
-#   TRACK          emi | va (default: the track of DATA_DIR, else emi)
+#   TRACK          emi | va | expr | au (default: the track of DATA_DIR, else emi; a release holding
+#                  several Aff-Wild2 tracks is read as the first of va, expr, au it holds)
 #   DATA_DIR       a release to read instead of generating the demo
 #   WORK_DIR       intermediate files (default ./work); SUBMISSIONS_DIR (default ./submissions)
 #   CONFIG         a TOML file with [features], [folds], [train], [model] tables, read by every stage
@@ -31,9 +33,10 @@
 #                  (e.g. "--set epochs=30 --set 'streams={visual=[\"hog\"]}'"; model.NAME.KEY=V reaches one model only)
 #   SUBMIT_FORMAT  tracks scored per frame: single (default: the ABAW6 single file) or per-video (a <video>.txt each)
 #   TEST_LISTING   the test listing file, when the release's is not found by its usual names
-#   VA_ANNOTATION_FIT  VA: a training annotation whose line count differs from its video's frames by more
-#                  than the larger of 5 frames and 2 % is an error (default: error); fit truncates or pads
-#                  it with -5 lines to the video's frames, drop leaves the video out of training (logged)
+#   VA_ANNOTATION_FIT  every Aff-Wild2 track (va, expr, au), despite the name: a training annotation whose
+#                  line count differs from its video's frames by more than the larger of 5 frames and 2 %
+#                  is an error (default: error); fit truncates it, or pads it with unannotated lines (VA -5,
+#                  EXPR and AU -1), to the video's frames; drop leaves the video out of training (logged)
 #   PREDICT_DATA   a release or test listing that arrived later: predict it with the models trained
 #                  earlier with the same DATA_DIR/WORK_DIR (no training; solution.predict)
 #   VENV_DIR       the virtual environment (default ./.venv); PYTHON: the interpreter that builds it
@@ -49,11 +52,12 @@ cd "$(dirname "$0")"
 source solution/venv.sh
 
 if [ -z "${TRACK:-}" ] && [ -n "${DATA_DIR:-}" ] && [ -d "$DATA_DIR" ]; then
-  # A release says its track (train_split.csv: EMI; a VA_Estimation_Challenge folder: VA);
-  # one that says neither is read as EMI, and the preflight check names what is missing.
+  # A release says its track (train_split.csv: EMI; an annotation folder such as VA_Estimation_Challenge:
+  # that Aff-Wild2 track, the first of VA, EXPR, AU when it holds several); one that says
+  # none is read as EMI, and the preflight check names what is missing.
   TRACK="$("$PY" -c 'import sys; from solution.layouts import detect_track; print(detect_track(sys.argv[1]))' \
     "$DATA_DIR" 2>/dev/null || echo emi)"
-  echo "[run_all] $DATA_DIR: track $TRACK (set TRACK=emi|va to choose)"
+  echo "[run_all] $DATA_DIR: track $TRACK (set TRACK=emi|va|expr|au to choose)"
 fi
 TRACK="${TRACK:-emi}"
 export TRACK  # every stage reads a release that holds several tracks (VA, EXPR, AU) as this one

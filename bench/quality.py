@@ -213,7 +213,15 @@ def reuse_folds(source: Path, target: Path, models: list[str]) -> list[str]:
                 shutil.copytree(src, dst, copy_function=lambda a, b: shutil.copy2(a, b) if a.endswith(".log")
                                 else os.link(a, b))
                 linked.append(model)
+            elif src.is_dir() and _same_files(src, dst):  # linked by an earlier, stopped invocation
+                linked.append(model)
     return sorted(set(linked))
+
+
+def _same_files(src: Path, dst: Path) -> bool:
+    """Whether every fold's metrics.json under `dst` is the very file under `src` (a hard link)."""
+    metrics = sorted(p.relative_to(src) for p in src.glob("fold*/metrics.json"))
+    return bool(metrics) and all((dst / m).is_file() and os.path.samefile(src / m, dst / m) for m in metrics)
 
 
 # ------------------------------------------------------------------ scores

@@ -93,3 +93,12 @@ def apply_decision(values: np.ndarray, decision: dict | None) -> np.ndarray:
         p = np.clip(values, 1e-7, 1 - 1e-7)
         return 1 / (1 + np.exp(-(np.log(p / (1 - p)) - np.log(t / (1 - t)))))
     raise ValueError(f"unknown decision rule {decision['kind']!r}")
+
+
+def describe_decision(decision: dict | None, targets) -> str:
+    """One line saying what a rule does to each target (console and report)."""
+    if not decision:
+        return "none (the most probable class; each unit above 0.5)"
+    if decision["kind"] == "biases":
+        return "log-probability biases: " + ", ".join(f"{t} {b:+.2f}" for t, b in zip(targets, decision["values"]))
+    return "thresholds: " + ", ".join(f"{t} {v:.2f}" for t, v in zip(targets, decision["values"]))

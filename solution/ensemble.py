@@ -56,7 +56,7 @@ from solution.blend import (WAYS, Fit, Nested, annotated_rows, apply_blend, best
                             holdout_parts, nest, nested_decisions, nested_predictions, nested_smoothing, part_blend,
                             part_learnables, single_scores, smooth_over_time, smoothing_scores, stack_predictions,
                             to_blend, write_blend)
-from solution.decisions import fit_decision
+from solution.decisions import describe_decision, fit_decision
 from solution.errors import DataError
 from solution.inference import run_predictions
 from solution.listing import add_test_listing_option
@@ -185,7 +185,9 @@ def format_table(track: Track, procedure: Procedure, alone: dict | None = None) 
              {"equal": "among the equal-weight ways (--ways equal)", "fitted": "among the fitted ways",
               "all": "among every way (--ways all)"}[blend["scores"]["ways"]])
     lines.append(f"* chosen by the honest estimate {among}: {label(chosen)}")
-    if not track.rescalable:
+    if track.kind != "regression":
+        lines.append("  (probabilities are blended as they are; the decision rule below makes the labels)")
+    elif not track.rescalable:
         lines.append(f"  ({track.metric.capitalize()} track: an affine rescale would change nothing, so none is fit)")
     lines.append(f"{'weights':<30}" + "".join(f"{t:>10}" for t in short))
     for i, run in enumerate(runs):
@@ -198,12 +200,17 @@ def format_table(track: Track, procedure: Procedure, alone: dict | None = None) 
         lines.append("smoothing over time (Gaussian sigma, s; the chosen way's honest blend): "
                      + ", ".join(f"{w} {v:.4f}" for w, v in smoothing["by_sigma"].items())
                      + f"\n* chosen: sigma {blend['smooth_seconds']:g} s")
+    decided = blend["scores"].get("decision")
+    if decided:
+        lines.append(f"decision rule, chosen out of fold on the chosen way's honest blend: "
+                     f"{describe_decision(blend.get('decision'), track.targets)}\n"
+                     f"  the whole procedure without the rule {decided['before']:.4f}; each part's rule is chosen without it")
     ways = ", ".join(f"{p}: {w}" for p, w in blend["scores"]["nested"]["way_by_part"].items())
     widths = ("; smoothing " + ", ".join(f"{p}: {w:g} s" for p, w in smoothing["by_part"].items())) if smoothing else ""
     lines.append(f"the whole procedure, honest (each part blended by what it chooses without that part: {ways}{widths}): "
                  f"{track.metric} {procedure.score['mean']:.4f}")
     for run, alone_run in (alone or {}).items():
-        lines.append(f"  {run} alone as submitted alone (its rescale and smoothing chosen the same way): "
+        lines.append(f"  {run} alone as submitted alone (its rescale, smoothing and decision chosen the same way): "
                      f"{track.metric} {alone_run.score['mean']:.4f}")
     return "\n".join(lines)
 

@@ -1,10 +1,12 @@
 """python -m solution.evaluate: score predictions against labels with the track's metric.
 
 EMI: mean Pearson over the six dimensions, across videos (predictions clipped to [0, 1]
-first, as the leaderboard does). VA: mean CCC of valence and arousal across all annotated
-frames of every video pooled (-5 frames skipped), as the leaderboard scores; the mean of
-per-video CCCs, which some papers report, is printed next to it. Population moments
-throughout.
+first, as the leaderboard does). The tracks scored per frame pool every annotated frame of
+every video (unannotated frames skipped: -5 on VA, -1 on EXPR and AU), as the leaderboard
+scores; the mean of per-video scores, which some papers report, is printed next to it.
+VA: mean CCC of valence and arousal (population moments). EXPR: macro F1 over the eight
+classes, AU: mean F1 over the twelve units, each of the labels the predictions decide (EXPR:
+the most probable class; AU: each unit above 0.5), with the F1 of each class or unit beside it.
 """
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--track", choices=track_names(), required=True, help="which challenge the predictions are for")
     parser.add_argument("--pred", required=True, type=Path,
-                        help="EMI: prediction CSV; VA: ABAW6 single file or folder of <video>.txt")
+                        help="EMI: prediction CSV; VA, EXPR, AU: ABAW6 single file or folder of <video>.txt "
+                             "(EXPR and AU: probabilities or labels)")
     parser.add_argument("--labels", required=True, type=Path,
-                        help="EMI: label CSV (e.g. valid_split.csv); VA: annotation folder")
+                        help="EMI: label CSV (e.g. valid_split.csv); VA, EXPR, AU: a folder of <video>.txt "
+                             "annotations (e.g. the track's Validation_Set)")
     parser.add_argument("--json", type=Path, help="also write the scores to this JSON file")
     args = parser.parse_args(argv)
     track = get_track(args.track)

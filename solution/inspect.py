@@ -163,7 +163,8 @@ def main(argv=None) -> int:
     parser.add_argument("--track", choices=track_names(), help="the track (default: found from the folder's layout)")
     parser.add_argument("--folds", type=int, metavar="K", help="also check there are groups enough for K folds")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the summary")
-    parser.add_argument("--videos", action="store_true", help="VA: list every video's frames, not only the odd ones")
+    parser.add_argument("--videos", action="store_true",
+                        help="VA, EXPR, AU: list every video's frames, not only the odd ones")
     add_test_listing_option(parser)
     args = parser.parse_args(argv)
     export_listing(args)

@@ -19,7 +19,9 @@ missing or damaged, a planned fold it has no delay for, or a `--set label_delay`
 as well, is an error; one delay for every fold is `-- --set label_delay=0.4` instead.
 
 list: one shell-quoted command per line, models in the given order and folds in order, for
-any scheduler (GNU parallel, a cluster's array jobs, a notebook loop).
+any scheduler (GNU parallel, a cluster's array jobs, a notebook loop). Each starts with `env
+TRACK=<track>` (and `TEST_LISTING=<path>` when one was named), as the sbatch scripts export
+them: a release holding several tracks is then read as the one the jobs were planned for.
 
 sbatch: FILE, a Slurm job-array script whose task k runs line k+1 of that list, its output
 appended to the fold's log (WORK/<track>-<fingerprint>/runs/<model>/fold<k>/train.log;
@@ -505,13 +507,19 @@ def _signal_group(process, sig) -> None:
 
 # ------------------------------------------------------------------ Slurm
 
-def listing_export() -> str:
-    """The scripts' `export TEST_LISTING=...` line when a test listing was named ($TEST_LISTING or
-    --test-listing), so the tasks read the same listing wherever they run; else nothing."""
+def job_exports(track: str) -> str:
+    """The scripts' `export TRACK=... [TEST_LISTING=...]` line, so the tasks read the release as
+    the jobs were planned wherever they run: `track` (a release holding several tracks is
+    otherwise read as its first), and the test listing when one was named ($TEST_LISTING or
+    --test-listing)."""
     from solution.listing import TEST_LISTING_ENV
+    from solution.tracks.base import TRACK_ENV
 
-    value = os.environ.get(TEST_LISTING_ENV, "").strip()
-    return f"export {TEST_LISTING_ENV}={shlex.quote(value)}\n" if value else ""
+    pairs = [(TRACK_ENV, track)]
+    listing = os.environ.get(TEST_LISTING_ENV, "").strip()
+    if listing:
+        pairs.append((TEST_LISTING_ENV, listing))
+    return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in pairs) + "\n"
 
 
 def sbatch_script(jobs: list[Job], rw, options: dict, generated_by: str, gather: Path) -> str:
@@ -535,7 +543,7 @@ set -euo pipefail
 cd {shlex.quote(str(REPO))}
 export PYTHONPATH={shlex.quote(str(REPO))}"${{PYTHONPATH:+:$PYTHONPATH}}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 HF_HUB_DISABLE_PROGRESS_BARS=1
-{listing_export()}
+{job_exports(rw.track.name)}
 task="${{SLURM_ARRAY_TASK_ID:-}}"
 case "$task" in
 """
@@ -604,7 +612,7 @@ set -euo pipefail
 cd {shlex.quote(str(REPO))}
 export PYTHONPATH={shlex.quote(str(REPO))}"${{PYTHONPATH:+:$PYTHONPATH}}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-{listing_export()}""" + "\n".join(commands + [done]) + "\n"
+{job_exports(rw.track.name)}""" + "\n".join(commands + [done]) + "\n"
 
 
 def gather_path(out: Path) -> Path:
@@ -670,10 +678,10 @@ def main(argv=None) -> int:
     args.device = device_for(args)
     try:
         if args.command == "list":
-            jobs, *_ = plan(args, extra, args.threads)
-            prefix = listing_export().strip().replace("export ", "env ", 1)
+            jobs, rw, *_ = plan(args, extra, args.threads)
+            prefix = job_exports(rw.track.name).strip().replace("export ", "env ", 1)
             for job in jobs:
-                print(f"{prefix} {job.command}" if prefix else job.command)
+                print(f"{prefix} {job.command}")
             return 0
         if args.command == "sbatch":
             return _sbatch(args, extra, own)

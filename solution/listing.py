@@ -36,10 +36,10 @@ class _ListingOption(argparse.Action):
 def add_test_listing_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-listing", type=str, metavar="PATH", action=_ListingOption,
                         help="the test listing to read instead of the one found in the release (sets "
-                             f"${TEST_LISTING_ENV} for this stage and the processes it starts). VA: a video,frames "
-                             "CSV, the organizers' *_test_set_release.txt (a video a line) or their "
-                             "*_test_set_sample.txt (image_location,valence,arousal, a row per frame), or a folder "
-                             "holding them; EMI: a Filename list")
+                             f"${TEST_LISTING_ENV} for this stage and the processes it starts). VA, EXPR, AU: a "
+                             "video,frames CSV, the organizers' *_test_set_release.txt (a video a line) or their "
+                             "*_test_set_sample.txt (image_location,<the track's targets>, a row per frame), or a "
+                             "folder holding them; EMI: a Filename list")
 
 
 def export_listing(args) -> None:

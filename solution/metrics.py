@@ -199,17 +199,25 @@ def make_loss(spec: str):
 
 CLASS_LOSSES = {"multiclass": ("ce", "focal", "smooth"), "multilabel": ("bce", "focal")}
 LABEL_SMOOTHING = 0.1  # the "smooth" loss: the truth's one-hot mixed with this much of the uniform
+REGRESSION_DEFAULT_LOSS = "ccc"  # TrainConfig.loss's default: a class track left at it trains with its own
 
 
 def task_loss_spec(track, spec: str) -> str:
     """The loss a fold of `track` trains with: `spec` as given for a regression track; for a class
-    track its own loss when `spec` names one (CLASS_LOSSES), else (the default "ccc", or any
-    regression loss) its first: class-weighted cross-entropy (multi-class) or per-unit weighted
-    binary cross-entropy (multi-label)."""
+    track `spec` when it is one of its kind's losses (CLASS_LOSSES), the kind's first
+    (class-weighted cross-entropy, or per-unit weighted binary cross-entropy) for the regression
+    default "ccc"; any other name is an error listing the kind's losses."""
     if track.kind == "regression":
         return spec
     own = CLASS_LOSSES[track.kind]
-    return spec if spec in own else own[0]
+    if spec == REGRESSION_DEFAULT_LOSS:
+        return own[0]
+    if spec not in own:
+        # Falling back to the default would train, and report, a loss nobody asked for.
+        raise DataError(f"loss={spec!r} (the train setting loss, from --set or a config's [train]): track "
+                        f"{track.name} ({track.kind}) trains with one of {', '.join(own)}; "
+                        f"the default {REGRESSION_DEFAULT_LOSS!r} means {own[0]!r}")
+    return spec
 
 
 def class_weights(track, targets: dict) -> np.ndarray:

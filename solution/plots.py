@@ -258,7 +258,7 @@ def confusion(path, truth: np.ndarray, guess: np.ndarray, classes, title: str) -
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, f"{shares[i, j]:.2f}\n{counts[i, j]}", ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{shares[i, j]:.2f}\n{counts[i, j]}", ha="center", verticalalignment="center", fontsize=7,
                     color="white" if shares[i, j] > 0.6 else "black")
     ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), [f"{c} ({n})" for c, n in zip(classes, counts.sum(1))], fontsize=8)

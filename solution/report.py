@@ -38,6 +38,7 @@ import pandas as pd
 
 from solution import fileio
 from solution.blend import read_blend
+from solution.decisions import describe_decision
 from solution.errors import DataError
 from solution.inference import run_predictions
 from solution.listing import add_test_listing_option
@@ -170,7 +171,8 @@ def blend_entry(rw: ReleaseWork, release, blend_dir: Path, flags, hidden) -> dic
              "way_by_part": scores.get("nested", {}).get("way_by_part"),
              "smooth_by_part": smoothing.get("by_part"),
              "ways": scores.get("blends", {}), "single": scores.get("single", {}),
-             "alone_nested": scores.get("alone_nested", {})}
+             "alone_nested": scores.get("alone_nested", {}),
+             "decision": blend.get("decision"), "before_decision": (scores.get("decision") or {}).get("before")}
     oof_path = blend_dir / prediction_filename(rw.track, "oof")
     if oof_path.is_file():
         oof = read_predictions(oof_path, rw.track)
@@ -567,13 +569,17 @@ def summary_blend(blend: dict | None, targets, blend_dir: Path) -> list[str]:
               f"scored on{', before smoothing' if smoothed else ''})"]
     if "oof" in blend:
         lines.append(f"- the saved out-of-fold predictions of the blend score {cell(blend['oof'])}")
+    if blend.get("decision"):
+        lines.append(f"- decision rule, chosen out of fold (each fold's without it): "
+                     f"{describe_decision(blend['decision'], targets)}; the whole procedure without it "
+                     f"{cell(blend.get('before_decision'))}")
     lines += ["", "Weights:", ""]
     lines += table(["run", *targets], [[run, *(cell(w, 3) for w in ws)] for run, ws in blend["weights"].items()])
     if blend.get("rescale"):
         lines += table(["rescale", *targets], [["scale", *(cell(v, 3) for v in blend["rescale"]["scale"])],
                                                 ["shift", *(cell(v, 3) for v in blend["rescale"]["shift"])]])
     ways = [[f"{run} alone", cell(v), cell(v)] for run, v in blend["single"].items()]
-    ways += [[f"{run} alone, rescale and smoothing chosen out of fold", "", cell(v)]
+    ways += [[f"{run} alone, as submitted alone (chosen out of fold as the blend's)", "", cell(v)]
              for run, v in blend.get("alone_nested", {}).items()]
     ways += [[name + (" (chosen)" if name == blend["chosen"] else ""), cell(w.get("in_sample")), cell(w.get("honest"))]
              for name, w in blend["ways"].items()]

@@ -1,16 +1,18 @@
 """python -m solution.submit: format predictions for the leaderboard, validate, and zip.
 
   python -m solution.submit --track emi --pred test_pred.csv --data DATA_DIR
-  python -m solution.submit --track va --pred PRED (file or folder) --data DATA_DIR [--format per-video]
+  python -m solution.submit --track va|expr|au --pred PRED (file or folder) --data DATA_DIR [--format per-video]
   python -m solution.submit --check submissions/NAME.zip --data DATA_DIR
   python -m solution.submit --ledger [--out-dir submissions] [--track emi]   # every zip written, what it was
 
 EMI: one CSV, header Filename + the six targets, one row per test id, sorted, 5-digit ids,
-values clipped to [0, 1]. VA: the ABAW6 single file `image_location,valence,arousal`
-(default) or one `<video>.txt` per video (older rounds), values clipped to [-1, 1]. A video
-whose predicted frames differ from the test listing's count by at most --frame-tolerance
-(default 10) is padded with its last value or cut, and listed; a larger difference stops
-with the video named (the predictions follow another frame rate or video).
+values clipped to [0, 1]. VA, EXPR and AU (scored per frame): the ABAW6 single file
+`image_location,<targets>` (default) or one `<video>.txt` per video with the track's header
+(older rounds); VA values clipped to [-1, 1], EXPR and AU labels decided from the predicted
+probabilities (EXPR: the most probable class 0-7; AU: 1 for each unit above 0.5). On these
+tracks a video whose predicted frames differ from the test listing's count by at most
+--frame-tolerance (default 10) is padded with its last value or cut, and listed; a larger
+difference stops with the video named (the predictions follow another frame rate or video).
 --check lists every problem in a zip and exits 1 if there is any.
 
 Every zip written (here, and by solution.ensemble --zip and solution.predict, which write
@@ -36,7 +38,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solution.submit", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--track", choices=track_names(), help="required to build; guessed for --check")
-    parser.add_argument("--pred", type=Path, help="test predictions (EMI CSV; VA single file or folder)")
+    parser.add_argument("--pred", type=Path, help="test predictions (EMI: CSV; VA, EXPR, AU: single file or folder of "
+                        "<video>.txt, EXPR and AU as probabilities or labels)")
     parser.add_argument("--data", type=Path, help="the release folder (for the test listing); required but with --ledger")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
                         help="where the zip and the ledger go (default: submissions/ in the repository)")
@@ -45,8 +48,8 @@ def main(argv=None) -> int:
                         help="tracks scored per frame (VA, EXPR, AU): the ABAW6 single file, or one <video>.txt per "
                              "video (older rounds)")
     parser.add_argument("--frame-tolerance", type=int, default=DEFAULT_FRAME_TOLERANCE, metavar="N",
-                        help="VA: pad or cut a video whose predicted frames differ from the listing by at most N "
-                             f"(listed); more is an error (default {DEFAULT_FRAME_TOLERANCE})")
+                        help="VA, EXPR, AU: pad or cut a video whose predicted frames differ from the listing by "
+                             f"at most N (listed); more is an error (default {DEFAULT_FRAME_TOLERANCE})")
     parser.add_argument("--check", type=Path, metavar="FILE.zip", help="validate this zip instead of building one")
     parser.add_argument("--ledger", action="store_true",
                         help=f"print the ledger of --out-dir ({LEDGER_NAME}: every zip written there; --track: "

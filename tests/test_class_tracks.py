@@ -94,6 +94,15 @@ def test_class_losses_weigh_rare_classes_and_take_logits():
     assert au_loss(on * 8 - 4, on) < au_loss(4 - on * 8, on)
 
 
+@pytest.mark.parametrize("track,spec", [(AU, "smooth"), (EXPR, "focla"), (EXPR, "mse"), (AU, "0.7*ccc+0.3*mse")])
+def test_a_loss_the_class_kind_does_not_know_is_an_error(track, spec):
+    with pytest.raises(DataError) as raised:
+        task_loss_spec(track, spec)
+    message = str(raised.value)
+    allowed = "ce, focal, smooth" if track is EXPR else "bce, focal"
+    assert f"loss={spec!r}" in message and f"track {track.name} " in message and f"one of {allowed};" in message
+
+
 def test_decision_rules_raise_f1_and_map_probabilities_monotonically():
     rng = np.random.default_rng(1)
     truth = rng.choice(3, 3000, p=[0.8, 0.15, 0.05])
@@ -251,4 +260,27 @@ def test_a_two_person_video_without_its_crops_and_an_empty_test_video_are_errors
     rows = listing.read_text().splitlines()
     _rewrite(listing, "\n".join(rows[:1] + [rows[1].split(",")[0] + ",0"] + rows[2:]) + "\n")
     with pytest.raises(DataError, match=f"{listing}: line 2: frame count must be a positive integer"):
+        EXPR.open_release(copy).test_frame_counts()
+
+
+def test_a_listed_test_video_without_frames_is_a_preflight_error(expr_data, tmp_path, capsys):
+    """The organizers' listing gives no frame counts; a test video whose file holds none has
+    nothing to predict: the preflight names the listing and the video, as the reader refuses it."""
+    import av
+
+    copy = _copy(expr_data, tmp_path)
+    folder = copy / "6th_ABAW_Annotations" / EXPR.annotation_folder
+    videos = [row.split(",")[0] for row in (folder / "test_set.csv").read_text().splitlines()[1:]]
+    (folder / "test_set.csv").unlink()
+    listing = write(folder / "EXPR_test_set_release.txt", "\n".join(videos) + "\n")
+    empty = next(copy.glob(f"batch*/{videos[0]}.mp4"))
+    empty.unlink()
+    # An AVI with a stream and no frames: its header says 0 frames (an empty MP4 has no stream at all).
+    with av.open(str(empty.with_suffix(".avi")), mode="w", format="avi") as container:
+        stream = container.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuvj420p"
+        container.start_encoding()
+    status, out = _inspect(copy, "expr", capsys)
+    assert status == 2 and listing.name in out and f"test video {videos[0]!r} has no frames to predict" in out, out
+    with pytest.raises(DataError, match="has no frames to predict"):
         EXPR.open_release(copy).test_frame_counts()

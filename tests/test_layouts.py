@@ -346,8 +346,9 @@ def test_generated_release_renamed_to_the_organizers_names(va_data, tmp_path, no
     assert VaRelease(copy).test_frame_counts() == counts  # from the videos: the generator's listing agrees
 
 
-def test_test_listing_option_exports_the_override(tmp_path, no_override):
-    """--test-listing on a stage sets $TEST_LISTING (absolute) for it and the processes it starts."""
+def test_test_listing_option_exports_the_override(tmp_path, no_override, capsys):
+    """--test-listing on a stage sets $TEST_LISTING (absolute) for it and the processes it starts;
+    solution.jobs' commands and Slurm scripts export it with $TRACK."""
     import os
 
     from solution import folds, jobs
@@ -360,7 +361,19 @@ def test_test_listing_option_exports_the_override(tmp_path, no_override):
                        "--test-listing", "mine.txt"]) == 0
     assert os.environ["TEST_LISTING"] == str(mine)
     assert VaRelease(root).test_keys() == ["7-30-640x360"]
-    assert jobs.listing_export() == f"export TEST_LISTING={mine}\n"
+    assert jobs.job_exports("va") == f"export TRACK=va TEST_LISTING={mine}\n"
+    # The jobs' commands and scripts carry the track they were planned for, beside the listing.
+    capsys.readouterr()
+    assert jobs.main(["list", "--data", str(root), "--work", str(tmp_path / "work"), "--models", "linear"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2 and all(line.startswith(f"env TRACK=va TEST_LISTING={mine} ") for line in listed)
+    script = tmp_path / "folds.sbatch"
+    assert jobs.main(["sbatch", "--data", str(root), "--work", str(tmp_path / "work"), "--models", "linear",
+                      "--out", str(script)]) == 0
+    for written in (script, tmp_path / "folds.gather.sh"):
+        assert f"\nexport TRACK=va TEST_LISTING={mine}\n" in written.read_text()
+    no_override.setenv("TEST_LISTING", "")
+    assert jobs.job_exports("expr") == "export TRACK=expr\n"
     args = jobs._parser().parse_args(["list", "--data", str(root), "--work", "w", "--models", "linear",
                                       "--test-listing", str(tmp_path / "other.txt")])
     assert args.test_listing == tmp_path / "other.txt" and os.environ["TEST_LISTING"] == str(tmp_path / "other.txt")

@@ -289,7 +289,12 @@ def test_reused_folds_are_linked_and_their_logs_copied(quality, tmp_path):
         log.write("appended\n")
     assert (source / "emi-abc/runs/m1/fold0/train.log").read_text() == "trained\n"
     assert not (target / "emi-abc" / "runs" / "m2").exists()
-    assert quality.reuse_folds(source, target, ["m1"]) == []  # already there: left alone
+    # A resumed invocation: the links are left alone and still named as reused
+    assert quality.reuse_folds(source, target, ["m1"]) == ["m1"]
+    trained_here = target / "emi-abc" / "runs" / "m2" / "fold0"
+    trained_here.mkdir(parents=True)
+    (trained_here / "metrics.json").write_text("{}")
+    assert quality.reuse_folds(source, target, ["m2"]) == []  # this tag's own folds: not reused
 
 
 def test_run_provenance_says_which_folds_this_invocation_trained(quality):

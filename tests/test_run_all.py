@@ -185,6 +185,7 @@ def test_run_all_expr_and_au_in_both_formats_then_another_release(expr_data, tmp
         assert rw.root.name.startswith(f"{track}-") and "delay.json" not in os.listdir(rw.root)
         blend = json.loads((rw.predictions / "blend.json").read_text())
         assert blend["decision"]["kind"] == ("biases" if track == "expr" else "thresholds")
+        assert "decision rule" in done.stdout and "decision rule" in (rw.root / "report" / "summary.md").read_text()
         made = sorted((tmp_path / "subs").glob("linear+foalnet-*.zip"))
         zips[track] = [z for z in made if z not in sum(zips.values(), [])]
         assert len(zips[track]) == 1 and submission.check_zip(zips[track][0], expr_data, track) == []

@@ -158,7 +158,8 @@ class AffWild2Track(Track):
 FIT_ENV = "VA_ANNOTATION_FIT"  # named before the family had other tracks; it sets the policy of all of them
 FIT_MODES = {
     "error": "an annotation that does not fit its video is an error naming the file (default)",
-    "fit": "truncate the annotation, or pad it with unannotated -5 lines, to the video's frames (logged)",
+    "fit": "truncate the annotation, or pad it with lines of the track's own unannotated mark, to the video's "
+           "frames (logged)",
     "drop": "leave the video out of training and of the folds (logged)",
 }
 

@@ -202,8 +202,14 @@ def _check_media(found: Inspection, release, data: Path, row: dict, owner, media
 
 
 def _check_listed(found: Inspection, row: dict, listed: int | None, owner, path: Path | None) -> None:
-    """A test video's frames in the listing against its video's."""
+    """A test video's frames in the listing against its video's; a listing without its frame
+    count and a video without frames leave nothing to predict (the reader's test_frame_counts
+    refuses it)."""
     row["listed"] = listed
+    if row["listed"] is None and row["frames"] == 0:
+        row["status"] = "no frames"
+        found.add("error", owner, f"test video {row['video']!r} has no frames to predict: the listing gives no "
+                  f"frame count and its video {path} has 0 frames; check the video file")
     if row["listed"] is not None and row["frames"]:
         tolerance = annotation_tolerance(row["frames"])
         if abs(row["listed"] - row["frames"]) > tolerance:
