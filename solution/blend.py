@@ -132,14 +132,34 @@ def annotated_rows(track: Track, preds: dict, targets: dict) -> tuple[np.ndarray
     return np.concatenate(rows), np.concatenate(truth)
 
 
+def checked_decision(track: Track, preds: dict, targets: dict, part_of: dict) -> dict | None:
+    """The decision rule fit on every video of `preds`, kept only when it raises the metric on
+    videos it was not fit on (each part's mapped by the rule fit on the other parts, against the
+    same rows undecided); else None, the default decision. A rule fit on a few videos learns
+    their quirks as readily as the classes' (on the EXPR demo it cost 0.01 macro F1 nested)."""
+    scored = {k: targets[k] for k in preds}
+    rule = fit_decision(track.kind, *annotated_rows(track, preds, scored))
+    parts = sorted({part_of[k] for k in preds})
+    if rule is None or len(parts) < 2:
+        return rule
+    mapped = {}
+    for held in parts:
+        inner_rule = fit_decision(track.kind, *annotated_rows(track, preds, {k: v for k, v in scored.items()
+                                                                             if part_of[k] != held}))
+        mapped.update({k: apply_decision(preds[k], inner_rule) for k in preds if part_of[k] == held})
+    with_rule = score(track, *annotated_rows(track, mapped, scored))["mean"]
+    without = score(track, *annotated_rows(track, preds, scored))["mean"]
+    return rule if with_rule > without else None
+
+
 def nested_decisions(track: Track, outer: dict, inner: dict, targets: dict, part_of: dict) -> tuple[dict, dict]:
     """A class track's decision rule (solution/decisions.py) per part, as nested_smoothing
-    chooses widths: each part's videos of `outer` mapped by the rule that scores best on
+    chooses widths: each part's videos of `outer` mapped by the rule checked_decision keeps on
     `inner[part]` (the other parts' predictions, made without that part): ({key: mapped},
-    {part: rule})."""
+    {part: rule or None})."""
     out, rules = {}, {}
     for held in sorted({part_of[k] for k in targets}):
-        rules[held] = fit_decision(track.kind, *annotated_rows(track, inner[held], {k: targets[k] for k in inner[held]}))
+        rules[held] = checked_decision(track, inner[held], targets, part_of)
         out.update({k: apply_decision(outer[k], rules[held]) for k in targets if part_of[k] == held})
     return out, rules
 

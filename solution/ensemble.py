@@ -52,11 +52,11 @@ from pathlib import Path
 import numpy as np
 
 from solution import submission
-from solution.blend import (WAYS, Fit, Nested, annotated_rows, apply_blend, best_width, choose, compare_blends,
+from solution.blend import (WAYS, Fit, Nested, apply_blend, best_width, checked_decision, choose, compare_blends,
                             holdout_parts, nest, nested_decisions, nested_predictions, nested_smoothing, part_blend,
                             part_learnables, single_scores, smooth_over_time, smoothing_scores, stack_predictions,
                             to_blend, write_blend)
-from solution.decisions import describe_decision, fit_decision
+from solution.decisions import describe_decision
 from solution.errors import DataError
 from solution.inference import run_predictions
 from solution.listing import add_test_listing_option
@@ -157,7 +157,7 @@ def blend_procedure(track: Track, oof_by_run: dict, targets: dict, part_of: dict
         inner = {p: {k: smooth_over_time(v, widths[p] * fps_of[k]) for k, v in preds.items()} for p, preds in inner.items()}
     if track.kind != "regression":
         before = score_predictions(track, oof, targets)["mean"]
-        blend["decision"] = fit_decision(track.kind, *annotated_rows(track, honest, targets))
+        blend["decision"] = checked_decision(track, honest, targets, part_of)
         oof, rules = nested_decisions(track, oof, inner, targets, part_of)
         scores["decision"] = {"rule": blend["decision"], "by_part": {str(p): r for p, r in rules.items()},
                               "before": round(before, 6)}

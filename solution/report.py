@@ -569,7 +569,7 @@ def summary_blend(blend: dict | None, targets, blend_dir: Path) -> list[str]:
               f"scored on{', before smoothing' if smoothed else ''})"]
     if "oof" in blend:
         lines.append(f"- the saved out-of-fold predictions of the blend score {cell(blend['oof'])}")
-    if blend.get("decision"):
+    if blend.get("before_decision") is not None:
         lines.append(f"- decision rule, chosen out of fold (each fold's without it): "
                      f"{describe_decision(blend['decision'], targets)}; the whole procedure without it "
                      f"{cell(blend.get('before_decision'))}")

@@ -26,7 +26,7 @@ from pathlib import Path
 from solution import fileio
 from solution.errors import DataError
 from solution.fileio import atomic_path
-from solution.tracks import TRACKS, get_track
+from solution.tracks import TRACKS, detect_track, get_track
 from solution.tracks.emi import EMI_HEADER  # noqa: F401 - the EMI header, by its older place
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +46,9 @@ def write_zip(path: Path, members: dict[str, str]) -> None:
 
 def check_zip(zip_path, data, track: str | None = None) -> list[str]:
     """Every problem found in a submission zip, as readable lines; [] means valid. Without
-    `track`, the first track (in registration order) that claims the zip's members checks it."""
+    `track`, the first track (in registration order) that claims the zip's members (EMI: csv;
+    an Aff-Wild2 track: .txt files whose header names its targets) checks it, else the track
+    of the release in `data`."""
     zip_path = Path(zip_path)
     if not zip_path.is_file():
         return [f"{zip_path}: file not found"]
@@ -58,8 +60,9 @@ def check_zip(zip_path, data, track: str | None = None) -> list[str]:
         return [f"{zip_path}: not a zip file ({exc})"]
     if not members:
         return [f"{zip_path}: the zip is empty"]
-    names = list(members)
-    unit = get_track(track) if track is not None else next(t for t in TRACKS.values() if t.claims(names))
+    unit = get_track(track) if track is not None else next((t for t in TRACKS.values() if t.claims(members)), None)
+    if unit is None:  # no header names a track's targets: the release's track says what was expected
+        unit = get_track(detect_track(data))
     return unit.check_members(members, zip_path, data)
 
 

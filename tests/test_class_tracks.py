@@ -284,3 +284,20 @@ def test_a_listed_test_video_without_frames_is_a_preflight_error(expr_data, tmp_
     assert status == 2 and listing.name in out and f"test video {videos[0]!r} has no frames to predict" in out, out
     with pytest.raises(DataError, match="has no frames to predict"):
         EXPR.open_release(copy).test_frame_counts()
+
+
+def test_a_decision_rule_is_kept_only_where_it_helps_videos_it_was_not_fit_on():
+    """checked_decision: a bias every part shares is learnt and kept; a quirk of each part (its
+    own class over-predicted) is what a rule fit on the other parts gets wrong, so none is kept."""
+    from solution.blend import checked_decision
+
+    preds, targets, part_of, _ = fake_expr_runs()
+    assert checked_decision(EXPR, preds["a"], targets, part_of)["kind"] == "biases"  # the shared prior shift
+    rng = np.random.default_rng(3)
+    quirky = {}
+    for key, label in targets.items():
+        truth = np.where(label[:, 0] == -1, 0, label.argmax(1))
+        logits = 2.0 * np.eye(8)[truth] + rng.normal(0, 1, (len(truth), 8))
+        logits[:, part_of[key]] += 2.5  # this part's own class, whatever the truth
+        quirky[key] = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert checked_decision(EXPR, quirky, targets, part_of) is None

@@ -189,6 +189,7 @@ def test_run_all_expr_and_au_in_both_formats_then_another_release(expr_data, tmp
         made = sorted((tmp_path / "subs").glob("linear+foalnet-*.zip"))
         zips[track] = [z for z in made if z not in sum(zips.values(), [])]
         assert len(zips[track]) == 1 and submission.check_zip(zips[track][0], expr_data, track) == []
+        assert submission.check_zip(zips[track][0], expr_data) == []  # the header says which track
         names = zipfile.ZipFile(zips[track][0]).namelist()
         assert names == ["predictions.txt"] if form == "single" else all(n.endswith(".txt") for n in names) and len(names) > 1
     other = tmp_path / "other"

@@ -134,8 +134,13 @@ class AffWild2Track(Track):
                                               f"{zip_path.name}:{by_video[video]}")
         return problems
 
-    def claims(self, names: list[str]) -> bool:
-        return any(n.endswith(".txt") for n in names)
+    def claims(self, members: dict[str, str]) -> bool:
+        # Every Aff-Wild2 track submits .txt files: the header of the first names the targets.
+        texts = sorted(n for n in members if n.endswith(".txt"))
+        if not texts:
+            return False
+        header = [c.strip().lower() for c in members[texts[0]].split("\n", 1)[0].split(",")]
+        return header[-len(self.targets):] == [t.lower() for t in self.targets]
 
     def inspect(self, found, data: Path, folds: int | None) -> None:
         from solution.tracks.affwild2_preflight import inspect_affwild2

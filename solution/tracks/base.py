@@ -133,9 +133,9 @@ class Track:
         """Every problem of a zip's members against the test listing; [] means valid."""
         raise NotImplementedError
 
-    def claims(self, names: list[str]) -> bool:
-        """Whether a zip with these member names is a submission of this track (--check
-        without --track asks the tracks in registration order)."""
+    def claims(self, members: dict[str, str]) -> bool:
+        """Whether a zip with these members ({name: text}) is a submission of this track
+        (--check without --track asks the tracks in registration order)."""
         raise NotImplementedError
 
     # ---- the preflight (solution.inspect)

@@ -103,8 +103,8 @@ class EmiTrack(Track):
         test_ids = EmiRelease(data).test_ids()
         return check_emi_text(members[csvs[0]], test_ids, f"{zip_path.name}:{csvs[0]}")
 
-    def claims(self, names: list[str]) -> bool:
-        return not any(n.endswith(".txt") for n in names)  # the per-frame forms are .txt
+    def claims(self, members: dict[str, str]) -> bool:
+        return not any(n.endswith(".txt") for n in members)  # the per-frame forms are .txt
 
     def inspect(self, found, data: Path, folds: int | None) -> None:
         from solution.tracks.emi_preflight import inspect_emi
