@@ -98,3 +98,18 @@ def metadata_and_groups(found: Inspection, release, data: Path, labelled: list[s
     if folds is not None and folds > 1 and labelled and len(groups) < folds:
         found.add("error", meta_path if subjects is not None else data,
                   f"only {len(groups)} group(s) ({fact['grouping']}) for {folds} folds: use fewer folds")
+
+
+def probe_width(found: Inspection, paths: list, fact: dict) -> None:
+    """The width of an organizer folder, from the first readable of its first three pickles
+    (`fact`'s width, read and frames); an unreadable one is a warning naming it."""
+    from solution.readers import load_feature_pickle
+
+    for path in sorted(paths)[:3]:
+        try:
+            array = load_feature_pickle(path)
+        except DataError as exc:
+            found.error_from(exc, path, level="warning")
+            continue
+        fact.update(width=int(array.shape[1]), read=str(path), frames=int(array.shape[0]))
+        return

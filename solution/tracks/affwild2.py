@@ -45,7 +45,7 @@ from solution.listing import TEST_LISTING_ENV, listing_override
 from solution.preflight import rel
 from solution.readers import LATENT_FOLDERS, VideoSources, file_fact, note_once, optional_metadata
 from solution.tracks.base import Track
-from solution.tracks.validation import MAX_LISTED, listed
+from solution.tracks.validation import MAX_LISTED, listed, read_member
 
 SPLIT_FOLDERS = {"train": "Train_Set", "valid": "Validation_Set"}
 VIDEO_EXTS = (".mp4", ".avi")
@@ -752,6 +752,57 @@ class AffWild2Release:
 def parse_image_location(location: str) -> tuple[str, int] | None:
     match = _LOCATION.match(location.strip())
     return (match["video"], int(match["frame"])) if match else None
+
+
+def read_single_file(path: Path, header: str, values_of) -> dict[str, np.ndarray]:
+    """A single-file prediction (`header`: image_location, then the targets) -> {video: rows in
+    frame order}; `values_of(table)` turns the rows' target columns into an array or raises."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.columns = [c.strip() for c in frame.columns]
+    if ",".join(frame.columns) != header:
+        raise DataError(f"{path}: header must be {header!r}, got {','.join(frame.columns)!r}")
+    located = frame["image_location"].map(parse_image_location)
+    bad = np.flatnonzero(located.isna().to_numpy())
+    if bad.size:
+        raise DataError(f"{path}: line {bad[0] + 2}: image_location must look like "
+                        f"<video>/00001.jpg, got {frame['image_location'].iloc[bad[0]]!r}")
+    values = values_of(frame)
+    out: dict[str, np.ndarray] = {}
+    videos = np.array([v for v, _ in located])
+    frames = np.array([f for _, f in located])
+    for video in dict.fromkeys(videos):
+        rows = np.flatnonzero(videos == video)
+        order = rows[np.argsort(frames[rows], kind="stable")]
+        if not np.array_equal(frames[order], np.arange(1, len(order) + 1)):
+            raise DataError(f"{path}: frames of {video!r} are not numbered 1..{len(order)} "
+                            "without gaps or duplicates")
+        out[str(video)] = values[order]
+    return out
+
+
+def read_frame_table(text: str, counts: dict[str, int], where: str, problems: list[str]):
+    """A single-file submission's rows (an `image_location` column first) with their video and
+    frame, the location problems added to `problems`: bad locations, duplicates, videos missing
+    from or not in the test listing, frames that are not 1..count. None when unreadable."""
+    table = read_member(text, where, problems)
+    if table is None:
+        return None
+    located = table["image_location"].map(parse_image_location)
+    listed(problems, f"{where}: image_location not like <video>/00001.jpg",
+           table["image_location"][located.isna()].tolist())
+    table = table[located.notna()].assign(video=[v for v, _ in located.dropna()],
+                                          frame=[f for _, f in located.dropna()])
+    listed(problems, f"{where}: duplicate image_location",
+           table["image_location"][table.duplicated(["video", "frame"])].tolist())
+    listed(problems, f"{where}: missing test video", sorted(set(counts) - set(table["video"])))
+    listed(problems, f"{where}: video not in the test listing", sorted(set(table["video"]) - set(counts)))
+    for video, rows in table.groupby("video", sort=True):
+        if video in counts:
+            frames = set(rows["frame"])
+            if frames != set(range(1, counts[video] + 1)):
+                problems.append(f"{where}: {video}: frames {min(frames)}..{max(frames)} ({len(frames)} distinct), "
+                                f"the test listing says 1..{counts[video]}")
+    return table
 
 
 def fit_lengths(track: Track, pred: dict[str, np.ndarray], counts: dict[str, int], source="predictions",

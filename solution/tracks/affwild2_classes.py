@@ -28,8 +28,8 @@ import pandas as pd
 
 from solution import fileio
 from solution.errors import DataError
-from solution.tracks.affwild2 import AffWild2Track, parse_image_location
-from solution.tracks.validation import listed, read_member
+from solution.tracks.affwild2 import AffWild2Track, read_frame_table, read_single_file
+from solution.tracks.validation import listed
 
 CLASS_UNANNOTATED = -1.0
 
@@ -157,28 +157,8 @@ class ClassTrack(AffWild2Track):
                     for f in files}
         if not path.is_file():
             raise DataError(f"{path}: {self.name.upper()} prediction file not found")
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        frame.columns = [c.strip() for c in frame.columns]
-        expected = f"image_location,{self.header}"
-        if ",".join(frame.columns) != expected:
-            raise DataError(f"{path}: header must be {expected!r}, got {','.join(frame.columns)!r}")
-        located = frame["image_location"].map(parse_image_location)
-        bad = np.flatnonzero(located.isna().to_numpy())
-        if bad.size:
-            raise DataError(f"{path}: line {bad[0] + 2}: image_location must look like <video>/00001.jpg, got "
-                            f"{frame['image_location'].iloc[bad[0]]!r}")
-        values = self.values_of(frame[list(self.targets)], str(path))
-        out: dict[str, np.ndarray] = {}
-        videos = np.array([v for v, _ in located])
-        frames = np.array([f for _, f in located])
-        for video in dict.fromkeys(videos):
-            rows = np.flatnonzero(videos == video)
-            order = rows[np.argsort(frames[rows], kind="stable")]
-            if not np.array_equal(frames[order], np.arange(1, len(order) + 1)):
-                raise DataError(f"{path}: frames of {video!r} are not numbered 1..{len(order)} without gaps or "
-                                "duplicates")
-            out[str(video)] = values[order]
-        return out
+        return read_single_file(path, f"image_location,{self.header}",
+                                lambda frame: self.values_of(frame[list(self.targets)], str(path)))
 
     def parse_values(self, lines: list[str], where: str) -> np.ndarray:
         """A per-video file (the track's header, then a row per frame) -> (frames, K) probabilities."""
@@ -231,24 +211,9 @@ class ClassTrack(AffWild2Track):
         header = text.splitlines()[0].strip() if text.strip() else ""
         if header.replace(" ", "") != expected:
             return [f"{where}: header must be {expected!r}, got {header!r}"]
-        table = read_member(text, where, problems)
+        table = read_frame_table(text, counts, where, problems)
         if table is None:
             return problems
-        located = table["image_location"].map(parse_image_location)
-        listed(problems, f"{where}: image_location not like <video>/00001.jpg",
-               table["image_location"][located.isna()].tolist())
-        table = table[located.notna()].assign(video=[v for v, _ in located.dropna()],
-                                              frame=[f for _, f in located.dropna()])
-        listed(problems, f"{where}: duplicate image_location",
-               table["image_location"][table.duplicated(["video", "frame"])].tolist())
-        listed(problems, f"{where}: missing test video", sorted(set(counts) - set(table["video"])))
-        listed(problems, f"{where}: video not in the test listing", sorted(set(table["video"]) - set(counts)))
-        for video, rows in table.groupby("video", sort=True):
-            if video in counts:
-                frames = set(rows["frame"])
-                if frames != set(range(1, counts[video] + 1)):
-                    problems.append(f"{where}: {video}: frames {min(frames)}..{max(frames)} ({len(frames)} distinct), "
-                                    f"the test listing says 1..{counts[video]}")
         self.check_labels(problems, where, table[list(self.targets)], table["image_location"].tolist())
         return problems
 

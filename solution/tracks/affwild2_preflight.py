@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from solution.errors import DataError
-from solution.preflight import Inspection, metadata_and_groups, some
-from solution.readers import LATENT_FOLDERS, load_feature_pickle
+from solution.preflight import Inspection, metadata_and_groups, probe_width, some
+from solution.readers import LATENT_FOLDERS
 from solution.tracks.affwild2 import (SIDE_SUFFIX, FIT_ENV, SPLIT_FOLDERS, annotation_tolerance, fit_done, fit_verdict,
                                       left_out_words, misfit, misfit_words, mismatch_message)
 
@@ -84,14 +84,7 @@ def _organizer(found: Inspection, data: Path, release, videos: list[str]) -> dic
         missing = [v for v in videos if v not in table]
         fact = {"folder": str(folder), "files": len(list(folder.glob("*.pkl"))), "present": len(table),
                 "missing": len(missing), "missing_ids": missing, "width": None, "read": None}
-        for path in sorted(table.values())[:3]:  # the first readable pickle gives the width
-            try:
-                array = load_feature_pickle(path)
-            except DataError as exc:
-                found.error_from(exc, path, level="warning")
-                continue
-            fact.update(width=int(array.shape[1]), read=str(path), frames=int(array.shape[0]))
-            break
+        probe_width(found, list(table.values()), fact)
         if missing and table:
             found.add("warning", folder, f"{len(missing)} of {len(videos)} video(s) have no {kind} pickle ({some(missing)})")
         organizer[kind] = fact

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from solution.errors import DataError
-from solution.preflight import Inspection, metadata_and_groups, some
-from solution.readers import LATENT_FOLDERS, ORGANIZER_FOLDERS, load_feature_pickle
+from solution.preflight import Inspection, metadata_and_groups, probe_width, some
+from solution.readers import LATENT_FOLDERS, ORGANIZER_FOLDERS
 from solution.tracks.emi import EMI, EMI_KINDS, EMI_TEST_NAMES, EmiRelease, emi_key
 from solution.transcripts import read_transcript
 
@@ -128,14 +128,7 @@ def _emi_organizer(found: Inspection, data: Path, files: dict, every: list[int])
         for path in sorted(table.values()):
             if path.stat().st_size == 0:
                 found.add("warning", path, "empty pickle: this video's organizer features are marked missing")
-        for path in sorted(table.values())[:3]:  # the first readable pickle gives the width
-            try:
-                array = load_feature_pickle(path)
-            except DataError as exc:
-                found.error_from(exc, path, level="warning")
-                continue
-            fact.update(width=int(array.shape[1]), read=str(path), frames=int(array.shape[0]))
-            break
+        probe_width(found, list(table.values()), fact)
         if table and fact["width"] is None:
             found.add("warning", folder, "none of the first pickles is readable: the folder's width is unknown")
         if missing and table:

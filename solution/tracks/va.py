@@ -19,9 +19,10 @@ import pandas as pd
 
 from solution import fileio
 from solution.errors import DataError
-from solution.tracks.affwild2 import AffWild2Release, AffWild2Track, parse_image_location, read_test_listing
+from solution.tracks.affwild2 import (AffWild2Release, AffWild2Track, read_frame_table, read_single_file,
+                                      read_test_listing)
 from solution.tracks.base import register
-from solution.tracks.validation import check_values, listed, read_member
+from solution.tracks.validation import check_values, read_member
 
 VA_TARGETS = ("valence", "arousal")
 VA_UNANNOTATED = -5.0
@@ -134,31 +135,15 @@ def read_va_predictions(path) -> dict[str, np.ndarray]:
         return {f.stem: read_va_annotation(f, check_range=False) for f in files}
     if not path.is_file():
         raise DataError(f"{path}: VA prediction file not found")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    frame.columns = [c.strip() for c in frame.columns]
-    if ",".join(frame.columns) != VA_SINGLE_HEADER:
-        raise DataError(f"{path}: header must be {VA_SINGLE_HEADER!r}, got {','.join(frame.columns)!r}")
-    located = frame["image_location"].map(parse_image_location)
-    bad = np.flatnonzero(located.isna().to_numpy())
-    if bad.size:
-        raise DataError(f"{path}: line {bad[0] + 2}: image_location must look like "
-                        f"<video>/00001.jpg, got {frame['image_location'].iloc[bad[0]]!r}")
-    values = frame[list(VA_TARGETS)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
-    if not np.isfinite(values).all():
-        row = int(np.flatnonzero(~np.isfinite(values).all(1))[0])
-        raise DataError(f"{path}: line {row + 2}: missing or non-numeric valence/arousal")
-    out: dict[str, np.ndarray] = {}
-    videos = np.array([v for v, _ in located])
-    frames = np.array([f for _, f in located])
-    for video in dict.fromkeys(videos):
-        rows = np.flatnonzero(videos == video)
-        order = rows[np.argsort(frames[rows], kind="stable")]
-        numbers = frames[order]
-        if not np.array_equal(numbers, np.arange(1, len(numbers) + 1)):
-            raise DataError(f"{path}: frames of {video!r} are not numbered 1..{len(numbers)} "
-                            "without gaps or duplicates")
-        out[str(video)] = values[order]
-    return out
+
+    def values_of(frame):
+        values = frame[list(VA_TARGETS)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
+        if not np.isfinite(values).all():
+            row = int(np.flatnonzero(~np.isfinite(values).all(1))[0])
+            raise DataError(f"{path}: line {row + 2}: missing or non-numeric valence/arousal")
+        return values
+
+    return read_single_file(path, VA_SINGLE_HEADER, values_of)
 
 
 def va_single_text(predictions: dict[str, np.ndarray]) -> str:
@@ -220,24 +205,9 @@ def check_va_single_text(text: str, counts: dict[str, int], where: str) -> list[
     if header != VA_SINGLE_HEADER:
         problems.append(f"{where}: header must be {VA_SINGLE_HEADER!r}, got {header!r}")
         return problems
-    table = read_member(text, where, problems)
+    table = read_frame_table(text, counts, where, problems)
     if table is None:
         return problems
-    located = table["image_location"].map(parse_image_location)
-    listed(problems, f"{where}: image_location not like <video>/00001.jpg",
-           table["image_location"][located.isna()].tolist())
-    table = table[located.notna()].assign(video=[v for v, _ in located.dropna()],
-                                          frame=[f for _, f in located.dropna()])
-    dup = table.duplicated(["video", "frame"])
-    listed(problems, f"{where}: duplicate image_location", table["image_location"][dup].tolist())
-    listed(problems, f"{where}: missing test video", sorted(set(counts) - set(table["video"])))
-    listed(problems, f"{where}: video not in the test listing", sorted(set(table["video"]) - set(counts)))
-    for video, rows in table.groupby("video", sort=True):
-        if video in counts:
-            frames = set(rows["frame"])
-            if frames != set(range(1, counts[video] + 1)):
-                problems.append(f"{where}: {video}: frames {min(frames)}..{max(frames)} "
-                                f"({len(frames)} distinct), the test listing says 1..{counts[video]}")
     check_values(problems, where, table, VA.targets, VA.low, VA.high, table["image_location"].tolist())
     return problems
 
