@@ -4,6 +4,7 @@ failures, interruption, one GPU a slot)."""
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -69,9 +70,10 @@ def test_sbatch_array_run_task_by_task_then_gathered_equals_jobs_run(emi_data, e
     for line in ("#SBATCH --array=0-3", "#SBATCH --partition=gpu", "#SBATCH --time=04:00:00",
                  "#SBATCH --cpus-per-task=1", "#SBATCH --ntasks=1"):
         assert line in text
-    # Task k runs line k+1 of the list.
+    # Task k runs line k+1 of the list (whose `env TRACK=...` the script exports once).
+    assert all(line.startswith("env TRACK=emi ") for line in listed) and "export TRACK=emi" in text
     assert [line.split("set -- ", 1)[1].removesuffix(" ;;") for line in text.splitlines()
-            if line.strip().startswith("set -- ")] == listed
+            if line.strip().startswith("set -- ")] == [re.sub(r"^env (\S+=\S+ )+", "", line) for line in listed]
     for path in (script, gather):
         assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
 
