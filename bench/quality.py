@@ -473,8 +473,8 @@ def table(records: list[dict], runs: list[str]) -> str:
     cpu = [f"{run} {np.mean(v) / 3600:.2f}" for run in runs
            if (v := [r["cpu"] for r in records if r["run"] == run and r["release"] not in MEANS and r.get("cpu")])]
     return "\n".join(lines) + ("\n\nEach cell: held-back test score (its share of the noise-free ceiling) / "
-                               "out-of-fold score; EMI mean Pearson, VA mean CCC. Means over the releases that hold "
-                               "every run (their count in brackets)."
+                               "out-of-fold score; EMI mean Pearson, VA mean CCC, EXPR macro F1, AU mean F1. "
+                               "Means over the releases that hold every run (their count in brackets)."
                                + (f"\nTraining CPU-hours per release (mean): {', '.join(cpu)}." if cpu else ""))
 
 
